@@ -1,0 +1,219 @@
+"""Command line: ``taskrel train | evaluate | predict | stats``.
+
+Each subcommand has ``add_<cmd>_parser(subparsers)`` and ``run_<cmd>(args)``;
+the CLI parses, the library does the work. Tests call ``main([...])``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import DEFAULT_TASKS, POOLINGS, STRATEGIES, ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from .corpus import CorpusError
+
+
+def _csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _add_common(p):
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+# ------------------------------------------------------------------ train
+
+
+def add_train_parser(sub):
+    p = sub.add_parser("train", help="train a multi-task model, select it on dev, score it on test")
+    p.add_argument("--data", help="corpus folder, or a name under $TASKREL_DATA")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--tasks", type=_csv, default=list(DEFAULT_TASKS), help="comma-separated; the first is the main task")
+    p.add_argument("--weights", type=_floats, default=None,
+                   help="loss weights in task order (default: 0.8,0.1,0.05,0.05 for the four paper tasks, else 1 each)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="joint")
+    p.add_argument("--pooling", choices=POOLINGS, default="max")
+    p.add_argument("--crf", action="store_true", help="CRF on the NER head")
+    p.add_argument("--encoder", default="minilm", help="minilm, tiny, a local model folder or a hub id")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--eval-batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--warmup", type=float, default=0.1, help="fraction of steps of linear warm-up")
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--train-fraction", type=float, default=1.0)
+    p.add_argument("--merge-dev", action="store_true", help="train on train+devel, keep the last epoch (paper protocol)")
+    p.add_argument("--max-length", type=int, default=256, help="sub-words per window")
+    p.add_argument("--mcls-cap", type=int, default=3)
+    p.add_argument("--unseen-tags", choices=["error", "o"], default="error",
+                   help="devel/test tags never seen in train: stop with an error, or map to O")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
+    _add_common(p)
+    p.set_defaults(func=run_train)
+
+
+def config_from_args(a) -> RunConfig:
+    if not a.data:
+        raise ConfigError("--data is required (a corpus folder, or a name under $TASKREL_DATA)")
+    return RunConfig(
+        DataConfig(a.data, a.train_fraction, a.merge_dev, a.max_length, a.unseen_tags, a.mcls_cap),
+        ModelConfig(a.encoder, a.tasks, a.pooling, a.crf, a.dropout),
+        TrainConfig(a.strategy, a.weights, a.epochs, a.batch_size, a.eval_batch_size, a.lr, a.weight_decay,
+                    a.warmup, a.grad_clip, a.seed, a.device, a.threads),
+        a.out,
+    )
+
+
+def run_train(a) -> int:
+    from .train import train
+
+    saved = Path(a.out) / "config.json"
+    if a.resume and saved.is_file():
+        cfg = RunConfig.from_dict(json.loads(saved.read_text()))
+    else:
+        cfg = config_from_args(a)
+    metrics = train(cfg, resume=a.resume, progress=not a.no_progress)
+    print(format_scores(metrics["test"], "test"))
+    return 0
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+def add_evaluate_parser(sub):
+    p = sub.add_parser("evaluate", help="score a trained model on a corpus split")
+    p.add_argument("--model", required=True, help="model folder (RUN_DIR/model)")
+    p.add_argument("--data", required=True, help="corpus folder, or a name under $TASKREL_DATA")
+    p.add_argument("--split", default="test", choices=["train", "devel", "test"])
+    p.add_argument("--output", help="scores JSON (default: eval_<corpus>_<split>.json beside the model folder)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--unseen-tags", choices=["error", "o"], default="error",
+                   help="tags the model does not know: stop with an error, or map to O")
+    _add_common(p)
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(a) -> int:
+    from .corpus import apply_unseen_policy, find_split, read_conll, resolve_data
+    from .data import encode
+    from .evaluate import evaluate
+    from .predict import Tagger
+
+    root = resolve_data(a.data)
+    tagger = Tagger(a.model, a.device, a.batch_size)
+    sents = read_conll(find_split(root, a.split))
+    known = set(tagger.meta["ner_labels"] or ["O"])
+    sents = apply_unseen_policy(sents, known, a.unseen_tags)
+    enc = encode(sents, tagger.tokenizer, tagger.tasks, tagger.meta["max_length"])
+    scores = evaluate(tagger.model, enc, sents, tagger.tokenizer.pad_token_id or 0, a.batch_size,
+                      tagger.device, None if a.no_progress else a.split)
+    out = Path(a.output) if a.output else Path(a.model).resolve().parent / f"eval_{root.name}_{a.split}.json"
+    out.write_text(json.dumps({"model": str(a.model), "data": str(root), "split": a.split, "scores": scores},
+                              indent=2) + "\n")
+    print(format_scores(scores, f"{root.name} {a.split}"))
+    print(f"scores written to {out}")
+    return 0
+
+
+# ------------------------------------------------------------------ predict
+
+
+def add_predict_parser(sub):
+    p = sub.add_parser("predict", help="tag a CoNLL file (new last column) or raw text (JSON lines)")
+    p.add_argument("--model", required=True, help="model folder (RUN_DIR/model)")
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--format", default="auto", choices=["auto", "conll", "text"],
+                   help="auto: .tsv/.conll/.iob/.bio are CoNLL, anything else one sentence a line")
+    p.add_argument("--batch-size", type=int, default=64)
+    _add_common(p)
+    p.set_defaults(func=run_predict)
+
+
+def run_predict(a) -> int:
+    from .predict import predict_file
+
+    n = predict_file(a.model, a.input, a.output, a.format, a.device, a.batch_size, not a.no_progress)
+    print(f"tagged {n} sentences -> {a.output}")
+    return 0
+
+
+# ------------------------------------------------------------------ stats
+
+
+def add_stats_parser(sub):
+    p = sub.add_parser("stats", help="label counts of every task, per split")
+    p.add_argument("--data", required=True, help="corpus folder, or a name under $TASKREL_DATA")
+    p.add_argument("--tasks", type=_csv, default=list(DEFAULT_TASKS))
+    p.add_argument("--mcls-cap", type=int, default=3)
+    p.add_argument("--unseen-tags", choices=["error", "o"], default="error")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run_stats)
+
+
+def run_stats(a) -> int:
+    from .corpus import load_corpus
+    from .tasks import corpus_stats
+
+    corpus = load_corpus(a.data, unseen_tags=a.unseen_tags)
+    stats = corpus_stats(corpus, a.tasks, {"mcls_cap": a.mcls_cap})
+    if a.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    for split, per_task in stats.items():
+        print(f"{corpus.name} {split} ({len(corpus.splits[split])} sentences)")
+        for task, counts in per_task.items():
+            print(f"  {task:6s} " + "  ".join(f"{k}={v}" for k, v in counts.items()))
+    return 0
+
+
+# ------------------------------------------------------------------ output
+
+
+def format_scores(scores: dict, title: str) -> str:
+    lines = [f"{title}:"]
+    for task, s in scores.items():
+        if "f1" in s:
+            lines.append(f"  {task:6s} P {s['precision']:.4f}  R {s['recall']:.4f}  F1 {s['f1']:.4f}  ({s['support']} entities)")
+        else:
+            lines.append(f"  {task:6s} accuracy {s['accuracy']:.4f}  macro-F1 {s['macro_f1']:.4f}  ({s['support']} sentences)")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskrel", description="Multi-task BioNER and task-relationship analysis")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (add_train_parser, add_evaluate_parser, add_predict_parser, add_stats_parser):
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return args.func(args)
+    except (CorpusError, ConfigError, FileNotFoundError) as e:
+        print(f"taskrel: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

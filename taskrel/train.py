@@ -1,0 +1,259 @@
+"""The multi-task training loop, explicit from top to bottom.
+
+``train(config)`` writes into ``config.out``:
+
+- ``config.json``: the resolved configuration and the command line;
+- ``metrics.jsonl``: one line per epoch (losses, dev scores, speed);
+- ``model/``: the checkpoint selected on the main task's dev score (or the
+  last epoch with ``merge_dev``);
+- ``metrics.json``: final ``dev`` and ``test`` scores of the selected model;
+- ``checkpoint/``: what ``resume`` needs, removed when the run completes.
+
+Each epoch's batch order and dropout masks are seeded from ``(seed, epoch)``,
+so a run resumed after a kill gives the same numbers as one never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_model, save_model
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from . import __version__
+from .config import ConfigError, RunConfig
+from .corpus import load_corpus, subsample
+from .data import bucket_batches, collate, encode, to_device
+from .encoders import load_encoder
+from .evaluate import autocast, evaluate, main_score
+from .model import MultiTaskModel, resolve_device
+from .tasks import build_tasks
+
+CHECKPOINT = "checkpoint"
+
+
+class RunExists(ConfigError):
+    pass
+
+
+def write_json(path: Path, obj) -> None:
+    """Write atomically: a kill never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def param_groups(model, weight_decay: float):
+    """Weight decay on matrices only: no decay for biases and LayerNorm weights (1-D)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def epoch_schedule(cfg: RunConfig, lengths, epoch: int) -> list[tuple[list | None, list[int]]]:
+    """``(tasks, sentence indices)`` per step: all tasks every batch (joint), or
+    one task a batch with every task's batches shuffled together (alternating)."""
+    rng = np.random.default_rng([cfg.train.seed, epoch])
+    if cfg.train.strategy == "joint":
+        return [(None, b) for b in bucket_batches(lengths, cfg.train.batch_size, rng)]
+    steps = [([t], b) for t in cfg.model.tasks for b in bucket_batches(lengths, cfg.train.batch_size, rng)]
+    return [steps[i] for i in rng.permutation(len(steps))]
+
+
+def prepare(cfg: RunConfig):
+    """Corpus splits, tasks, model and tokenizer for a configuration."""
+    corpus = load_corpus(cfg.data.data, unseen_tags=cfg.data.unseen_tags)
+    train_set = subsample(corpus.splits["train"], cfg.data.train_fraction, cfg.train.seed)
+    dev_set = corpus.splits["devel"]
+    if cfg.data.merge_dev:
+        train_set, dev_set = train_set + dev_set, []
+    tasks = build_tasks(cfg.model.tasks, corpus.tag_set, {"mcls_cap": cfg.data.mcls_cap})
+    encoder, tokenizer = load_encoder(cfg.model.encoder)
+    model = MultiTaskModel(encoder, tasks, cfg.model.pooling, cfg.model.crf, cfg.model.dropout)
+    return corpus, train_set, dev_set, tasks, model, tokenizer
+
+
+def _start_run_dir(cfg: RunConfig, resume: bool) -> tuple[Path, dict | None]:
+    out = Path(cfg.out)
+    state_file = out / CHECKPOINT / "state.json"
+    if resume and state_file.is_file():
+        return out, json.loads(state_file.read_text())
+    if (out / "metrics.jsonl").exists() and not resume:
+        raise RunExists(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.jsonl").write_text("")
+    return out, None
+
+
+def _save_checkpoint(out: Path, model, optimizer, scheduler, state: dict) -> None:
+    tmp = out / (CHECKPOINT + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_model(model, str(tmp / "model.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim.pt")
+    (tmp / "state.json").write_text(json.dumps(state, indent=2))
+    shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+    os.replace(tmp, out / CHECKPOINT)
+
+
+def _save_model(out: Path, model, tokenizer, cfg: RunConfig) -> None:
+    tmp = out / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(tmp, tokenizer, cfg.data.max_length, cfg.data.mcls_cap)
+    shutil.rmtree(out / "model", ignore_errors=True)
+    os.replace(tmp, out / "model")
+
+
+def train(cfg: RunConfig, resume: bool = False, callbacks=(), progress: bool = True, log=print) -> dict:
+    """Train, select on dev, evaluate; returns the contents of ``metrics.json``.
+
+    ``callbacks`` are called as ``cb(record)`` after each epoch's record and
+    checkpoint are written.
+    """
+    if not cfg.out:
+        raise ValueError("the run needs an output folder (out)")
+    if resume and (Path(cfg.out) / "metrics.json").is_file():
+        log(f"{cfg.out} is already complete")
+        return json.loads((Path(cfg.out) / "metrics.json").read_text())
+    out, state = _start_run_dir(cfg, resume)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.train.seed)
+    corpus, train_set, dev_set, tasks, model, tokenizer = prepare(cfg)
+    model.to(device)
+    main = cfg.model.main_task
+    weights = cfg.train.weights
+    write_json(out / "config.json", {
+        "taskrel_version": __version__,
+        "command": sys.argv,
+        **cfg.to_dict(),
+        "resolved": {"device": str(device), "corpus": corpus.root, "ner_labels": list(corpus.tag_set),
+                     "train_sentences": len(train_set), "dev_sentences": len(dev_set)},
+    })
+
+    pad_id = tokenizer.pad_token_id or 0
+    max_len = cfg.data.max_length
+    train_enc = encode(train_set, tokenizer, tasks, max_len)
+    dev_enc = encode(dev_set, tokenizer, tasks, max_len)
+    lengths = [e.length for e in train_enc]
+    steps_per_epoch = len(epoch_schedule(cfg, lengths, 0))
+    total_steps = steps_per_epoch * cfg.train.epochs
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.train.warmup * total_steps), total_steps)
+
+    start_epoch, best, best_epoch = 1, -math.inf, None
+    if state is not None:
+        load_model(model, str(out / CHECKPOINT / "model.safetensors"), device=str(device))
+        saved = torch.load(out / CHECKPOINT / "optim.pt", map_location=device, weights_only=True)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        start_epoch, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
+        _truncate_metrics(out / "metrics.jsonl", state["epoch"])
+        log(f"resuming {out} after epoch {state['epoch']}")
+
+    for epoch in range(start_epoch, cfg.train.epochs + 1):
+        torch.manual_seed(cfg.train.seed * 100_003 + epoch)
+        model.train()
+        schedule = epoch_schedule(cfg, lengths, epoch)
+        loss_sum = {t: 0.0 for t in tasks}
+        loss_n = {t: 0 for t in tasks}
+        n_sent = n_pieces = 0
+        t0 = time.perf_counter()
+        bar = tqdm(schedule, desc=f"epoch {epoch}/{cfg.train.epochs}", disable=None if progress else True, leave=False)
+        for step_tasks, idx in bar:
+            batch = to_device(collate([train_enc[i] for i in idx], tasks, pad_id), device)
+            with autocast(device):
+                outputs = model(batch, tasks=step_tasks)
+            loss = sum(weights[t] * o["loss"] for t, o in outputs.items())
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            for t, o in outputs.items():
+                loss_sum[t] += o["loss"].item()
+                loss_n[t] += 1
+            n_sent += len(idx)
+            n_pieces += int(batch["attention_mask"].sum())
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        train_seconds = time.perf_counter() - t0
+        if n_sent and step_tasks is not None:  # alternating: each sentence was seen once per task
+            n_sent //= len(tasks)
+            n_pieces //= len(tasks)
+
+        t1 = time.perf_counter()
+        dev_scores = evaluate(model, dev_enc, dev_set, pad_id, cfg.train.eval_batch_size, device,
+                              "dev" if progress else None) if dev_set else {}
+        score = main_score(tasks[main], dev_scores[main]) if dev_scores else float(epoch)
+        improved = score > best
+        if improved:
+            best, best_epoch = score, epoch
+            _save_model(out, model, tokenizer, cfg)
+        record = {
+            "epoch": epoch,
+            "loss": {t: loss_sum[t] / max(loss_n[t], 1) for t in tasks},
+            "dev": dev_scores,
+            "selected": improved,
+            "train_seconds": train_seconds,
+            "eval_seconds": time.perf_counter() - t1,
+            "sentences_per_s": n_sent / train_seconds,
+            "wordpieces_per_s": n_pieces / train_seconds,
+            "lr": scheduler.get_last_lr()[0],
+        }
+        with open(out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        _save_checkpoint(out, model, optimizer, scheduler, {"epoch": epoch, "best": best, "best_epoch": best_epoch})
+        dev_txt = f" dev {main} {tasks[main].main_metric} {score:.4f}" if dev_scores else ""
+        log(f"epoch {epoch}: loss {float(sum(weights[t] * record['loss'][t] for t in tasks)):.4f}{dev_txt}"
+            f" ({record['sentences_per_s']:.1f} sent/s){' *' if improved else ''}")
+        for cb in callbacks:
+            cb(record)
+
+    return finish(cfg, out, best_epoch, progress, log)
+
+
+def _truncate_metrics(path: Path, epochs: int) -> None:
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()][:epochs]
+    path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def finish(cfg: RunConfig, out: Path, best_epoch, progress: bool = True, log=print) -> dict:
+    """Evaluate the selected model on dev and test; write ``metrics.json``."""
+    from .model import load
+
+    device = resolve_device(cfg.train.device)
+    model, tokenizer, _ = load(out / "model", device)
+    corpus = load_corpus(cfg.data.data, unseen_tags=cfg.data.unseen_tags)
+    results = {"main_task": cfg.model.main_task, "best_epoch": best_epoch,
+               "selection": "last epoch (merge_dev)" if cfg.data.merge_dev else f"best dev {cfg.model.main_task}"}
+    pad_id = tokenizer.pad_token_id or 0
+    for split in ("devel", "test"):
+        key = "dev" if split == "devel" else "test"
+        if split == "devel" and cfg.data.merge_dev:
+            results[key] = None  # devel was trained on
+            continue
+        sents = corpus.splits[split]
+        enc = encode(sents, tokenizer, model.tasks, cfg.data.max_length)
+        results[key] = evaluate(model, enc, sents, pad_id, cfg.train.eval_batch_size, device,
+                                split if progress else None)
+    write_json(out / "metrics.json", results)
+    shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+    main = model.tasks[cfg.model.main_task]
+    log(f"test {main.name} {main.main_metric}: {main_score(main, results['test'][main.name]):.4f} "
+        f"(model from epoch {best_epoch}) -> {out / 'metrics.json'}")
+    return results
