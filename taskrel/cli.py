@@ -39,9 +39,15 @@ def add_train_parser(sub):
     p = sub.add_parser("train", help="train a multi-task model, select it on dev, score it on test")
     p.add_argument("--data", help="corpus folder, or a name under $TASKREL_DATA")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--tasks", type=_csv, default=list(DEFAULT_TASKS), help="comma-separated; the first is the main task")
-    p.add_argument("--weights", type=_floats, default=None,
-                   help="loss weights in task order (default: 0.8,0.1,0.05,0.05 for the four paper tasks, else 1 each)")
+    p.add_argument(
+        "--tasks", type=_csv, default=list(DEFAULT_TASKS), help="comma-separated; the first is the main task"
+    )
+    p.add_argument(
+        "--weights",
+        type=_floats,
+        default=None,
+        help="loss weights in task order (default: 0.8,0.1,0.05,0.05 for the four paper tasks, else 1 each)",
+    )
     p.add_argument("--strategy", choices=STRATEGIES, default="joint")
     p.add_argument("--pooling", choices=POOLINGS, default="max")
     p.add_argument("--crf", action="store_true", help="CRF on the NER head")
@@ -55,11 +61,17 @@ def add_train_parser(sub):
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--train-fraction", type=float, default=1.0)
-    p.add_argument("--merge-dev", action="store_true", help="train on train+devel, keep the last epoch (paper protocol)")
+    p.add_argument(
+        "--merge-dev", action="store_true", help="train on train+devel, keep the last epoch (paper protocol)"
+    )
     p.add_argument("--max-length", type=int, default=256, help="sub-words per window")
     p.add_argument("--mcls-cap", type=int, default=3)
-    p.add_argument("--unseen-tags", choices=["error", "o"], default="error",
-                   help="devel/test tags never seen in train: stop with an error, or map to O")
+    p.add_argument(
+        "--unseen-tags",
+        choices=["error", "o"],
+        default="error",
+        help="devel/test tags never seen in train: stop with an error, or map to O",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
     _add_common(p)
@@ -72,8 +84,20 @@ def config_from_args(a) -> RunConfig:
     return RunConfig(
         DataConfig(a.data, a.train_fraction, a.merge_dev, a.max_length, a.unseen_tags, a.mcls_cap),
         ModelConfig(a.encoder, a.tasks, a.pooling, a.crf, a.dropout),
-        TrainConfig(a.strategy, a.weights, a.epochs, a.batch_size, a.eval_batch_size, a.lr, a.weight_decay,
-                    a.warmup, a.grad_clip, a.seed, a.device, a.threads),
+        TrainConfig(
+            a.strategy,
+            a.weights,
+            a.epochs,
+            a.batch_size,
+            a.eval_batch_size,
+            a.lr,
+            a.weight_decay,
+            a.warmup,
+            a.grad_clip,
+            a.seed,
+            a.device,
+            a.threads,
+        ),
         a.out,
     )
 
@@ -101,8 +125,12 @@ def add_evaluate_parser(sub):
     p.add_argument("--split", default="test", choices=["train", "devel", "test"])
     p.add_argument("--output", help="scores JSON (default: eval_<corpus>_<split>.json beside the model folder)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--unseen-tags", choices=["error", "o"], default="error",
-                   help="tags the model does not know: stop with an error, or map to O")
+    p.add_argument(
+        "--unseen-tags",
+        choices=["error", "o"],
+        default="error",
+        help="tags the model does not know: stop with an error, or map to O",
+    )
     _add_common(p)
     p.set_defaults(func=run_evaluate)
 
@@ -119,11 +147,19 @@ def run_evaluate(a) -> int:
     known = set(tagger.meta["ner_labels"] or ["O"])
     sents = apply_unseen_policy(sents, known, a.unseen_tags)
     enc = encode(sents, tagger.tokenizer, tagger.tasks, tagger.meta["max_length"])
-    scores = evaluate(tagger.model, enc, sents, tagger.tokenizer.pad_token_id or 0, a.batch_size,
-                      tagger.device, None if a.no_progress else a.split)
+    scores = evaluate(
+        tagger.model,
+        enc,
+        sents,
+        tagger.tokenizer.pad_token_id or 0,
+        a.batch_size,
+        tagger.device,
+        None if a.no_progress else a.split,
+    )
     out = Path(a.output) if a.output else Path(a.model).resolve().parent / f"eval_{root.name}_{a.split}.json"
-    out.write_text(json.dumps({"model": str(a.model), "data": str(root), "split": a.split, "scores": scores},
-                              indent=2) + "\n")
+    out.write_text(
+        json.dumps({"model": str(a.model), "data": str(root), "split": a.split, "scores": scores}, indent=2) + "\n"
+    )
     print(format_scores(scores, f"{root.name} {a.split}"))
     print(f"scores written to {out}")
     return 0
@@ -137,8 +173,12 @@ def add_predict_parser(sub):
     p.add_argument("--model", required=True, help="model folder (RUN_DIR/model)")
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
-    p.add_argument("--format", default="auto", choices=["auto", "conll", "text"],
-                   help="auto: .tsv/.conll/.iob/.bio are CoNLL, anything else one sentence a line")
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "conll", "text"],
+        help="auto: .tsv/.conll/.iob/.bio are CoNLL, anything else one sentence a line",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     _add_common(p)
     p.set_defaults(func=run_predict)
@@ -188,9 +228,13 @@ def format_scores(scores: dict, title: str) -> str:
     lines = [f"{title}:"]
     for task, s in scores.items():
         if "f1" in s:
-            lines.append(f"  {task:6s} P {s['precision']:.4f}  R {s['recall']:.4f}  F1 {s['f1']:.4f}  ({s['support']} entities)")
+            lines.append(
+                f"  {task:6s} P {s['precision']:.4f}  R {s['recall']:.4f}  F1 {s['f1']:.4f}  ({s['support']} entities)"
+            )
         else:
-            lines.append(f"  {task:6s} accuracy {s['accuracy']:.4f}  macro-F1 {s['macro_f1']:.4f}  ({s['support']} sentences)")
+            lines.append(
+                f"  {task:6s} accuracy {s['accuracy']:.4f}  macro-F1 {s['macro_f1']:.4f}  ({s['support']} sentences)"
+            )
     return "\n".join(lines)
 
 

@@ -19,6 +19,10 @@ STRATEGIES = ("joint", "alternating")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+# Keys that config.json records about a run but that are not settings.
+RECORD_ONLY = {"command", "taskrel_version", "resolved"}
+
+
 class ConfigError(ValueError):
     pass
 
@@ -144,9 +148,9 @@ class RunConfig:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
+    def from_dict(cls, d: dict) -> RunConfig:
         known = {"data", "model", "train", "out"}
-        unknown = sorted(set(d) - known - {"command", "taskrel_version"})
+        unknown = sorted(set(d) - known - RECORD_ONLY)
         _check(not unknown, f"RunConfig: unknown key(s) {unknown}; known: {sorted(known)}")
         return cls(
             DataConfig.from_dict(d.get("data", {})),

@@ -122,7 +122,7 @@ def _decode_lines(path: Path) -> list[str]:
             out.append(raw.decode("utf-8").rstrip("\r"))
         except UnicodeDecodeError as e:
             raise CorpusError(
-                f"{path}:{n}: byte {raw[e.start:e.start + 1]!r} at column {e.start + 1} "
+                f"{path}:{n}: byte {raw[e.start : e.start + 1]!r} at column {e.start + 1} "
                 "is not valid UTF-8; expected a UTF-8 text file"
             ) from None
     if lines and lines[-1] == b"":
@@ -268,7 +268,7 @@ def apply_unseen_policy(sentences, known, policy):
         mapped += len(bad)
         out.append(Sentence(s.tokens, tuple(to_iob2(tags)), s.path, s.line))
     if mapped:
-        warnings.warn(f"{sentences[0].path}: {mapped} tags unseen in train were mapped to O")
+        warnings.warn(f"{sentences[0].path}: {mapped} tags unseen in train were mapped to O", stacklevel=3)
     return out
 
 

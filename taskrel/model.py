@@ -64,8 +64,12 @@ class MultiTaskModel(nn.Module):
             else:
                 if sentences is None:
                     sentences = pool(
-                        hidden, batch["attention_mask"], batch["row_sentence"],
-                        batch["first_row"], batch["n_sentences"], self.pooling,
+                        hidden,
+                        batch["attention_mask"],
+                        batch["row_sentence"],
+                        batch["first_row"],
+                        batch["n_sentences"],
+                        self.pooling,
                     )  # (S, H)
                 out[name] = self.heads[name](sentences, None, lab)
         return out

@@ -47,7 +47,7 @@ class Tagger:
         for k, i in enumerate(todo):
             res, offsets = results[i], words[i]
             res["tokens"] = [w for w, _, _ in offsets]
-            for name, task in self.tasks.items():
+            for name in self.tasks:
                 res[name] = preds[name][k]
             tags = preds[self.tag_task][k]
             for start, end, kind in entity_spans(tags):
@@ -56,8 +56,15 @@ class Tagger:
         return results
 
 
-def predict_file(model_dir, input_path, output_path, fmt: str = "auto", device: str = "auto",
-                 batch_size: int = 64, progress: bool = True) -> int:
+def predict_file(
+    model_dir,
+    input_path,
+    output_path,
+    fmt: str = "auto",
+    device: str = "auto",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> int:
     """Tag a file; returns the number of sentences. ``fmt``: auto, conll or text."""
     input_path, output_path = Path(input_path), Path(output_path)
     if fmt == "auto":

@@ -9,8 +9,8 @@ word) for token tasks, a single label for sentence tasks.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .corpus import entity_spans
 

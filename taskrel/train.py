@@ -138,13 +138,21 @@ def train(cfg: RunConfig, resume: bool = False, callbacks=(), progress: bool = T
     model.to(device)
     main = cfg.model.main_task
     weights = cfg.train.weights
-    write_json(out / "config.json", {
-        "taskrel_version": __version__,
-        "command": sys.argv,
-        **cfg.to_dict(),
-        "resolved": {"device": str(device), "corpus": corpus.root, "ner_labels": list(corpus.tag_set),
-                     "train_sentences": len(train_set), "dev_sentences": len(dev_set)},
-    })
+    write_json(
+        out / "config.json",
+        {
+            "taskrel_version": __version__,
+            "command": sys.argv,
+            **cfg.to_dict(),
+            "resolved": {
+                "device": str(device),
+                "corpus": corpus.root,
+                "ner_labels": list(corpus.tag_set),
+                "train_sentences": len(train_set),
+                "dev_sentences": len(dev_set),
+            },
+        },
+    )
 
     pad_id = tokenizer.pad_token_id or 0
     max_len = cfg.data.max_length
@@ -197,8 +205,11 @@ def train(cfg: RunConfig, resume: bool = False, callbacks=(), progress: bool = T
             n_pieces //= len(tasks)
 
         t1 = time.perf_counter()
-        dev_scores = evaluate(model, dev_enc, dev_set, pad_id, cfg.train.eval_batch_size, device,
-                              "dev" if progress else None) if dev_set else {}
+        dev_scores = (
+            evaluate(model, dev_enc, dev_set, pad_id, cfg.train.eval_batch_size, device, "dev" if progress else None)
+            if dev_set
+            else {}
+        )
         score = main_score(tasks[main], dev_scores[main]) if dev_scores else float(epoch)
         improved = score > best
         if improved:
@@ -219,8 +230,10 @@ def train(cfg: RunConfig, resume: bool = False, callbacks=(), progress: bool = T
             f.write(json.dumps(record) + "\n")
         _save_checkpoint(out, model, optimizer, scheduler, {"epoch": epoch, "best": best, "best_epoch": best_epoch})
         dev_txt = f" dev {main} {tasks[main].main_metric} {score:.4f}" if dev_scores else ""
-        log(f"epoch {epoch}: loss {float(sum(weights[t] * record['loss'][t] for t in tasks)):.4f}{dev_txt}"
-            f" ({record['sentences_per_s']:.1f} sent/s){' *' if improved else ''}")
+        log(
+            f"epoch {epoch}: loss {float(sum(weights[t] * record['loss'][t] for t in tasks)):.4f}{dev_txt}"
+            f" ({record['sentences_per_s']:.1f} sent/s){' *' if improved else ''}"
+        )
         for cb in callbacks:
             cb(record)
 
@@ -239,8 +252,11 @@ def finish(cfg: RunConfig, out: Path, best_epoch, progress: bool = True, log=pri
     device = resolve_device(cfg.train.device)
     model, tokenizer, _ = load(out / "model", device)
     corpus = load_corpus(cfg.data.data, unseen_tags=cfg.data.unseen_tags)
-    results = {"main_task": cfg.model.main_task, "best_epoch": best_epoch,
-               "selection": "last epoch (merge_dev)" if cfg.data.merge_dev else f"best dev {cfg.model.main_task}"}
+    results = {
+        "main_task": cfg.model.main_task,
+        "best_epoch": best_epoch,
+        "selection": "last epoch (merge_dev)" if cfg.data.merge_dev else f"best dev {cfg.model.main_task}",
+    }
     pad_id = tokenizer.pad_token_id or 0
     for split in ("devel", "test"):
         key = "dev" if split == "devel" else "test"
@@ -249,11 +265,14 @@ def finish(cfg: RunConfig, out: Path, best_epoch, progress: bool = True, log=pri
             continue
         sents = corpus.splits[split]
         enc = encode(sents, tokenizer, model.tasks, cfg.data.max_length)
-        results[key] = evaluate(model, enc, sents, pad_id, cfg.train.eval_batch_size, device,
-                                split if progress else None)
+        results[key] = evaluate(
+            model, enc, sents, pad_id, cfg.train.eval_batch_size, device, split if progress else None
+        )
     write_json(out / "metrics.json", results)
     shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
     main = model.tasks[cfg.model.main_task]
-    log(f"test {main.name} {main.main_metric}: {main_score(main, results['test'][main.name]):.4f} "
-        f"(model from epoch {best_epoch}) -> {out / 'metrics.json'}")
+    log(
+        f"test {main.name} {main.main_metric}: {main_score(main, results['test'][main.name]):.4f} "
+        f"(model from epoch {best_epoch}) -> {out / 'metrics.json'}"
+    )
     return results

@@ -1,0 +1,28 @@
+"""Tiny models and data for the model tests."""
+
+import torch
+
+from taskrel.corpus import Sentence
+from taskrel.data import collate, encode
+from taskrel.encoders import tiny_encoder
+from taskrel.model import MultiTaskModel
+from taskrel.tasks import build_tasks
+
+NER_LABELS = ["O", "B-Disease", "I-Disease"]
+SENTENCES = [
+    Sentence(("Breast", "cancer", "was", "found", "."), ("B-Disease", "I-Disease", "O", "O", "O")),
+    Sentence(("HNPCC", "runs", "in", "families"), ("B-Disease", "O", "O", "O")),
+    Sentence(("No", "entity", "here"), ("O", "O", "O")),
+]
+
+
+def tiny_model(tasks=("ner", "mtcls", "bcls", "mcls"), pooling="max", crf=False, seed=0, dropout=0.1):
+    torch.manual_seed(seed)
+    encoder, tokenizer = tiny_encoder()
+    model = MultiTaskModel(encoder, build_tasks(list(tasks), NER_LABELS), pooling, crf, dropout)
+    return model, tokenizer
+
+
+def batch_of(model, tokenizer, sentences=SENTENCES, max_length=64):
+    enc = encode(sentences, tokenizer, model.tasks, max_length)
+    return enc, collate(enc, model.tasks, tokenizer.pad_token_id)

@@ -1,0 +1,130 @@
+import itertools
+
+import pytest
+import torch
+
+from taskrel.corpus import Sentence
+from taskrel.crf import CRF
+from taskrel.data import encode
+from taskrel.evaluate import evaluate, predict
+from taskrel.model import load
+
+from helpers import SENTENCES, batch_of, tiny_model
+
+
+@pytest.mark.parametrize("pooling, crf", [("max", False), ("mean", True), ("cls", False)])
+def test_every_trainable_parameter_gets_a_gradient(pooling, crf):
+    model, tok = tiny_model(pooling=pooling, crf=crf)
+    _, batch = batch_of(model, tok)
+    out = model(batch)
+    sum(o["loss"] for o in out.values()).backward()
+    missing = [
+        n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)
+    ]
+    assert not missing
+
+
+def test_loss_only_with_labels():
+    model, tok = tiny_model()
+    _, batch = batch_of(model, tok)
+    out = model(batch, with_loss=False)
+    assert all(set(o) == {"logits"} for o in out.values())
+    assert out["ner"]["logits"].shape == (3, 5, 3)  # (rows, words, labels)
+    assert out["mcls"]["logits"].shape == (3, 4)  # (sentences, labels)
+
+
+@pytest.mark.parametrize("crf", [False, True])
+def test_save_then_load_gives_identical_outputs(tmp_path, crf):
+    model, tok = tiny_model(crf=crf)
+    model.eval()
+    _, batch = batch_of(model, tok)
+    model.save(tmp_path / "m", tok, max_length=64, mcls_cap=3)
+    loaded, tok2, meta = load(tmp_path / "m")
+    assert meta["crf"] is crf and meta["tasks"] == ["ner", "mtcls", "bcls", "mcls"]
+    assert not list(tmp_path.glob("m/*.bin")) and not list(tmp_path.glob("m/*.pt"))  # no pickle
+    with torch.no_grad():
+        a, b = model(batch, with_loss=False), loaded(batch, with_loss=False)
+    for name in a:
+        assert torch.equal(a[name]["logits"], b[name]["logits"])
+    assert tok2(["Breast cancer"])["input_ids"] == tok(["Breast cancer"])["input_ids"]
+
+
+@pytest.mark.parametrize("pooling", ["max", "mean", "cls"])
+def test_batch_predictions_equal_one_by_one(pooling):
+    model, tok = tiny_model(pooling=pooling, crf=True)
+    model.eval()
+    enc, batch = batch_of(model, tok)
+    with torch.no_grad():
+        together = model(batch, with_loss=False)
+        for k, sent in enumerate(SENTENCES):
+            _, single = batch_of(model, tok, [sent])
+            alone = model(single, with_loss=False)
+            n = len(sent.tokens)
+            torch.testing.assert_close(
+                alone["ner"]["logits"][0, :n], together["ner"]["logits"][k, :n], atol=1e-5, rtol=1e-4
+            )
+            torch.testing.assert_close(alone["mcls"]["logits"][0], together["mcls"]["logits"][k], atol=1e-5, rtol=1e-4)
+
+
+def test_a_tiny_fixture_can_be_overfit():
+    model, tok = tiny_model(dropout=0.0)
+    enc, batch = batch_of(model, tok)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = sum(o["loss"] for o in model(batch).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    scores = evaluate(model, enc, SENTENCES, tok.pad_token_id)
+    assert scores["ner"]["f1"] == 1.0 and scores["mtcls"]["f1"] == 1.0
+    assert scores["bcls"]["accuracy"] == 1.0 and scores["mcls"]["accuracy"] == 1.0
+
+
+def test_long_sentences_are_windowed_without_losing_entities():
+    model, tok = tiny_model(crf=True)
+    words = [f"w{i}" for i in range(40)]
+    tags = ["O"] * 40
+    tags[35:37] = ["B-Disease", "I-Disease"]  # far beyond the first window
+    tags[2] = "B-Disease"
+    long = Sentence(tuple(words), tuple(tags))
+    enc = encode([long, SENTENCES[0]], tok, model.tasks, max_length=16)
+    assert len(enc[0].rows) > 3 and all(len(r) <= 16 for r in enc[0].rows)
+    assert sorted(w for ws in enc[0].words for w in ws) == list(range(40))  # every word predicted once
+    preds = predict(model, enc, tok.pad_token_id, batch_size=2)
+    assert len(preds["ner"][0]) == 40 and preds["bcls"][0] in ("0", "1")
+    scores = evaluate(model, enc, [long, SENTENCES[0]], tok.pad_token_id)
+    assert scores["ner"]["support"] == 3  # both gold entities of the long sentence, and the short one's
+
+
+def test_window_of_one_long_word_and_empty_word():
+    model, tok = tiny_model()
+    sent = Sentence(("a" * 50, "\u200b", "b"), ("B-Disease", "O", "O"))
+    enc = encode([sent], tok, model.tasks, max_length=12)
+    assert all(len(r) <= 12 for r in enc[0].rows)
+    assert 1 not in [w for ws in enc[0].words for w in ws]  # the zero-width space has no sub-word
+    preds = predict(model, enc, tok.pad_token_id)
+    assert len(preds["ner"][0]) == 3 and preds["ner"][0][1] == "O"
+
+
+def test_crf_matches_brute_force():
+    torch.manual_seed(0)
+    L, W = 3, 4
+    crf = CRF(L)
+    for p in crf.parameters():
+        torch.nn.init.normal_(p)
+    emissions = torch.randn(2, W, L)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.bool)
+    labels = torch.tensor([[0, 2, 1, 1], [1, 1, 0, -100]])
+
+    def path_score(r, path):
+        s = crf.start[path[0]] + crf.end[path[-1]] + sum(emissions[r, t, y] for t, y in enumerate(path))
+        return s + sum(crf.transitions[a, b] for a, b in zip(path, path[1:]))
+
+    nll, best = [], []
+    for r, n in enumerate(mask.sum(1).tolist()):
+        paths = list(itertools.product(range(L), repeat=n))
+        scores = torch.stack([path_score(r, p) for p in paths])
+        nll.append(torch.logsumexp(scores, 0) - path_score(r, labels[r, :n].tolist()))
+        best.append(list(paths[int(scores.argmax())]))
+    torch.testing.assert_close(crf.neg_log_likelihood(emissions, labels, mask), torch.stack(nll).mean())
+    assert crf.decode(emissions, mask) == best

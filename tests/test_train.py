@@ -1,0 +1,245 @@
+import json
+
+import pytest
+
+from taskrel.cli import main
+from taskrel.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from taskrel.train import train
+
+FAST = ["--encoder", "tiny", "--threads", "1", "--no-progress", "--lr", "1e-3", "--batch-size", "4"]
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def tiny_config(corpus, out, **train_kw):
+    return RunConfig(
+        DataConfig(str(corpus)),
+        ModelConfig("tiny"),
+        TrainConfig(**{"epochs": 2, "batch_size": 4, "lr": 1e-3, "threads": 1, **train_kw}),
+        str(out),
+    )
+
+
+def test_train_evaluate_predict_end_to_end(tiny_corpus, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_corpus), "--out", str(run), "--epochs", "2", *FAST]) == 0
+    assert "test:" in capsys.readouterr().out
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["command"] and config["model"]["tasks"] == ["ner", "mtcls", "bcls", "mcls"]
+    assert config["train"]["weights"] == {"ner": 0.8, "mtcls": 0.1, "bcls": 0.05, "mcls": 0.05}
+    assert config["model"]["pooling"] == "max"
+    RunConfig.from_dict(config)  # re-readable
+
+    epochs = read_jsonl(run / "metrics.jsonl")
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    for e in epochs:
+        assert set(e["loss"]) == set(e["dev"]) == {"ner", "mtcls", "bcls", "mcls"}
+        assert e["sentences_per_s"] > 0 and e["wordpieces_per_s"] > e["sentences_per_s"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["main_task"] == "ner" and metrics["best_epoch"] in (1, 2)
+    assert set(metrics["test"]["ner"]) >= {"precision", "recall", "f1", "per_type"}
+    assert set(metrics["test"]["mcls"]) >= {"accuracy", "macro_f1"}
+    best = epochs[metrics["best_epoch"] - 1]
+    assert best["selected"] and metrics["dev"]["ner"] == best["dev"]["ner"]  # the selected model is the one reloaded
+    assert not (run / "checkpoint").exists()
+
+    assert (
+        main(
+            ["evaluate", "--model", str(run / "model"), "--data", str(tiny_corpus), "--split", "test", "--no-progress"]
+        )
+        == 0
+    )
+    evaluated = json.loads((run / "eval_tiny_test.json").read_text())
+    assert evaluated["scores"] == metrics["test"]
+
+    text = tmp_path / "in.txt"
+    text.write_text("Breast cancer (HNPCC) was seen.\n\nNo disease here .\n")
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(run / "model"),
+                "--input",
+                str(text),
+                "--output",
+                str(tmp_path / "o.jsonl"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    lines = read_jsonl(tmp_path / "o.jsonl")
+    assert len(lines) == 3 and lines[1]["tokens"] == []
+    first = lines[0]
+    assert first["tokens"] == ["Breast", "cancer", "(", "HNPCC", ")", "was", "seen", "."]
+    assert len(first["ner"]) == 8 and first["bcls"] in ("0", "1") and first["mcls"] in ("0", "1", "2", "3")
+    for ent in first["entities"]:
+        assert first["text"][ent["start"] : ent["end"]] == ent["text"] and ent["type"] == "Disease"
+
+    out = tmp_path / "o.tsv"
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(run / "model"),
+                "--input",
+                str(tiny_corpus / "test.tsv"),
+                "--output",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    original = (tiny_corpus / "test.tsv").read_text().splitlines()
+    tagged = out.read_text().splitlines()
+    assert len(tagged) == len(original)
+    for a, b in zip(original, tagged):
+        assert (a == b == "") or (b.startswith(a + "\t") and b.split("\t")[-1] in ("O", "B-Disease", "I-Disease"))
+
+
+def test_same_seed_same_numbers(tiny_corpus, tmp_path):
+    a = train(tiny_config(tiny_corpus, tmp_path / "a"), progress=False, log=lambda *_: None)
+    b = train(tiny_config(tiny_corpus, tmp_path / "b"), progress=False, log=lambda *_: None)
+    assert a == b
+    la, lb = read_jsonl(tmp_path / "a" / "metrics.jsonl"), read_jsonl(tmp_path / "b" / "metrics.jsonl")
+    assert [e["loss"] for e in la] == [e["loss"] for e in lb]
+
+
+def test_resume_after_a_kill_gives_the_same_numbers(tiny_corpus, tmp_path):
+    full = train(tiny_config(tiny_corpus, tmp_path / "full", epochs=3), progress=False, log=lambda *_: None)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_epoch_2(record):
+        if record["epoch"] == 2:
+            raise Killed
+
+    cfg = tiny_config(tiny_corpus, tmp_path / "resumed", epochs=3)
+    with pytest.raises(Killed):
+        train(cfg, callbacks=[kill_after_epoch_2], progress=False, log=lambda *_: None)
+    assert (tmp_path / "resumed" / "checkpoint" / "state.json").exists()
+    assert not (tmp_path / "resumed" / "metrics.json").exists()
+    with pytest.raises(ConfigError, match="pass --resume"):
+        train(cfg, progress=False, log=lambda *_: None)
+    resumed = train(cfg, resume=True, progress=False, log=lambda *_: None)
+    assert resumed == full
+    losses = lambda run: [e["loss"] for e in read_jsonl(tmp_path / run / "metrics.jsonl")]  # noqa: E731
+    assert losses("resumed") == losses("full")
+    # a finished run is not retrained
+    assert train(cfg, resume=True, progress=False, log=lambda *_: None) == full
+
+
+def test_resume_through_the_cli(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--data", str(tiny_corpus), "--out", str(run), "--epochs", "1", *FAST]
+    assert main(args) == 0
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 0
+    assert main(args) == 2  # the run exists and --resume was not given
+
+
+@pytest.mark.parametrize("strategy", ["joint", "alternating"])
+def test_strategies(tiny_corpus, tmp_path, strategy):
+    metrics = train(
+        tiny_config(tiny_corpus, tmp_path / "r", epochs=1, strategy=strategy), progress=False, log=lambda *_: None
+    )
+    epoch = read_jsonl(tmp_path / "r" / "metrics.jsonl")[0]
+    assert all(v > 0 for v in epoch["loss"].values())
+    assert set(metrics["test"]) == {"ner", "mtcls", "bcls", "mcls"}
+
+
+def test_alternating_batches_serve_one_task_each(tiny_corpus):
+    from taskrel.train import epoch_schedule
+
+    cfg = tiny_config(tiny_corpus, "unused", strategy="alternating")
+    steps = epoch_schedule(cfg, [5, 6, 7, 8, 9, 10, 11, 12], epoch=1)
+    assert len(steps) == 4 * 2  # 4 tasks x 2 batches of 4
+    assert sorted(t[0] for t, _ in steps) == sorted(["ner", "mtcls", "bcls", "mcls"] * 2)
+    joint = epoch_schedule(tiny_config(tiny_corpus, "unused"), [5, 6, 7, 8, 9, 10, 11, 12], epoch=1)
+    assert all(t is None for t, _ in joint) and sorted(i for _, b in joint for i in b) == list(range(8))
+
+
+def test_merge_dev_keeps_the_last_epoch_and_never_scores_dev(tiny_corpus, tmp_path):
+    cfg = RunConfig(
+        DataConfig(str(tiny_corpus), merge_dev=True),
+        ModelConfig("tiny", ["ner"]),
+        TrainConfig(epochs=2, batch_size=4, threads=1),
+        str(tmp_path / "r"),
+    )
+    metrics = train(cfg, progress=False, log=lambda *_: None)
+    assert metrics["best_epoch"] == 2 and metrics["dev"] is None
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["resolved"]["train_sentences"] == 8 + 3 and config["train"]["weights"] == {"ner": 1.0}
+
+
+def test_single_task_crf_and_mean_pooling_run(tiny_corpus, tmp_path):
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tiny_corpus),
+                "--out",
+                str(tmp_path / "r"),
+                "--epochs",
+                "1",
+                "--tasks",
+                "ner,bcls",
+                "--weights",
+                "1,0.5",
+                "--crf",
+                "--pooling",
+                "mean",
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["train"]["weights"] == {"ner": 1.0, "bcls": 0.5} and config["model"]["crf"] is True
+
+
+def test_train_fraction_subsamples(tiny_corpus, tmp_path):
+    cfg = RunConfig(
+        DataConfig(str(tiny_corpus), train_fraction=0.5),
+        ModelConfig("tiny"),
+        TrainConfig(epochs=1, threads=1),
+        str(tmp_path / "r"),
+    )
+    train(cfg, progress=False, log=lambda *_: None)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["resolved"]["train_sentences"] == 4
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tasks", "ner,pos"], "unknown task"),
+        (["--weights", "1,2"], "2 weights given for 4 tasks"),
+        (["--pooling", "sum"], None),
+        (["--train-fraction", "0"], "train_fraction must be in"),
+    ],
+)
+def test_bad_arguments_are_clear(tiny_corpus, tmp_path, capsys, args, message):
+    argv = ["train", "--data", str(tiny_corpus), "--out", str(tmp_path / "r"), *FAST, *args]
+    if message is None:
+        with pytest.raises(SystemExit):
+            main(argv)
+        return
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_corpus_is_reported_with_file_and_line(tmp_path, capsys):
+    root = tmp_path / "bad"
+    root.mkdir()
+    (root / "train.tsv").write_text("a\tO\nb\tQ-X\n")
+    (root / "devel.tsv").write_text("a\tO\n")
+    (root / "test.tsv").write_text("a\tO\n")
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "r"), *FAST]) == 2
+    assert f"{root / 'train.tsv'}:2: tag 'Q-X' has unknown prefix 'Q'" in capsys.readouterr().err
