@@ -113,7 +113,11 @@ def entity_spans(tags) -> list[tuple[int, int, str]]:
 # ---------------------------------------------------------------- files
 
 
-def _decode_lines(path: Path) -> list[str]:
+def read_lines(path) -> list[str]:
+    """A text file's lines; bytes that are not UTF-8 are an error naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"{path}: no such file")
     data = path.read_bytes()
     lines = data.split(b"\n")
     out = []
@@ -141,9 +145,7 @@ def is_docstart(line: str) -> bool:
 def read_conll(path, labelled: bool = True) -> list[Sentence]:
     """Read one CoNLL-style file. With ``labelled=False`` the tag column is optional."""
     path = Path(path)
-    if not path.is_file():
-        raise CorpusError(f"{path}: no such file")
-    lines = _decode_lines(path)
+    lines = read_lines(path)
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .corpus import Sentence, entity_spans, is_docstart, read_conll, split_words
+from .corpus import Sentence, entity_spans, is_docstart, read_conll, read_lines, split_words
 from .data import encode
 from .evaluate import predict
 from .model import load, resolve_device
@@ -72,7 +72,7 @@ def predict_file(
     tagger = Tagger(model_dir, device, batch_size)
     bar = "predict" if progress else None
     if fmt == "text":
-        lines = input_path.read_text(encoding="utf-8").splitlines()
+        lines = read_lines(input_path)
         results = tagger.tag_text(lines, bar)
         output_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results), encoding="utf-8")
         return sum(1 for r in results if r["tokens"])
@@ -81,7 +81,7 @@ def predict_file(
     sentences = read_conll(input_path, labelled=False)
     tags = iter(t for sent in tagger.tag(sentences, bar)[tagger.tag_task] for t in sent)
     out = []
-    for line in input_path.read_text(encoding="utf-8").splitlines():
+    for line in read_lines(input_path):
         if not line.strip() or is_docstart(line):
             out.append(line)
         else:

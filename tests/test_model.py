@@ -128,3 +128,27 @@ def test_crf_matches_brute_force():
         best.append(list(paths[int(scores.argmax())]))
     torch.testing.assert_close(crf.neg_log_likelihood(emissions, labels, mask), torch.stack(nll).mean())
     assert crf.decode(emissions, mask) == best
+
+
+@pytest.mark.parametrize("pooling", ["max", "mean", "cls"])
+def test_bf16_autocast_path_runs(pooling):
+    """The CUDA path trains under bf16 autocast; CPU autocast exercises the same dtype handling."""
+    model, tok = tiny_model(pooling=pooling, crf=True)
+    _, batch = batch_of(model, tok)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(batch)
+    loss = sum(o["loss"] for o in out.values())
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_cuda_asked_for_without_a_gpu_is_a_clear_error():
+    from taskrel.model import resolve_device
+
+    if torch.cuda.is_available():
+        assert resolve_device("auto").type == "cuda"
+    else:
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(RuntimeError, match="no CUDA GPU is available"):
+            resolve_device("cuda")

@@ -243,3 +243,17 @@ def test_bad_corpus_is_reported_with_file_and_line(tmp_path, capsys):
     (root / "test.tsv").write_text("a\tO\n")
     assert main(["train", "--data", str(root), "--out", str(tmp_path / "r"), *FAST]) == 2
     assert f"{root / 'train.tsv'}:2: tag 'Q-X' has unknown prefix 'Q'" in capsys.readouterr().err
+
+
+def test_predict_input_errors_name_the_file(tiny_corpus, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_corpus), "--out", str(run), "--epochs", "1", *FAST]) == 0
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine line\ncaf\xe9 au lait\n")
+    model = ["--model", str(run / "model"), "--output", str(tmp_path / "o"), "--no-progress"]
+    assert main(["predict", "--input", str(bad), *model]) == 2
+    assert f"{bad}:2: byte b'\\xe9'" in capsys.readouterr().err
+    assert main(["predict", "--input", str(tmp_path / "missing.txt"), *model]) == 2
+    assert "missing.txt: no such file" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(tmp_path / "nomodel"), "--data", str(tiny_corpus), "--no-progress"]) == 2
+    assert "not a taskrel model folder" in capsys.readouterr().err
