@@ -35,19 +35,10 @@ def _add_common(p):
 # ------------------------------------------------------------------ train
 
 
-def add_train_parser(sub):
-    p = sub.add_parser("train", help="train a multi-task model, select it on dev, score it on test")
+def _add_run_args(p, tasks_help: str) -> None:
+    """Options shared by every command that trains: data, model and training settings."""
     p.add_argument("--data", help="corpus folder, or a name under $TASKREL_DATA")
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument(
-        "--tasks", type=_csv, default=list(DEFAULT_TASKS), help="comma-separated; the first is the main task"
-    )
-    p.add_argument(
-        "--weights",
-        type=_floats,
-        default=None,
-        help="loss weights in task order (default: 0.8,0.1,0.05,0.05 for the four paper tasks, else 1 each)",
-    )
+    p.add_argument("--tasks", type=_csv, default=list(DEFAULT_TASKS), help=tasks_help)
     p.add_argument("--strategy", choices=STRATEGIES, default="joint")
     p.add_argument("--pooling", choices=POOLINGS, default="max")
     p.add_argument("--crf", action="store_true", help="CRF on the NER head")
@@ -72,9 +63,21 @@ def add_train_parser(sub):
         default="error",
         help="devel/test tags never seen in train: stop with an error, or map to O",
     )
+    _add_common(p)
+
+
+def add_train_parser(sub):
+    p = sub.add_parser("train", help="train a multi-task model, select it on dev, score it on test")
+    _add_run_args(p, "comma-separated; the first is the main task")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument(
+        "--weights",
+        type=_floats,
+        default=None,
+        help="loss weights in task order (default: 0.8,0.1,0.05,0.05 for the four paper tasks, else 1 each)",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
-    _add_common(p)
     p.set_defaults(func=run_train)
 
 
@@ -86,7 +89,7 @@ def config_from_args(a) -> RunConfig:
         ModelConfig(a.encoder, a.tasks, a.pooling, a.crf, a.dropout),
         TrainConfig(
             a.strategy,
-            a.weights,
+            getattr(a, "weights", None),
             a.epochs,
             a.batch_size,
             a.eval_batch_size,
@@ -94,7 +97,7 @@ def config_from_args(a) -> RunConfig:
             a.weight_decay,
             a.warmup,
             a.grad_clip,
-            a.seed,
+            getattr(a, "seed", 1),
             a.device,
             a.threads,
         ),
@@ -112,6 +115,44 @@ def run_train(a) -> int:
         cfg = config_from_args(a)
     metrics = train(cfg, resume=a.resume, progress=not a.no_progress)
     print(format_scores(metrics["test"], "test"))
+    return 0
+
+
+# ------------------------------------------------------------------ grid
+
+
+def add_grid_parser(sub):
+    p = sub.add_parser("grid", help="pairwise transfer grid: every task alone and every ordered pair")
+    _add_run_args(p, "comma-separated tasks of the grid")
+    p.add_argument("--out", required=True, help="grid folder (run again to resume)")
+    p.add_argument("--seeds", type=_csv, default=["1", "2", "3"])
+    p.add_argument(
+        "--pair-weights",
+        type=_floats,
+        default=[1.0, 1.0],
+        help="loss weights of the main and the secondary task in a pair (default 1,1)",
+    )
+    p.add_argument("--workers", type=int, default=1, help="cells trained in parallel on this machine")
+    p.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap samples")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    p.set_defaults(func=run_grid_cmd)
+
+
+def run_grid_cmd(a) -> int:
+    from .config import GridConfig
+    from .grid import load_grid, run_grid
+
+    saved = Path(a.out) / "grid.json"
+    if saved.is_file() and not a.data:
+        grid = load_grid(a.out)
+        grid.workers = a.workers
+    else:
+        base = config_from_args(a)
+        grid = GridConfig(base, a.tasks, [int(x) for x in a.seeds], a.pair_weights, a.workers, a.bootstrap, a.alpha)
+    transfer = run_grid(grid, a.out, progress=not a.no_progress)
+    if len(transfer):
+        cols = ["main", "secondary", "mean_delta", "std_delta", "p_bootstrap", "significant"]
+        print(transfer[cols].to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
     return 0
 
 
@@ -241,7 +282,7 @@ def format_scores(scores: dict, title: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskrel", description="Multi-task BioNER and task-relationship analysis")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_train_parser, add_evaluate_parser, add_predict_parser, add_stats_parser):
+    for add in (add_train_parser, add_grid_parser, add_evaluate_parser, add_predict_parser, add_stats_parser):
         add(sub)
     return parser
 

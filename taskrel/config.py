@@ -158,3 +158,41 @@ class RunConfig:
             TrainConfig.from_dict(d.get("train", {})),
             d.get("out", ""),
         )
+
+
+@dataclass
+class GridConfig:
+    """A pairwise transfer grid: ``base`` gives every cell's data, model and training settings."""
+
+    base: RunConfig
+    tasks: list = field(default_factory=lambda: list(DEFAULT_TASKS))
+    seeds: list = field(default_factory=lambda: [1, 2, 3])
+    pair_weights: list = field(default_factory=lambda: [1.0, 1.0])  # main, secondary
+    workers: int = 1
+    bootstrap_samples: int = 1000
+    alpha: float = 0.05
+
+    def __post_init__(self):
+        self.tasks, self.seeds = list(self.tasks), [int(s) for s in self.seeds]
+        self.pair_weights = [float(w) for w in self.pair_weights]
+        ModelConfig(tasks=self.tasks)  # validates the task names
+        _check(len(self.tasks) >= 2, f"a grid needs at least two tasks, got {self.tasks}")
+        _check(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds), f"bad seeds {self.seeds}")
+        _check(len(self.pair_weights) == 2 and min(self.pair_weights) >= 0, "pair_weights: two non-negative numbers")
+        _check(self.workers >= 1, "workers must be at least 1")
+        _check(self.bootstrap_samples >= 100, "bootstrap_samples must be at least 100")
+        _check(0 < self.alpha < 1, "alpha must be in (0, 1)")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["base"] = self.base.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GridConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names - RECORD_ONLY)
+        _check(not unknown, f"GridConfig: unknown key(s) {unknown}; known: {sorted(names)}")
+        kwargs = {k: v for k, v in d.items() if k in names}
+        kwargs["base"] = RunConfig.from_dict(d["base"])
+        return cls(**kwargs)

@@ -97,8 +97,12 @@ def gold_labels(task, sentences) -> list:
 
 def evaluate(model, encoded, sentences, pad_id: int, batch_size: int = 64, device=None, progress=None) -> dict:
     """``{task: scores}`` of a model on labelled sentences (encoded with ``data.encode``)."""
-    preds = predict(model, encoded, pad_id, batch_size, device, progress)
-    return {n: score(t, gold_labels(t, sentences), preds[n]) for n, t in model.tasks.items()}
+    return score_all(model.tasks, sentences, predict(model, encoded, pad_id, batch_size, device, progress))
+
+
+def score_all(tasks: dict, sentences, preds: dict) -> dict:
+    """``{task: scores}`` of predictions (as ``predict`` returns them) against the sentences' tags."""
+    return {n: score(t, gold_labels(t, sentences), preds[n]) for n, t in tasks.items()}
 
 
 def main_score(task, scores: dict) -> float:

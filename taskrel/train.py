@@ -7,6 +7,7 @@
 - ``model/``: the checkpoint selected on the main task's dev score (or the
   last epoch with ``merge_dev``);
 - ``metrics.json``: final ``dev`` and ``test`` scores of the selected model;
+- ``test_predictions.jsonl``: its test predictions, one line per sentence;
 - ``checkpoint/``: what ``resume`` needs, removed when the run completes.
 
 Each epoch's batch order and dropout masks are seeded from ``(seed, epoch)``,
@@ -34,7 +35,7 @@ from .config import ConfigError, RunConfig
 from .corpus import load_corpus, subsample
 from .data import bucket_batches, collate, encode, to_device
 from .encoders import load_encoder
-from .evaluate import autocast, evaluate, main_score
+from .evaluate import autocast, evaluate, main_score, predict, score_all
 from .model import MultiTaskModel, resolve_device
 from .tasks import build_tasks
 
@@ -245,6 +246,16 @@ def _truncate_metrics(path: Path, epochs: int) -> None:
     path.write_text("".join(ln + "\n" for ln in lines))
 
 
+def write_predictions(path: Path, preds: dict) -> None:
+    """One JSON line per sentence, ``{task: labels}``, in corpus order (for paired significance tests)."""
+    n = len(next(iter(preds.values())))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({task: p[i] for task, p in preds.items()}) + "\n")
+    os.replace(tmp, path)
+
+
 def finish(cfg: RunConfig, out: Path, best_epoch, progress: bool = True, log=print) -> dict:
     """Evaluate the selected model on dev and test; write ``metrics.json``."""
     from .model import load
@@ -265,9 +276,10 @@ def finish(cfg: RunConfig, out: Path, best_epoch, progress: bool = True, log=pri
             continue
         sents = corpus.splits[split]
         enc = encode(sents, tokenizer, model.tasks, cfg.data.max_length)
-        results[key] = evaluate(
-            model, enc, sents, pad_id, cfg.train.eval_batch_size, device, split if progress else None
-        )
+        preds = predict(model, enc, pad_id, cfg.train.eval_batch_size, device, split if progress else None)
+        results[key] = score_all(model.tasks, sents, preds)
+        if split == "test":
+            write_predictions(out / "test_predictions.jsonl", preds)
     write_json(out / "metrics.json", results)
     shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
     main = model.tasks[cfg.model.main_task]

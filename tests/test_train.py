@@ -45,6 +45,9 @@ def test_train_evaluate_predict_end_to_end(tiny_corpus, tmp_path, capsys):
     best = epochs[metrics["best_epoch"] - 1]
     assert best["selected"] and metrics["dev"]["ner"] == best["dev"]["ner"]  # the selected model is the one reloaded
     assert not (run / "checkpoint").exists()
+    predictions = read_jsonl(run / "test_predictions.jsonl")
+    assert len(predictions) == 3 and [len(p["ner"]) for p in predictions] == [7, 6, 6]
+    assert predictions[0]["bcls"] in ("0", "1")
 
     assert (
         main(

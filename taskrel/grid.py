@@ -1,0 +1,251 @@
+"""The pairwise transfer grid: which task helps which.
+
+Cells are every task alone and every ordered pair (M, S): M trained jointly with
+S and scored on M's own metric (entity F1 for token tasks, accuracy for sentence
+tasks). The run of M alone is shared by all pairs with main task M. Every cell
+is a core-trainer run directory under ``GRID_DIR/cells/``; a grid started again
+skips finished cells and resumes killed ones from their last epoch.
+
+Outputs: ``grid.json`` (settings and command), ``runs.csv`` (one row per cell
+and seed), ``transfer.csv`` (mean Δ, std, p-values per pair), ``heatmap.png``
+and ``learning_curves.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import __version__
+from .config import ConfigError, GridConfig, RunConfig
+from .corpus import load_corpus
+from .significance import paired_bootstrap, seed_ttest, sentence_stats
+from .tasks import build_tasks
+
+
+@dataclass(frozen=True)
+class Cell:
+    main: str
+    secondary: str | None
+    seed: int
+
+    @property
+    def tasks(self) -> list[str]:
+        return [self.main] + ([self.secondary] if self.secondary else [])
+
+    @property
+    def name(self) -> str:
+        return f"{self.main}+{self.secondary}" if self.secondary else self.main
+
+    @property
+    def folder(self) -> str:
+        return f"cells/{self.name}/seed{self.seed}"
+
+
+def grid_cells(tasks: list[str], seeds: list[int]) -> list[Cell]:
+    """Singles first (they are every pair's baseline), then the ordered pairs."""
+    singles = [Cell(m, None, s) for s in seeds for m in tasks]
+    pairs = [Cell(m, x, s) for s in seeds for m in tasks for x in tasks if x != m]
+    return singles + pairs
+
+
+def cell_config(grid: GridConfig, cell: Cell, out: Path) -> RunConfig:
+    w_main, w_sec = grid.pair_weights
+    weights = {cell.main: w_main} | ({cell.secondary: w_sec} if cell.secondary else {})
+    base = grid.base
+    return RunConfig(
+        replace(base.data),
+        replace(base.model, tasks=cell.tasks),
+        replace(base.train, seed=cell.seed, weights=weights),
+        str(out / cell.folder),
+    )
+
+
+def is_done(out: Path, cell: Cell) -> bool:
+    return (out / cell.folder / "metrics.json").is_file()
+
+
+def _run_cell(cfg_dict: dict, threads: int | None) -> str:
+    """Train one cell (in a worker process or inline); finished cells return at once."""
+    import torch
+
+    from .train import train
+
+    cfg = RunConfig.from_dict(cfg_dict)
+    if threads:
+        torch.set_num_threads(threads)
+        cfg.train.threads = threads
+    train(cfg, resume=True, progress=False, log=lambda *_: None)
+    return cfg.out
+
+
+def _write_grid_json(grid: GridConfig, out: Path) -> None:
+    path = out / "grid.json"
+    record = {"taskrel_version": __version__, "command": sys.argv, **grid.to_dict()}
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        same = {k: saved.get(k) for k in grid.to_dict() if k not in ("workers",)}
+        want = {k: v for k, v in grid.to_dict().items() if k not in ("workers",)}
+        if same != want:
+            raise ConfigError(f"{path} holds a grid with other settings; choose another --out")
+        return
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def run_grid(grid: GridConfig, out, progress: bool = True, log=print) -> pd.DataFrame:
+    """Train every missing cell, then write the tables and figures; returns the transfer table."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_grid_json(grid, out)
+    cells = grid_cells(grid.tasks, grid.seeds)
+    todo = [c for c in cells if not is_done(out, c)]
+    log(f"grid {out}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run")
+    workers = max(1, min(grid.workers, len(todo) or 1))
+    threads = grid.base.train.threads or max(1, (os.cpu_count() or 1) // workers)
+    bar = tqdm(total=len(todo), desc="grid cells", disable=None if progress else True)
+    if workers == 1:
+        for cell in todo:
+            bar.set_postfix_str(f"{cell.name} seed {cell.seed}")
+            _run_cell(cell_config(grid, cell, out).to_dict(), threads)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            jobs = {pool.submit(_run_cell, cell_config(grid, c, out).to_dict(), threads): c for c in todo}
+            for job in as_completed(jobs):
+                job.result()
+                bar.update()
+    bar.close()
+    return analyse(out, grid, log)
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _flat_scores(prefix: str, scores: dict | None) -> dict:
+    row = {}
+    for task, s in (scores or {}).items():
+        for key, value in s.items():
+            if isinstance(value, (int, float)):
+                row[f"{prefix}_{task}_{key}"] = value
+    return row
+
+
+def collect_runs(out: Path, grid: GridConfig) -> pd.DataFrame:
+    """``runs.csv``: one tidy row per finished cell and seed."""
+    rows = []
+    for cell in grid_cells(grid.tasks, grid.seeds):
+        run = out / cell.folder
+        if not (run / "metrics.json").is_file():
+            continue
+        metrics = json.loads((run / "metrics.json").read_text())
+        cfg = json.loads((run / "config.json").read_text())
+        epochs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        metric = "f1" if "f1" in metrics["test"][cell.main] else "accuracy"
+        weights = cfg["train"]["weights"]
+        rows.append(
+            {
+                "main": cell.main,
+                "secondary": cell.secondary or "",
+                "seed": cell.seed,
+                "main_weight": weights[cell.main],
+                "secondary_weight": weights.get(cell.secondary, math.nan) if cell.secondary else math.nan,
+                "train_fraction": cfg["data"]["train_fraction"],
+                "epochs": cfg["train"]["epochs"],
+                "encoder": cfg["model"]["encoder"],
+                "metric": metric,
+                "score": metrics["test"][cell.main][metric],
+                "dev_score": (metrics["dev"] or {}).get(cell.main, {}).get(metric, math.nan),
+                "best_epoch": metrics["best_epoch"],
+                "train_seconds": sum(e["train_seconds"] for e in epochs),
+                "seconds": sum(e["train_seconds"] + e["eval_seconds"] for e in epochs),
+                **_flat_scores("test", metrics["test"]),
+                **_flat_scores("dev", metrics["dev"]),
+                "run_dir": str(run.relative_to(out)),
+            }
+        )
+    runs = pd.DataFrame(rows)
+    per_task = [c for c in runs.columns if c.startswith(("test_", "dev_")) and c != "dev_score"]
+    first = [c for c in runs.columns if c not in per_task and c != "run_dir"]
+    scores = sorted(c for c in per_task if c.startswith("test_")) + sorted(c for c in per_task if c.startswith("dev_"))
+    return runs[first + scores + ["run_dir"]] if len(runs) else runs
+
+
+def _test_stats(out: Path, grid: GridConfig, cell: Cell, task, gold: list) -> np.ndarray | None:
+    path = out / cell.folder / "test_predictions.jsonl"
+    if not path.is_file():
+        return None
+    pred = [json.loads(x)[cell.main] for x in path.read_text().splitlines()]
+    return sentence_stats(task, gold, pred)
+
+
+def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFrame:
+    """``transfer.csv``: per ordered pair, Δ(M|S) per seed, mean, std and p-values."""
+    corpus = load_corpus(grid.base.data.data, unseen_tags=grid.base.data.unseen_tags)
+    tasks = build_tasks(grid.tasks, corpus.tag_set, {"mcls_cap": grid.base.data.mcls_cap})
+    test = corpus.splits["test"]
+    rows = []
+    score = {(r.main, r.secondary, r.seed): r.score for r in runs.itertuples()} if len(runs) else {}
+    for m in grid.tasks:
+        gold = [tasks[m].derive(s.tags) for s in test]
+        for x in grid.tasks:
+            if x == m:
+                continue
+            seeds = [s for s in grid.seeds if (m, x, s) in score and (m, "", s) in score]
+            if not seeds:
+                continue
+            deltas = [score[(m, x, s)] - score[(m, "", s)] for s in seeds]
+            with_s = [_test_stats(out, grid, Cell(m, x, s), tasks[m], gold) for s in seeds]
+            alone = [_test_stats(out, grid, Cell(m, None, s), tasks[m], gold) for s in seeds]
+            boot = {"p_bootstrap": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+            if all(a is not None for a in with_s + alone):
+                boot = paired_bootstrap(with_s, alone, grid.bootstrap_samples, seed=0)
+                boot.pop("delta")
+            rows.append(
+                {
+                    "main": m,
+                    "secondary": x,
+                    "metric": tasks[m].main_metric,
+                    "mean_delta": float(np.mean(deltas)),
+                    "std_delta": float(np.std(deltas, ddof=1)) if len(deltas) > 1 else math.nan,
+                    **boot,
+                    "p_seeds": seed_ttest(deltas),
+                    "significant": bool(boot["p_bootstrap"] < grid.alpha),
+                    "n_seeds": len(seeds),
+                    "deltas": ";".join(f"{d:.6f}" for d in deltas),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def analyse(out: Path, grid: GridConfig, log=print) -> pd.DataFrame:
+    """Write ``runs.csv``, ``transfer.csv`` and the figures from whatever cells are finished."""
+    from .plots import heatmap, learning_curves
+
+    out = Path(out)
+    runs = collect_runs(out, grid)
+    runs.to_csv(out / "runs.csv", index=False)
+    transfer = transfer_table(out, grid, runs)
+    transfer.to_csv(out / "transfer.csv", index=False)
+    if len(transfer):
+        heatmap(transfer, grid.tasks, out / "heatmap.png", grid.alpha)
+    if len(runs):
+        learning_curves(out, grid, runs, out / "learning_curves.png")
+    log(f"wrote {out / 'runs.csv'}, {out / 'transfer.csv'} and figures")
+    return transfer
+
+
+def load_grid(out) -> GridConfig:
+    path = Path(out) / "grid.json"
+    if not path.is_file():
+        raise ConfigError(f"{out}: not a grid folder (no grid.json)")
+    return GridConfig.from_dict(json.loads(path.read_text()))

@@ -1,0 +1,123 @@
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from taskrel.cli import main
+from taskrel.config import ConfigError, DataConfig, GridConfig, ModelConfig, RunConfig, TrainConfig
+from taskrel.grid import Cell, grid_cells, load_grid, run_grid
+
+QUIET = {"progress": False, "log": lambda *_: None}
+
+
+def tiny_grid(corpus, tasks=("ner", "bcls"), seeds=(1, 2), workers=1):
+    base = RunConfig(
+        DataConfig(str(corpus)),
+        ModelConfig("tiny", list(tasks)),
+        TrainConfig(epochs=2, batch_size=4, lr=1e-3, threads=1),
+    )
+    return GridConfig(base, list(tasks), list(seeds), [1.0, 0.5], workers, bootstrap_samples=200)
+
+
+def test_cells_are_singles_then_ordered_pairs():
+    cells = grid_cells(["a", "b", "c"], [1])
+    assert cells[:3] == [Cell("a", None, 1), Cell("b", None, 1), Cell("c", None, 1)]
+    assert {(c.main, c.secondary) for c in cells[3:]} == {
+        ("a", "b"),
+        ("a", "c"),
+        ("b", "a"),
+        ("b", "c"),
+        ("c", "a"),
+        ("c", "b"),
+    }
+    assert len(grid_cells(["a", "b", "c", "d"], [1, 2, 3])) == 3 * (4 + 12)
+
+
+def test_a_two_task_grid_end_to_end(tiny_corpus, tmp_path):
+    grid = tiny_grid(tiny_corpus)
+    transfer = run_grid(grid, tmp_path / "g", **QUIET)
+    out = tmp_path / "g"
+    for f in ("grid.json", "runs.csv", "transfer.csv", "heatmap.png", "learning_curves.png"):
+        assert (out / f).stat().st_size > 0, f
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 2 * (2 + 2)  # seeds x (singles + pairs)
+    assert set(zip(runs["main"], runs["secondary"].fillna(""))) == {
+        ("ner", ""),
+        ("bcls", ""),
+        ("ner", "bcls"),
+        ("bcls", "ner"),
+    }
+    assert (runs[runs["secondary"].notna()]["secondary_weight"] == 0.5).all()
+    assert set(runs[runs["main"] == "ner"]["metric"]) == {"f1"} and set(runs[runs["main"] == "bcls"]["metric"]) == {
+        "accuracy"
+    }
+    cfg = json.loads((out / "cells/ner+bcls/seed2/config.json").read_text())
+    assert cfg["model"]["tasks"] == ["ner", "bcls"] and cfg["train"]["weights"] == {"ner": 1.0, "bcls": 0.5}
+    assert cfg["train"]["seed"] == 2
+
+    # the transfer table is the per-seed difference of the runs' scores
+    assert list(transfer["main"]) == ["ner", "bcls"] and (transfer["n_seeds"] == 2).all()
+    score = {(r.main, r.secondary if isinstance(r.secondary, str) else "", r.seed): r.score for r in runs.itertuples()}
+    for r in transfer.itertuples():
+        deltas = [score[(r.main, r.secondary, s)] - score[(r.main, "", s)] for s in (1, 2)]
+        assert r.mean_delta == pytest.approx(sum(deltas) / 2)
+        assert 0 <= r.p_bootstrap <= 1
+
+
+def test_finished_cells_are_never_rerun_and_killed_ones_are_redone(tiny_corpus, tmp_path):
+    grid = tiny_grid(tiny_corpus, seeds=[1])
+    out = tmp_path / "g"
+    run_grid(grid, out, **QUIET)
+    finished = out / "cells/ner/seed1/metrics.json"
+    stamp = finished.stat().st_mtime_ns
+    killed = out / "cells/ner+bcls/seed1"
+    before = json.loads((killed / "metrics.json").read_text())
+    (killed / "metrics.json").unlink()  # as if killed before it finished
+    os.remove(killed / "test_predictions.jsonl")
+    logs = []
+    run_grid(grid, out, progress=False, log=logs.append)
+    assert "3 already done, 1 to run" in logs[0]
+    assert finished.stat().st_mtime_ns == stamp
+    assert json.loads((killed / "metrics.json").read_text()) == before  # redone, same numbers
+
+
+def test_a_grid_folder_refuses_other_settings(tiny_corpus, tmp_path):
+    run_grid(tiny_grid(tiny_corpus, seeds=[1]), tmp_path / "g", **QUIET)
+    with pytest.raises(ConfigError, match="other settings"):
+        run_grid(tiny_grid(tiny_corpus, seeds=[1, 2]), tmp_path / "g", **QUIET)
+    assert load_grid(tmp_path / "g").seeds == [1]
+
+
+def test_two_workers_give_the_same_grid(tiny_corpus, tmp_path):
+    one = run_grid(tiny_grid(tiny_corpus, seeds=[1]), tmp_path / "one", **QUIET)
+    two = run_grid(tiny_grid(tiny_corpus, seeds=[1], workers=2), tmp_path / "two", **QUIET)
+    pd.testing.assert_frame_equal(one, two)
+
+
+def test_grid_cli_and_resume_from_the_folder_alone(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "g"
+    args = [
+        "grid",
+        "--data",
+        str(tiny_corpus),
+        "--tasks",
+        "ner,mcls",
+        "--seeds",
+        "1",
+        "--encoder",
+        "tiny",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
+    assert main(args) == 0
+    assert "mean_delta" in capsys.readouterr().out
+    assert main(["grid", "--out", str(out), "--no-progress"]) == 0  # settings read from grid.json
+    assert len(pd.read_csv(out / "runs.csv")) == 4
