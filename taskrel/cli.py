@@ -133,6 +133,11 @@ def add_grid_parser(sub):
         help="loss weights of the main and the secondary task in a pair (default 1,1)",
     )
     p.add_argument("--workers", type=int, default=1, help="cells trained in parallel on this machine")
+    p.add_argument(
+        "--storage",
+        help="Optuna RDB URL shared by several grid processes as a work queue: sqlite:///FILE, postgresql://...",
+    )
+    p.add_argument("--study", help="queue name in --storage (default: taskrel-grid-<folder name>)")
     p.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap samples")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level")
     p.set_defaults(func=run_grid_cmd)
@@ -149,7 +154,7 @@ def run_grid_cmd(a) -> int:
     else:
         base = config_from_args(a)
         grid = GridConfig(base, a.tasks, [int(x) for x in a.seeds], a.pair_weights, a.workers, a.bootstrap, a.alpha)
-    transfer = run_grid(grid, a.out, progress=not a.no_progress)
+    transfer = run_grid(grid, a.out, progress=not a.no_progress, storage=a.storage, study=a.study)
     if len(transfer):
         cols = ["main", "secondary", "mean_delta", "std_delta", "p_bootstrap", "significant"]
         print(transfer[cols].to_string(index=False, float_format=lambda v: f"{v:+.4f}"))

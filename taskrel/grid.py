@@ -102,8 +102,33 @@ def _write_grid_json(grid: GridConfig, out: Path) -> None:
     path.write_text(json.dumps(record, indent=2) + "\n")
 
 
-def run_grid(grid: GridConfig, out, progress: bool = True, log=print) -> pd.DataFrame:
-    """Train every missing cell, then write the tables and figures; returns the transfer table."""
+def _queue_worker(grid_dict: dict, out: str, storage: str, study: str, threads: int | None, log=None, **queue) -> int:
+    """One worker on the shared queue (see ``workqueue``); returns the cells it ran."""
+    from .workqueue import open_study, work
+
+    grid, out = GridConfig.from_dict(grid_dict), Path(out)
+    cells = {c.folder: c for c in grid_cells(grid.tasks, grid.seeds)}
+
+    def run(name: str) -> float:
+        cell = cells[name]
+        _run_cell(cell_config(grid, cell, out).to_dict(), threads)
+        metrics = json.loads((out / cell.folder / "metrics.json").read_text())
+        scores = metrics["test"][cell.main]
+        return scores.get("f1", scores.get("accuracy"))
+
+    heartbeat = {k: queue.pop(k) for k in ("heartbeat", "grace") if k in queue}
+    handle = open_study(storage, study, **heartbeat)
+    return work(handle, list(cells), run, out / "queue_log.jsonl", log=log or (lambda *_: None), **queue)
+
+
+def run_grid(
+    grid: GridConfig, out, progress: bool = True, log=print, storage: str | None = None, study: str | None = None
+) -> pd.DataFrame:
+    """Train every missing cell, then write the tables and figures; returns the transfer table.
+
+    With ``storage`` (an Optuna RDB URL) the cells are taken from a queue shared
+    with every other process that joins the same study (see ``workqueue``).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _write_grid_json(grid, out)
@@ -112,6 +137,18 @@ def run_grid(grid: GridConfig, out, progress: bool = True, log=print) -> pd.Data
     log(f"grid {out}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run")
     workers = max(1, min(grid.workers, len(todo) or 1))
     threads = grid.base.train.threads or max(1, (os.cpu_count() or 1) // workers)
+    if storage:
+        name = study or f"taskrel-grid-{out.resolve().name}"
+        if workers == 1:
+            _queue_worker(grid.to_dict(), str(out), storage, name, threads, log)
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                jobs = [
+                    pool.submit(_queue_worker, grid.to_dict(), str(out), storage, name, threads) for _ in range(workers)
+                ]
+                for job in as_completed(jobs):
+                    job.result()
+        return analyse(out, grid, log)
     bar = tqdm(total=len(todo), desc="grid cells", disable=None if progress else True)
     if workers == 1:
         for cell in todo:

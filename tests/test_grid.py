@@ -1,5 +1,6 @@
 import json
 import os
+import time
 
 import pandas as pd
 import pytest
@@ -121,3 +122,64 @@ def test_grid_cli_and_resume_from_the_folder_alone(tiny_corpus, tmp_path, capsys
     assert "mean_delta" in capsys.readouterr().out
     assert main(["grid", "--out", str(out), "--no-progress"]) == 0  # settings read from grid.json
     assert len(pd.read_csv(out / "runs.csv")) == 4
+
+
+def _queue_log(out):
+    return [json.loads(x) for x in (out / "queue_log.jsonl").read_text().splitlines()]
+
+
+def test_two_concurrent_workers_on_one_storage_run_each_cell_once(tiny_corpus, tmp_path):
+    import multiprocessing as mp
+
+    from taskrel.grid import _queue_worker
+
+    grid = tiny_grid(tiny_corpus, seeds=[1, 2])
+    out = tmp_path / "g"
+    out.mkdir()
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    ctx = mp.get_context("spawn")
+    procs = [
+        ctx.Process(target=_queue_worker, args=(grid.to_dict(), str(out), url, "q", 1), kwargs={"poll": 0.2})
+        for _ in range(2)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+        assert p.exitcode == 0
+    log = _queue_log(out)
+    cells = [c.folder for c in grid_cells(grid.tasks, grid.seeds)]
+    assert sorted(r["cell"] for r in log) == sorted(cells)  # every cell exactly once
+    assert len({r["worker"] for r in log}) == 2  # and both workers took part
+
+    import optuna
+
+    study = optuna.load_study(study_name="q", storage=url)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.params["cell"] for t in complete) == sorted(cells)
+    transfer = run_grid(grid, out, **QUIET)  # every cell is done: the tables come from the queue's runs
+    assert len(transfer) == 2 and (transfer["n_seeds"] == 2).all()
+
+
+def test_a_crashed_workers_cell_is_picked_up_again(tiny_corpus, tmp_path):
+    import optuna
+
+    from taskrel.grid import _queue_worker
+    from taskrel.workqueue import enqueue, open_study
+
+    grid = tiny_grid(tiny_corpus, seeds=[1])
+    out = tmp_path / "g"
+    out.mkdir()
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    names = [c.folder for c in grid_cells(grid.tasks, grid.seeds)]
+    # a worker takes a cell, beats once and dies
+    study = open_study(url, "q", heartbeat=1, grace=2)
+    enqueue(study, names)
+    trial = study.ask()
+    taken = trial.suggest_categorical("cell", names)
+    study._storage.record_heartbeat(trial._trial_id)
+    time.sleep(2.5)
+    assert _queue_worker(grid.to_dict(), str(out), url, "q", 1, heartbeat=1, grace=2, poll=0.2) == len(names)
+    states = {t.number: t.state for t in optuna.load_study(study_name="q", storage=url).trials}
+    assert states[trial.number] == optuna.trial.TrialState.FAIL
+    assert sorted(r["cell"] for r in _queue_log(out)) == sorted(names) and taken in names

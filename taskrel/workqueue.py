@@ -1,0 +1,115 @@
+"""Grid cells as a work queue in an Optuna storage, shared by many workers.
+
+Every ``taskrel grid --storage URL`` process, on one machine or many, joins one
+Optuna study named after the grid. Each cell is an enqueued trial (parameter
+``cell``); a worker takes one with ``study.ask()``, whose WAITING -> RUNNING
+transition is Optuna's atomic pop, trains it and reports its score with
+``study.tell``. Heartbeats are Optuna's: a worker that dies stops beating, the
+next worker to look fails its trial as stale, and ``RetryHeartbeatStaleTrialCallback``
+puts the cell back in the queue; the new owner resumes the run directory from
+its last finished epoch.
+
+Should two workers starting together enqueue one cell twice, the trial with the
+lowest number among those not failed owns the cell, and a later duplicate is
+pruned without running.
+
+Storage URLs are Optuna RDB URLs: ``sqlite:///grid.db`` on one machine or a
+shared file system, ``postgresql://...`` or ``mysql://...`` for a cluster
+(the journal file storage has no heartbeat, so it is not accepted).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages._heartbeat import get_heartbeat_thread  # what Study.optimize itself uses
+from optuna.trial import TrialState
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from .config import ConfigError
+
+LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+
+
+def open_study(url: str, name: str, heartbeat: int = 60, grace: int = 180) -> optuna.Study:
+    if not url.startswith(("sqlite:", "postgresql", "mysql")):
+        raise ConfigError(f"--storage {url!r}: expected an Optuna RDB URL (sqlite:///FILE, postgresql://, mysql://)")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+    for attempt in range(5):
+        try:
+            storage = RDBStorage(
+                url,
+                heartbeat_interval=heartbeat,
+                grace_period=grace,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+                engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+            )
+            return optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction="maximize")
+        except (IntegrityError, OperationalError):  # another worker is creating the same schema or study
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + attempt)
+
+
+def _cell_of(trial) -> str | None:
+    return (trial.system_attrs.get("fixed_params") or trial.params).get("cell")
+
+
+def enqueue(study: optuna.Study, names: list[str]) -> None:
+    """Enqueue the cells that have no live trial yet."""
+    have = {_cell_of(t) for t in study.get_trials(deepcopy=False, states=LIVE)}
+    for name in names:
+        if name not in have:
+            study.enqueue_trial({"cell": name}, skip_if_exists=True)
+
+
+def _owner(study: optuna.Study, cell: str) -> int | None:
+    live = [t.number for t in study.get_trials(deepcopy=False, states=LIVE) if _cell_of(t) == cell]
+    return min(live) if live else None
+
+
+def work(study: optuna.Study, names: list[str], run, log_path: Path, poll: float = 5.0, log=print) -> int:
+    """Take cells until every one is complete; ``run(name) -> score``. Returns cells run here."""
+    enqueue(study, names)
+    done_here = 0
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    while True:
+        fail_stale_trials(study)
+        complete = {_cell_of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        if complete >= set(names):
+            return done_here
+        if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                failed = sorted(set(names) - complete)
+                raise RuntimeError(f"grid cells failed on every retry: {failed}; see their run folders")
+            time.sleep(poll)  # cells are running elsewhere; wait in case a worker dies
+            continue
+        trial = study.ask()
+        cell = _cell_of(next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number))
+        if cell is None:  # another worker emptied the queue between our look and our ask
+            study.tell(trial, state=TrialState.FAIL)
+            continue
+        trial.suggest_categorical("cell", names)
+        if _owner(study, cell) != trial.number:
+            study.tell(trial, state=TrialState.PRUNED)  # a duplicate of a cell owned by an earlier trial
+            continue
+        heartbeat = get_heartbeat_thread(trial._trial_id, study._storage)
+        heartbeat.start()
+        try:
+            score = run(cell)
+        finally:
+            heartbeat.join()
+        study.tell(trial, score)
+        done_here += 1
+        with open(log_path, "a") as f:  # one short line per append: safe across processes
+            f.write(json.dumps({"cell": cell, "trial": trial.number, "worker": worker, "time": time.time()}) + "\n")
+        log(f"{worker}: {cell} done (trial {trial.number})")
