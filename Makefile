@@ -19,11 +19,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-# The main job on embedded defaults: the 4-task model (authors' weights, max
-# pooling, MiniLM) on 10% of NCBI-disease train, selected on dev, scored on test.
+# The main job on embedded defaults: a small pairwise transfer grid (ner and
+# mtcls, MiniLM, 10% of NCBI-disease train, one seed) ending in its report.
 demo: install
-	$(BIN)/taskrel train --data NCBI-disease --train-fraction 0.1 --epochs 3 --batch-size 16 --lr 1e-4 \
-		--out runs/demo-$(shell date +%Y%m%d-%H%M%S)
+	$(BIN)/taskrel run experiments/demo-grid.yaml --out runs/demo-grid --report reports/demo-grid
 
 test: install
 	$(BIN)/ruff check taskrel tests benchmarks

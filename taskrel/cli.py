@@ -161,6 +161,44 @@ def run_grid_cmd(a) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ run / report
+
+
+def add_run_parser(sub):
+    p = sub.add_parser("run", help="run (or resume) a study declared in an experiment file")
+    p.add_argument("study", help="experiment file, e.g. experiments/figure5-grid.yaml")
+    p.add_argument("--out", help="results folder (default: runs/<study name>)")
+    p.add_argument("--report", help="also write the report into this folder")
+    p.add_argument("--workers", type=int, default=1, help="grid cells trained in parallel")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_run)
+
+
+def run_run(a) -> int:
+    from .experiments import run_study
+    from .report import write_report
+
+    out = run_study(a.study, a.out, a.workers, progress=not a.no_progress)
+    print(f"study results in {out}")
+    if a.report:
+        print(f"report: {write_report(out, a.report)}")
+    return 0
+
+
+def add_report_parser(sub):
+    p = sub.add_parser("report", help="Markdown and HTML report of a grid or study folder")
+    p.add_argument("folder", help="grid or study results folder")
+    p.add_argument("--out", required=True, help="report folder, e.g. reports/NAME")
+    p.set_defaults(func=run_report)
+
+
+def run_report(a) -> int:
+    from .report import write_report
+
+    print(f"report: {write_report(a.folder, a.out)}")
+    return 0
+
+
 # ------------------------------------------------------------------ evaluate
 
 
@@ -287,7 +325,15 @@ def format_scores(scores: dict, title: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskrel", description="Multi-task BioNER and task-relationship analysis")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_train_parser, add_grid_parser, add_evaluate_parser, add_predict_parser, add_stats_parser):
+    for add in (
+        add_train_parser,
+        add_grid_parser,
+        add_run_parser,
+        add_report_parser,
+        add_evaluate_parser,
+        add_predict_parser,
+        add_stats_parser,
+    ):
         add(sub)
     return parser
 

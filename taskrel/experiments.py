@@ -1,0 +1,193 @@
+"""Studies declared in experiment files (YAML): ``taskrel run experiments/NAME.yaml``.
+
+A study file states everything needed to reproduce it::
+
+    name: table2-pooling
+    description: single-task vs 4-task with cls/mean/max pooling
+    kind: runs                     # or: grid
+    corpora: [NCBI-disease]        # corpus names under $TASKREL_DATA (or folders)
+    seeds: [1, 2]
+    defaults:                      # RunConfig sections applied to every run
+      model: {encoder: minilm}
+      train: {epochs: 3}
+    per_corpus:                    # then these, for one corpus
+      NCBI-disease: {train: {lr: 1.0e-5}}
+    variants:                      # kind runs: one run per variant x corpus x seed
+      single: {model: {tasks: [ner]}}
+      mt-max: {model: {tasks: [ner, mtcls, bcls, mcls], pooling: max}}
+    grid: {tasks: [ner, mtcls, bcls, mcls], pair_weights: [1.0, 1.0]}   # kind grid
+
+Runs land in ``OUT/VARIANT/CORPUS/seedS`` (kind runs) or ``OUT/CORPUS/`` (one
+grid per corpus); ``study.json`` records the study, ``results.csv`` one row
+per run and ``summary.csv`` the mean and standard deviation over seeds.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from . import __version__
+from .config import DEFAULT_TASKS, ConfigError, GridConfig, RunConfig
+
+KINDS = ("runs", "grid")
+
+
+@dataclass
+class Study:
+    name: str
+    kind: str = "runs"
+    description: str = ""
+    corpora: list = field(default_factory=list)
+    seeds: list = field(default_factory=lambda: [1])
+    defaults: dict = field(default_factory=dict)
+    per_corpus: dict = field(default_factory=dict)
+    variants: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+
+    def _base(self, corpus: str) -> dict:
+        return _merge(copy.deepcopy(self.defaults), copy.deepcopy(self.per_corpus.get(corpus) or {}))
+
+    def run_configs(self, out: Path) -> list[tuple[str, str, int, RunConfig]]:
+        """``(variant, corpus, seed, config)`` for every run of a ``runs`` study."""
+        items = []
+        for variant, overrides in self.variants.items():
+            for corpus in self.corpora:
+                for seed in self.seeds:
+                    d = _merge(self._base(corpus), overrides or {})
+                    d.setdefault("data", {})["data"] = corpus
+                    d.setdefault("train", {})["seed"] = seed
+                    d["out"] = str(out / variant / Path(corpus).name / f"seed{seed}")
+                    items.append((variant, corpus, seed, RunConfig.from_dict(d)))
+        return items
+
+    def grid_configs(self) -> list[tuple[str, GridConfig]]:
+        items = []
+        for corpus in self.corpora:
+            base = _merge(self._base(corpus), {"data": {"data": corpus}})
+            g = dict(self.grid)
+            g["tasks"] = list(g.get("tasks", DEFAULT_TASKS))
+            base.setdefault("model", {})["tasks"] = g["tasks"]
+            base_cfg = RunConfig.from_dict(base)
+            g["seeds"] = self.seeds
+            unknown = sorted(set(g) - {"tasks", "seeds", "pair_weights", "workers", "bootstrap_samples", "alpha"})
+            if unknown:
+                raise ConfigError(f"study {self.name}: unknown grid key(s) {unknown}")
+            items.append((corpus, GridConfig(base_cfg, **g)))
+        return items
+
+
+def _merge(base: dict, over: dict) -> dict:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_study(path) -> Study:
+    """Read and validate a study file; errors name the file (and line for YAML syntax)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such study file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of study settings")
+    names = set(Study.__dataclass_fields__)
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; known: {sorted(names)}")
+    if "name" not in raw:
+        raise ConfigError(f"{path}: the study needs a name")
+    study = Study(**raw)
+    if study.kind not in KINDS:
+        raise ConfigError(f"{path}: kind must be one of {KINDS}, got {study.kind!r}")
+    if not study.corpora:
+        raise ConfigError(f"{path}: list the corpora of the study")
+    stray = sorted(set(study.per_corpus) - set(study.corpora))
+    if stray:
+        raise ConfigError(f"{path}: per_corpus names corpora not in the study: {stray}")
+    if study.kind == "runs" and not study.variants:
+        raise ConfigError(f"{path}: a study of kind 'runs' needs variants")
+    try:  # build every configuration now, so a typo fails before hours of training
+        study.run_configs(Path("out")) if study.kind == "runs" else study.grid_configs()
+    except (ConfigError, TypeError) as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return study
+
+
+def run_study(path, out=None, workers: int = 1, progress: bool = True, log=print) -> Path:
+    """Run (or resume) every run of a study; returns its output folder."""
+    from .grid import run_grid
+    from .train import train
+
+    study = load_study(path)
+    out = Path(out or Path("runs") / study.name)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"taskrel_version": __version__, "command": sys.argv, "file": str(path), **study.__dict__}
+    (out / "study.json").write_text(json.dumps(record, indent=2) + "\n")
+    if study.kind == "grid":
+        for corpus, grid in study.grid_configs():
+            grid.workers = workers
+            log(f"study {study.name}: grid on {corpus}")
+            run_grid(grid, out / Path(corpus).name, progress=progress, log=log)
+        return out
+    for variant, corpus, seed, cfg in study.run_configs(out):
+        log(f"study {study.name}: {variant} on {corpus}, seed {seed}")
+        train(cfg, resume=True, progress=progress, log=log)
+    summarise(out, study)
+    return out
+
+
+def results_table(out: Path, study: Study) -> pd.DataFrame:
+    rows = []
+    for variant, corpus, seed, cfg in study.run_configs(out):
+        metrics_path = Path(cfg.out) / "metrics.json"
+        if not metrics_path.is_file():
+            continue
+        metrics = json.loads(metrics_path.read_text())
+        main = metrics["main_task"]
+        test = metrics["test"][main]
+        epochs = [json.loads(x) for x in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        rows.append(
+            {
+                "variant": variant,
+                "corpus": Path(corpus).name,
+                "seed": seed,
+                "tasks": ",".join(cfg.model.tasks),
+                "pooling": cfg.model.pooling,
+                "strategy": cfg.train.strategy,
+                "train_fraction": cfg.data.train_fraction,
+                "main": main,
+                **{k: v for k, v in test.items() if isinstance(v, (int, float)) and k != "support"},
+                "best_epoch": metrics["best_epoch"],
+                "train_seconds": sum(e["train_seconds"] for e in epochs),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summarise(out: Path, study: Study) -> pd.DataFrame:
+    """``results.csv`` and ``summary.csv`` (mean and std over seeds per variant and corpus)."""
+    results = results_table(out, study)
+    results.to_csv(out / "results.csv", index=False)
+    if not len(results):
+        return results
+    scores = [c for c in ("precision", "recall", "f1", "accuracy", "macro_f1") if c in results]
+    summary = results.groupby(["corpus", "variant"], sort=False)[scores].agg(["mean", "std", "count"])
+    summary.columns = [f"{a}_{b}" for a, b in summary.columns]
+    summary = summary.reset_index()
+    summary.to_csv(out / "summary.csv", index=False)
+    return summary

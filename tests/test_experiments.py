@@ -1,0 +1,112 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from taskrel.cli import main
+from taskrel.config import ConfigError
+from taskrel.experiments import load_study
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def write(tmp_path, text):
+    f = tmp_path / "study.yaml"
+    f.write_text(text)
+    return f
+
+
+RUNS_STUDY = """
+name: tiny-runs
+kind: runs
+corpora: [{corpus}]
+seeds: [1, 2]
+defaults:
+  model: {{encoder: tiny}}
+  train: {{epochs: 1, batch_size: 4, lr: 1.0e-3, threads: 1}}
+variants:
+  single: {{model: {{tasks: [ner]}}}}
+  mt-mean: {{model: {{tasks: [ner, mtcls, bcls, mcls], pooling: mean}}}}
+"""
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_experiment_files_are_valid(path):
+    study = load_study(path)
+    assert study.corpora and study.seeds and study.description
+
+
+def test_a_runs_study_end_to_end_with_its_report(tiny_corpus, tmp_path, capsys):
+    f = write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus))
+    out, rep = tmp_path / "out", tmp_path / "report"
+    assert main(["run", str(f), "--out", str(out), "--report", str(rep), "--no-progress"]) == 0
+    results = pd.read_csv(out / "results.csv")
+    assert sorted(zip(results["variant"], results["seed"])) == [
+        ("mt-mean", 1),
+        ("mt-mean", 2),
+        ("single", 1),
+        ("single", 2),
+    ]
+    assert set(results[results["variant"] == "mt-mean"]["pooling"]) == {"mean"}
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["variant"]) == ["single", "mt-mean"] and (summary["f1_count"] == 2).all()
+    mean = results[results["variant"] == "single"]["f1"].mean()
+    assert summary[summary["variant"] == "single"]["f1_mean"].iloc[0] == pytest.approx(mean)
+    md = (rep / "report.md").read_text()
+    assert "Study tiny-runs" in md and "| tiny | single |" in md
+    assert (rep / "report.html").read_text().startswith("<!doctype html>")
+    # running again resumes: nothing is retrained
+    stamp = (out / "single/tiny/seed1/metrics.json").stat().st_mtime_ns
+    assert main(["run", str(f), "--out", str(out), "--no-progress"]) == 0
+    assert (out / "single/tiny/seed1/metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_a_grid_study_end_to_end(tiny_corpus, tmp_path):
+    f = write(
+        tmp_path,
+        f"""
+name: tiny-grid
+kind: grid
+corpora: [{tiny_corpus}]
+seeds: [1]
+defaults: {{model: {{encoder: tiny}}, train: {{epochs: 1, batch_size: 4, threads: 1}}}}
+grid: {{tasks: [ner, bcls]}}
+""",
+    )
+    out, rep = tmp_path / "out", tmp_path / "report"
+    assert main(["run", str(f), "--out", str(out), "--report", str(rep), "--no-progress"]) == 0
+    assert len(pd.read_csv(out / "tiny" / "runs.csv")) == 4
+    md = (rep / "report.md").read_text()
+    assert "Grid on tiny" in md and "Transfer Δ(main | secondary)" in md
+    assert (rep / "tiny_heatmap.png").is_file() and "data:image/png;base64," in (rep / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name: x\nkind: runs\ncorpora: [a]\nvariants: {v: {}}\nepochs: 3\n", "unknown key(s) ['epochs']"),
+        ("name: x\nkind: runs\ncorpora: [a]\nvariants:\n  v: {model: {taks: [ner]}}\n", "unknown key(s) ['taks']"),
+        ("name: x\nkind: runs\ncorpora: [a]\nvariants:\n  v: {model: {tasks: [nre]}}\n", "unknown task"),
+        ("name: x\nkind: runs\ncorpora: [a]\nvariants: {v: {}}\nper_corpus: {b: {}}\n", "not in the study: ['b']"),
+        ("name: x\nkind: table\ncorpora: [a]\n", "kind must be one of"),
+        ("name: x\nkind: runs\ncorpora: [a]\n", "needs variants"),
+        ("name: x\nkind: grid\ncorpora: [a]\ngrid: {tasks: [ner, bcls], folds: 3}\n", "unknown grid key(s) ['folds']"),
+        ("name: x\nkind: runs\n  corpora: [a\n", "study.yaml:"),
+    ],
+)
+def test_bad_study_files_are_clear(tmp_path, text, message):
+    f = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=None) as err:
+        load_study(f)
+    assert message in str(err.value) and str(f) in str(err.value)
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    f = write(tmp_path, "name: x\nkind: runs\ncorpora: [a, b\nseeds: [1]\n")
+    with pytest.raises(ConfigError, match=r"study.yaml:\d+: not valid YAML"):
+        load_study(f)
+
+
+def test_report_of_something_else_is_an_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "neither a grid folder" in capsys.readouterr().err
