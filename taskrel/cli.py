@@ -57,13 +57,14 @@ def _add_run_args(p, tasks_help: str) -> None:
     )
     p.add_argument("--max-length", type=int, default=256, help="sub-words per window")
     p.add_argument("--mcls-cap", type=int, default=3)
-    p.add_argument(
-        "--unseen-tags",
-        choices=["error", "o"],
-        default="error",
-        help="devel/test tags never seen in train: stop with an error, or map to O",
-    )
+    _add_unseen_tags(p, "devel/test tags never seen in train")
     _add_common(p)
+
+
+def _add_unseen_tags(p, what: str) -> None:
+    p.add_argument(
+        "--unseen-tags", choices=["error", "o"], default="error", help=f"{what}: stop with an error, or map to O"
+    )
 
 
 def add_train_parser(sub):
@@ -209,12 +210,7 @@ def add_evaluate_parser(sub):
     p.add_argument("--split", default="test", choices=["train", "devel", "test"])
     p.add_argument("--output", help="scores JSON (default: eval_<corpus>_<split>.json beside the model folder)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument(
-        "--unseen-tags",
-        choices=["error", "o"],
-        default="error",
-        help="tags the model does not know: stop with an error, or map to O",
-    )
+    _add_unseen_tags(p, "tags the model does not know")
     _add_common(p)
     p.set_defaults(func=run_evaluate)
 

@@ -58,23 +58,14 @@ def test_train_evaluate_predict_end_to_end(tiny_corpus, tmp_path, capsys):
     evaluated = json.loads((run / "eval_tiny_test.json").read_text())
     assert evaluated["scores"] == metrics["test"]
 
+    def predict(src, dst):
+        return main(
+            ["predict", "--model", str(run / "model"), "--input", str(src), "--output", str(dst), "--no-progress"]
+        )
+
     text = tmp_path / "in.txt"
     text.write_text("Breast cancer (HNPCC) was seen.\n\nNo disease here .\n")
-    assert (
-        main(
-            [
-                "predict",
-                "--model",
-                str(run / "model"),
-                "--input",
-                str(text),
-                "--output",
-                str(tmp_path / "o.jsonl"),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert predict(text, tmp_path / "o.jsonl") == 0
     lines = read_jsonl(tmp_path / "o.jsonl")
     assert len(lines) == 3 and lines[1]["tokens"] == []
     first = lines[0]
@@ -84,21 +75,7 @@ def test_train_evaluate_predict_end_to_end(tiny_corpus, tmp_path, capsys):
         assert first["text"][ent["start"] : ent["end"]] == ent["text"] and ent["type"] == "Disease"
 
     out = tmp_path / "o.tsv"
-    assert (
-        main(
-            [
-                "predict",
-                "--model",
-                str(run / "model"),
-                "--input",
-                str(tiny_corpus / "test.tsv"),
-                "--output",
-                str(out),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert predict(tiny_corpus / "test.tsv", out) == 0
     original = (tiny_corpus / "test.tsv").read_text().splitlines()
     tagged = out.read_text().splitlines()
     assert len(tagged) == len(original)
