@@ -139,21 +139,22 @@ def train(cfg: RunConfig, resume: bool = False, callbacks=(), progress: bool = T
     model.to(device)
     main = cfg.model.main_task
     weights = cfg.train.weights
-    write_json(
-        out / "config.json",
-        {
-            "taskrel_version": __version__,
-            "command": sys.argv,
-            **cfg.to_dict(),
-            "resolved": {
-                "device": str(device),
-                "corpus": corpus.root,
-                "ner_labels": list(corpus.tag_set),
-                "train_sentences": len(train_set),
-                "dev_sentences": len(dev_set),
+    if state is None:  # a resumed run keeps the configuration and command line it was started with
+        write_json(
+            out / "config.json",
+            {
+                "taskrel_version": __version__,
+                "command": sys.argv,
+                **cfg.to_dict(),
+                "resolved": {
+                    "device": str(device),
+                    "corpus": corpus.root,
+                    "ner_labels": list(corpus.tag_set),
+                    "train_sentences": len(train_set),
+                    "dev_sentences": len(dev_set),
+                },
             },
-        },
-    )
+        )
 
     pad_id = tokenizer.pad_token_id or 0
     max_len = cfg.data.max_length

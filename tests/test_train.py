@@ -91,7 +91,7 @@ def test_same_seed_same_numbers(tiny_corpus, tmp_path):
     assert [e["loss"] for e in la] == [e["loss"] for e in lb]
 
 
-def test_resume_after_a_kill_gives_the_same_numbers(tiny_corpus, tmp_path):
+def test_resume_after_a_kill_gives_the_same_numbers(tiny_corpus, tmp_path, monkeypatch):
     full = train(tiny_config(tiny_corpus, tmp_path / "full", epochs=3), progress=False, log=lambda *_: None)
 
     class Killed(Exception):
@@ -108,8 +108,11 @@ def test_resume_after_a_kill_gives_the_same_numbers(tiny_corpus, tmp_path):
     assert not (tmp_path / "resumed" / "metrics.json").exists()
     with pytest.raises(ConfigError, match="pass --resume"):
         train(cfg, progress=False, log=lambda *_: None)
+    command = json.loads((tmp_path / "resumed" / "config.json").read_text())["command"]
+    monkeypatch.setattr("sys.argv", ["taskrel", "train", "--resume", "--out", cfg.out])
     resumed = train(cfg, resume=True, progress=False, log=lambda *_: None)
     assert resumed == full
+    assert json.loads((tmp_path / "resumed" / "config.json").read_text())["command"] == command
     losses = lambda run: [e["loss"] for e in read_jsonl(tmp_path / run / "metrics.jsonl")]  # noqa: E731
     assert losses("resumed") == losses("full")
     # a finished run is not retrained
