@@ -83,10 +83,13 @@ def add_train_parser(sub):
 
 
 def config_from_args(a) -> RunConfig:
-    if not a.data:
-        raise ConfigError("--data is required (a corpus folder, or a name under $TASKREL_DATA)")
+    if not a.data and not all(":" in t for t in a.tasks):
+        raise ConfigError(
+            "--data is required (a corpus folder, or a name under $TASKREL_DATA) unless every task "
+            "names its corpus as CORPUS:TASK"
+        )
     return RunConfig(
-        DataConfig(a.data, a.train_fraction, a.merge_dev, a.max_length, a.unseen_tags, a.mcls_cap),
+        DataConfig(a.data or "", a.train_fraction, a.merge_dev, a.max_length, a.unseen_tags, a.mcls_cap),
         ModelConfig(a.encoder, a.tasks, a.pooling, a.crf, a.dropout),
         TrainConfig(
             a.strategy,
@@ -220,22 +223,18 @@ def run_evaluate(a) -> int:
     from .data import encode
     from .evaluate import evaluate
     from .predict import Tagger
+    from .sources import split_spec
 
     root = resolve_data(a.data)
     tagger = Tagger(a.model, a.device, a.batch_size)
     sents = read_conll(find_split(root, a.split))
-    known = set(tagger.meta["ner_labels"] or ["O"])
-    sents = apply_unseen_policy(sents, known, a.unseen_tags)
-    enc = encode(sents, tagger.tokenizer, tagger.tasks, tagger.meta["max_length"])
-    scores = evaluate(
-        tagger.model,
-        enc,
-        sents,
-        tagger.tokenizer.pad_token_id or 0,
-        a.batch_size,
-        tagger.device,
-        None if a.no_progress else a.split,
-    )
+    main = tagger.meta["tasks"][0]
+    tasks = {n: t for n, t in tagger.tasks.items() if split_spec(n)[0] == split_spec(main)[0]}  # main's corpus
+    sents = apply_unseen_policy(sents, set(tagger.meta["ner_labels"][main]), a.unseen_tags)
+    enc = encode(sents, tagger.tokenizer, tasks, tagger.meta["max_length"])
+    bar = None if a.no_progress else a.split
+    pad_id = tagger.tokenizer.pad_token_id or 0
+    scores = evaluate(tagger.model, enc, sents, pad_id, a.batch_size, tagger.device, bar, list(tasks))
     out = Path(a.output) if a.output else Path(a.model).resolve().parent / f"eval_{root.name}_{a.split}.json"
     out.write_text(
         json.dumps({"model": str(a.model), "data": str(root), "split": a.split, "scores": scores}, indent=2) + "\n"

@@ -65,7 +65,8 @@ class DataConfig(_Dict):
 @dataclass
 class ModelConfig(_Dict):
     encoder: str = "minilm"  # "minilm", "tiny", a local model folder or a hub id
-    tasks: list = field(default_factory=lambda: list(DEFAULT_TASKS))  # the first is the main task
+    # the first is the main task; "ner" reads the run's corpus, "BC5CDR-disease:ner" another one
+    tasks: list = field(default_factory=lambda: list(DEFAULT_TASKS))
     pooling: str = "max"
     crf: bool = False
     dropout: float = 0.1
@@ -73,7 +74,7 @@ class ModelConfig(_Dict):
     def __post_init__(self):
         self.tasks = list(self.tasks)
         _check(len(self.tasks) > 0, "at least one task is needed")
-        unknown = [t for t in self.tasks if t not in TASKS]
+        unknown = [t for t in self.tasks if t.rpartition(":")[2] not in TASKS]  # specs: TASK or CORPUS:TASK
         _check(not unknown, f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
         _check(len(set(self.tasks)) == len(self.tasks), f"tasks repeated in {self.tasks}")
         _check(self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
@@ -182,6 +183,10 @@ class GridConfig:
         _check(self.workers >= 1, "workers must be at least 1")
         _check(self.bootstrap_samples >= 100, "bootstrap_samples must be at least 100")
         _check(0 < self.alpha < 1, "alpha must be in (0, 1)")
+        if self.base.model.tasks != self.tasks:  # the base run reads every task of the grid
+            model = dataclasses.replace(self.base.model, tasks=self.tasks)
+            train = dataclasses.replace(self.base.train, weights=None)
+            self.base = RunConfig(self.base.data, model, train, self.base.out)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -27,21 +27,26 @@ def autocast(device: torch.device):
 
 
 @torch.no_grad()
-def predict(model, encoded, pad_id: int, batch_size: int = 64, device=None, progress: str | None = None) -> dict:
-    """Label strings per sentence: ``{task: [labels per word | label]}``, in input order."""
+def predict(
+    model, encoded, pad_id: int, batch_size: int = 64, device=None, progress: str | None = None, tasks=None
+) -> dict:
+    """Label strings per sentence: ``{task: [labels per word | label]}``, in input order.
+
+    ``tasks`` (names) limits the heads that run: a corpus is scored on its own tasks only.
+    """
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    tasks = model.tasks
+    tasks = {n: model.tasks[n] for n in (tasks or model.tasks)}
     preds = {n: [None] * len(encoded) for n in tasks}
     batches = bucket_batches([e.length for e in encoded], batch_size, rng=None)
     for idx in tqdm(batches, desc=progress or "predict", disable=True if progress is None else None, leave=False):
         items = [encoded[i] for i in idx]
         batch = to_device(collate(items, tasks, pad_id, with_labels=False), device)
         with autocast(device):
-            out = model(batch, with_loss=False)
+            out = model(batch, tasks=list(tasks), with_loss=False)
         for name, task in tasks.items():
-            head = model.heads[name]
+            head = model.head(name)
             if task.is_token:
                 rows = head.decode(out[name]["logits"], batch["word_mask"])
                 for k, it in enumerate(items):
@@ -95,9 +100,12 @@ def gold_labels(task, sentences) -> list:
     return [task.derive(s.tags) for s in sentences]
 
 
-def evaluate(model, encoded, sentences, pad_id: int, batch_size: int = 64, device=None, progress=None) -> dict:
+def evaluate(
+    model, encoded, sentences, pad_id: int, batch_size: int = 64, device=None, progress=None, tasks=None
+) -> dict:
     """``{task: scores}`` of a model on labelled sentences (encoded with ``data.encode``)."""
-    return score_all(model.tasks, sentences, predict(model, encoded, pad_id, batch_size, device, progress))
+    preds = predict(model, encoded, pad_id, batch_size, device, progress, tasks)
+    return score_all({n: model.tasks[n] for n in preds}, sentences, preds)
 
 
 def score_all(tasks: dict, sentences, preds: dict) -> dict:

@@ -28,9 +28,8 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import ConfigError, GridConfig, RunConfig
-from .corpus import load_corpus
 from .significance import paired_bootstrap, seed_ttest, sentence_stats
-from .tasks import build_tasks
+from .sources import all_tasks, load_sources, spec_label
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class Cell:
 
     @property
     def folder(self) -> str:
-        return f"cells/{self.name}/seed{self.seed}"
+        return f"cells/{'+'.join(spec_label(t) for t in self.tasks)}/seed{self.seed}"
 
 
 def grid_cells(tasks: list[str], seeds: list[int]) -> list[Cell]:
@@ -227,13 +226,13 @@ def _test_stats(out: Path, grid: GridConfig, cell: Cell, task, gold: list) -> np
 
 def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFrame:
     """``transfer.csv``: per ordered pair, Δ(M|S) per seed, mean, std and p-values."""
-    corpus = load_corpus(grid.base.data.data, unseen_tags=grid.base.data.unseen_tags)
-    tasks = build_tasks(grid.tasks, corpus.tag_set, {"mcls_cap": grid.base.data.mcls_cap})
-    test = corpus.splits["test"]
+    sources = load_sources(grid.base)
+    tasks = all_tasks(sources)
+    test_of = {spec: src.test for src in sources.values() for spec in src.tasks}
     rows = []
     score = {(r.main, r.secondary, r.seed): r.score for r in runs.itertuples()} if len(runs) else {}
     for m in grid.tasks:
-        gold = [tasks[m].derive(s.tags) for s in test]
+        gold = [tasks[m].derive(s.tags) for s in test_of[m]]
         for x in grid.tasks:
             if x == m:
                 continue

@@ -9,6 +9,7 @@ without pickle.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -18,28 +19,40 @@ from torch import nn
 from . import __version__
 from .encoders import encoder_from_folder
 from .heads import HEADS, pool
-from .tasks import build_tasks
+from .sources import build_task
 
 META_FILE = "taskrel.json"
+
+
+def head_key(spec: str) -> str:
+    """A task spec as a ``ModuleDict`` key (a corpus path may hold dots, which module names cannot)."""
+    return re.sub(r"[^\w:-]", "_", spec)
 
 
 class MultiTaskModel(nn.Module):
     """One encoder shared by every task; one head per task in a ``ModuleDict``."""
 
-    def __init__(self, encoder, tasks: dict, pooling: str = "max", crf: bool = False, dropout: float = 0.1):
+    def __init__(
+        self, encoder, tasks: dict, pooling: str = "max", crf: bool = False, dropout: float = 0.1, ner_labels=None
+    ):
+        """``tasks`` maps task specs to tasks; ``ner_labels`` the NER label set of each spec's corpus."""
         super().__init__()
         self.encoder = encoder
         self.tasks = tasks
+        self.ner_labels = ner_labels or {n: list(t.labels) if t.name == "ner" else ["O"] for n, t in tasks.items()}
         self.pooling = pooling
         self.crf = crf
         self.dropout = nn.Dropout(dropout)
         hidden = encoder.config.hidden_size
         self.heads = nn.ModuleDict(
             {
-                name: HEADS[task.level](hidden, len(task.labels), crf=crf and name == "ner")
+                head_key(name): HEADS[task.level](hidden, len(task.labels), crf=crf and task.name == "ner")
                 for name, task in tasks.items()
             }
         )
+
+    def head(self, name: str):
+        return self.heads[head_key(name)]
 
     def forward(self, batch: dict, tasks=None, with_loss: bool = True) -> dict:
         """Per task ``{"logits": ..., "loss": ...}`` (loss when the batch has labels).
@@ -60,7 +73,7 @@ class MultiTaskModel(nn.Module):
                 if words is None:
                     index = batch["word_index"].unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
                     words = hidden.gather(1, index)  # (R, W, H)
-                out[name] = self.heads[name](words, batch["word_mask"], lab)
+                out[name] = self.head(name)(words, batch["word_mask"], lab)
             else:
                 if sentences is None:
                     sentences = pool(
@@ -71,19 +84,18 @@ class MultiTaskModel(nn.Module):
                         batch["n_sentences"],
                         self.pooling,
                     )  # (S, H)
-                out[name] = self.heads[name](sentences, None, lab)
+                out[name] = self.head(name)(sentences, None, lab)
         return out
 
     # ------------------------------------------------------------ save / load
 
     def meta(self, max_length: int, mcls_cap: int) -> dict:
-        ner = self.tasks.get("ner")
         return {
             "taskrel_version": __version__,
             "tasks": list(self.tasks),
             "labels": {n: list(t.labels) for n, t in self.tasks.items()},
             "levels": {n: t.level for n, t in self.tasks.items()},
-            "ner_labels": list(ner.labels) if ner else None,
+            "ner_labels": self.ner_labels,
             "pooling": self.pooling,
             "crf": self.crf,
             "dropout": self.dropout.p,
@@ -107,12 +119,12 @@ def load(folder, device="cpu"):
     if not meta_path.is_file():
         raise FileNotFoundError(f"{folder}: not a taskrel model folder (no {META_FILE})")
     meta = json.loads(meta_path.read_text())
-    tasks = build_tasks(meta["tasks"], meta["ner_labels"] or ["O"], {"mcls_cap": meta["mcls_cap"]})
+    tasks = {n: build_task(n, meta["ner_labels"][n], meta["mcls_cap"]) for n in meta["tasks"]}
     for name, task in tasks.items():
         if list(task.labels) != meta["labels"][name]:
             raise ValueError(f"{meta_path}: labels of {name!r} differ from the task registry's")
     encoder, tokenizer = encoder_from_folder(folder)
-    model = MultiTaskModel(encoder, tasks, meta["pooling"], meta["crf"], meta["dropout"])
+    model = MultiTaskModel(encoder, tasks, meta["pooling"], meta["crf"], meta["dropout"], meta["ner_labels"])
     load_model(model, str(folder / "model.safetensors"), device=str(device))
     return model.to(device).eval(), tokenizer, meta
 

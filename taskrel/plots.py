@@ -13,6 +13,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .sources import spec_label  # noqa: E402
+
 
 def heatmap(transfer: pd.DataFrame, tasks: list[str], path: Path, alpha: float = 0.05) -> None:
     """Mean Δ in points (×100): main task on y, secondary on x, as the paper's Figure 5.
@@ -42,6 +44,9 @@ def heatmap(transfer: pd.DataFrame, tasks: list[str], path: Path, alpha: float =
         cbar_kws={"label": "Δ score (points)"},
         ax=ax,
     )
+    labels = [spec_label(t) for t in tasks]
+    ax.set_xticklabels(labels, rotation=30, ha="right")
+    ax.set_yticklabels(labels, rotation=0)
     n_seeds = int(transfer["n_seeds"].max())
     ax.set_title(
         f"Transfer Δ(main | secondary) in points, mean ± std over {n_seeds} seed(s)\n"
@@ -71,8 +76,8 @@ def learning_curves(out: Path, grid, runs: pd.DataFrame, path: Path) -> None:
             if n == 0:
                 continue
             mean = np.mean([c[:n] for c in curves], axis=0)
-            ax.plot(range(1, n + 1), mean, marker="o", label=f"+ {secondary}" if secondary else "alone")
-        ax.set_title(main)
+            ax.plot(range(1, n + 1), mean, marker="o", label=f"+ {spec_label(secondary)}" if secondary else "alone")
+        ax.set_title(spec_label(main))
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"dev {sub['metric'].iloc[0] if len(sub) else ''}")
         ax.legend(fontsize=8)

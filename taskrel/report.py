@@ -35,7 +35,7 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
     transfer = pd.read_csv(folder / "transfer.csv") if (folder / "transfer.csv").is_file() else pd.DataFrame()
     base = grid.base
     blocks: list[Block] = [
-        ("h2", title or f"Pairwise transfer grid: {Path(base.data.data).name}"),
+        ("h2", title or f"Pairwise transfer grid: {Path(base.data.data).name or 'several corpora'}"),
         (
             "p",
             f"Tasks {', '.join(grid.tasks)}; seeds {', '.join(map(str, grid.seeds))}; encoder `{base.model.encoder}`; "

@@ -32,12 +32,11 @@ from transformers import get_linear_schedule_with_warmup
 
 from . import __version__
 from .config import ConfigError, RunConfig
-from .corpus import load_corpus, subsample
 from .data import bucket_batches, collate, encode, to_device
 from .encoders import load_encoder
 from .evaluate import autocast, evaluate, main_score, predict, score_all
 from .model import MultiTaskModel, resolve_device
-from .tasks import build_tasks
+from .sources import all_tasks, load_sources
 
 CHECKPOINT = "checkpoint"
 
@@ -65,27 +64,31 @@ def param_groups(model, weight_decay: float):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def epoch_schedule(cfg: RunConfig, lengths, epoch: int) -> list[tuple[list | None, list[int]]]:
-    """``(tasks, sentence indices)`` per step: all tasks every batch (joint), or
-    one task a batch with every task's batches shuffled together (alternating)."""
+def epoch_schedule(cfg: RunConfig, sources: dict, lengths: dict, epoch: int) -> list[tuple[str, list, list[int]]]:
+    """``(corpus, tasks, sentence indices)`` per step; every batch comes from one corpus.
+
+    Joint: each batch serves all tasks of its corpus. Alternating (MT-DNN):
+    each batch serves one task, every task's batches shuffled together.
+    """
     rng = np.random.default_rng([cfg.train.seed, epoch])
-    if cfg.train.strategy == "joint":
-        return [(None, b) for b in bucket_batches(lengths, cfg.train.batch_size, rng)]
-    steps = [([t], b) for t in cfg.model.tasks for b in bucket_batches(lengths, cfg.train.batch_size, rng)]
+    bs = cfg.train.batch_size
+    steps = []
+    for key, src in sources.items():
+        if cfg.train.strategy == "joint":
+            steps += [(key, list(src.tasks), b) for b in bucket_batches(lengths[key], bs, rng)]
+        else:
+            steps += [(key, [t], b) for t in src.tasks for b in bucket_batches(lengths[key], bs, rng)]
     return [steps[i] for i in rng.permutation(len(steps))]
 
 
 def prepare(cfg: RunConfig):
-    """Corpus splits, tasks, model and tokenizer for a configuration."""
-    corpus = load_corpus(cfg.data.data, unseen_tags=cfg.data.unseen_tags)
-    train_set = subsample(corpus.splits["train"], cfg.data.train_fraction, cfg.train.seed)
-    dev_set = corpus.splits["devel"]
-    if cfg.data.merge_dev:
-        train_set, dev_set = train_set + dev_set, []
-    tasks = build_tasks(cfg.model.tasks, corpus.tag_set, {"mcls_cap": cfg.data.mcls_cap})
+    """The corpora of the tasks, the model and its tokenizer for a configuration."""
+    sources = load_sources(cfg)
+    tasks = all_tasks(sources)
+    ner_labels = {spec: src.corpus.tag_set for src in sources.values() for spec in src.tasks}
     encoder, tokenizer = load_encoder(cfg.model.encoder)
-    model = MultiTaskModel(encoder, tasks, cfg.model.pooling, cfg.model.crf, cfg.model.dropout)
-    return corpus, train_set, dev_set, tasks, model, tokenizer
+    model = MultiTaskModel(encoder, tasks, cfg.model.pooling, cfg.model.crf, cfg.model.dropout, ner_labels)
+    return sources, model, tokenizer
 
 
 def _start_run_dir(cfg: RunConfig, resume: bool) -> tuple[Path, dict | None]:
@@ -135,7 +138,8 @@ def train(cfg: RunConfig, resume: bool = False, callbacks=(), progress: bool = T
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)
-    corpus, train_set, dev_set, tasks, model, tokenizer = prepare(cfg)
+    sources, model, tokenizer = prepare(cfg)
+    tasks = model.tasks
     model.to(device)
     main = cfg.model.main_task
     weights = cfg.train.weights
@@ -148,20 +152,20 @@ def train(cfg: RunConfig, resume: bool = False, callbacks=(), progress: bool = T
                 **cfg.to_dict(),
                 "resolved": {
                     "device": str(device),
-                    "corpus": corpus.root,
-                    "ner_labels": list(corpus.tag_set),
-                    "train_sentences": len(train_set),
-                    "dev_sentences": len(dev_set),
+                    "corpora": {k: src.corpus.root for k, src in sources.items()},
+                    "ner_labels": {k: list(src.corpus.tag_set) for k, src in sources.items()},
+                    "train_sentences": sum(len(src.train) for src in sources.values()),
+                    "dev_sentences": sum(len(src.dev) for src in sources.values()),
                 },
             },
         )
 
     pad_id = tokenizer.pad_token_id or 0
     max_len = cfg.data.max_length
-    train_enc = encode(train_set, tokenizer, tasks, max_len)
-    dev_enc = encode(dev_set, tokenizer, tasks, max_len)
-    lengths = [e.length for e in train_enc]
-    steps_per_epoch = len(epoch_schedule(cfg, lengths, 0))
+    train_enc = {k: encode(src.train, tokenizer, src.tasks, max_len) for k, src in sources.items()}
+    dev_enc = {k: encode(src.dev, tokenizer, src.tasks, max_len) for k, src in sources.items()}
+    lengths = {k: [e.length for e in enc] for k, enc in train_enc.items()}
+    steps_per_epoch = len(epoch_schedule(cfg, sources, lengths, 0))
     total_steps = steps_per_epoch * cfg.train.epochs
     optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.train.warmup * total_steps), total_steps)
@@ -179,14 +183,15 @@ def train(cfg: RunConfig, resume: bool = False, callbacks=(), progress: bool = T
     for epoch in range(start_epoch, cfg.train.epochs + 1):
         torch.manual_seed(cfg.train.seed * 100_003 + epoch)
         model.train()
-        schedule = epoch_schedule(cfg, lengths, epoch)
+        schedule = epoch_schedule(cfg, sources, lengths, epoch)
         loss_sum = {t: 0.0 for t in tasks}
         loss_n = {t: 0 for t in tasks}
         n_sent = n_pieces = 0
         t0 = time.perf_counter()
         bar = tqdm(schedule, desc=f"epoch {epoch}/{cfg.train.epochs}", disable=None if progress else True, leave=False)
-        for step_tasks, idx in bar:
-            batch = to_device(collate([train_enc[i] for i in idx], tasks, pad_id), device)
+        for key, step_tasks, idx in bar:
+            items = [train_enc[key][i] for i in idx]
+            batch = to_device(collate(items, sources[key].tasks, pad_id), device)
             with autocast(device):
                 outputs = model(batch, tasks=step_tasks)
             loss = sum(weights[t] * o["loss"] for t, o in outputs.items())
@@ -202,16 +207,15 @@ def train(cfg: RunConfig, resume: bool = False, callbacks=(), progress: bool = T
             n_pieces += int(batch["attention_mask"].sum())
             bar.set_postfix(loss=f"{loss.item():.4f}")
         train_seconds = time.perf_counter() - t0
-        if n_sent and step_tasks is not None:  # alternating: each sentence was seen once per task
-            n_sent //= len(tasks)
-            n_pieces //= len(tasks)
 
         t1 = time.perf_counter()
-        dev_scores = (
-            evaluate(model, dev_enc, dev_set, pad_id, cfg.train.eval_batch_size, device, "dev" if progress else None)
-            if dev_set
-            else {}
-        )
+        dev_scores = {}
+        for key, src in sources.items():
+            if src.dev:
+                bar_name = "dev" if progress else None
+                dev_scores |= evaluate(
+                    model, dev_enc[key], src.dev, pad_id, cfg.train.eval_batch_size, device, bar_name, list(src.tasks)
+                )
         score = main_score(tasks[main], dev_scores[main]) if dev_scores else float(epoch)
         improved = score > best
         if improved:
@@ -258,34 +262,44 @@ def write_predictions(path: Path, preds: dict) -> None:
 
 
 def finish(cfg: RunConfig, out: Path, best_epoch, progress: bool = True, log=print) -> dict:
-    """Evaluate the selected model on dev and test; write ``metrics.json``."""
+    """Evaluate the selected model on dev and test of every corpus; write ``metrics.json``.
+
+    The main task's corpus's test predictions go to ``test_predictions.jsonl``,
+    another corpus's to ``test_predictions-CORPUS.jsonl``.
+    """
     from .model import load
 
     device = resolve_device(cfg.train.device)
     model, tokenizer, _ = load(out / "model", device)
-    corpus = load_corpus(cfg.data.data, unseen_tags=cfg.data.unseen_tags)
+    sources = load_sources(cfg)
+    main = cfg.model.main_task
     results = {
-        "main_task": cfg.model.main_task,
+        "main_task": main,
         "best_epoch": best_epoch,
-        "selection": "last epoch (merge_dev)" if cfg.data.merge_dev else f"best dev {cfg.model.main_task}",
+        "selection": "last epoch (merge_dev)" if cfg.data.merge_dev else f"best dev {main}",
+        "dev": None if cfg.data.merge_dev else {},  # devel was trained on with merge_dev
+        "test": {},
     }
     pad_id = tokenizer.pad_token_id or 0
-    for split in ("devel", "test"):
-        key = "dev" if split == "devel" else "test"
-        if split == "devel" and cfg.data.merge_dev:
-            results[key] = None  # devel was trained on
-            continue
-        sents = corpus.splits[split]
-        enc = encode(sents, tokenizer, model.tasks, cfg.data.max_length)
-        preds = predict(model, enc, pad_id, cfg.train.eval_batch_size, device, split if progress else None)
-        results[key] = score_all(model.tasks, sents, preds)
-        if split == "test":
-            write_predictions(out / "test_predictions.jsonl", preds)
+    for i, (key, src) in enumerate(sources.items()):
+        for split in ("devel", "test"):
+            name = "dev" if split == "devel" else "test"
+            if results[name] is None:
+                continue
+            sents = src.corpus.splits[split]
+            enc = encode(sents, tokenizer, src.tasks, cfg.data.max_length)
+            preds = predict(
+                model, enc, pad_id, cfg.train.eval_batch_size, device, split if progress else None, list(src.tasks)
+            )
+            results[name] |= score_all(src.tasks, sents, preds)
+            if split == "test":
+                suffix = "" if i == 0 else f"-{Path(key).name}"
+                write_predictions(out / f"test_predictions{suffix}.jsonl", preds)
     write_json(out / "metrics.json", results)
     shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
-    main = model.tasks[cfg.model.main_task]
+    task = model.tasks[main]
     log(
-        f"test {main.name} {main.main_metric}: {main_score(main, results['test'][main.name]):.4f} "
+        f"test {main} {task.main_metric}: {main_score(task, results['test'][main]):.4f} "
         f"(model from epoch {best_epoch}) -> {out / 'metrics.json'}"
     )
     return results

@@ -42,3 +42,19 @@ def conll(*sentences: str) -> str:
     for s in sentences:
         out += [tok.rsplit("/", 1)[0] + "\t" + tok.rsplit("/", 1)[1] for tok in s.split()] + [""]
     return "\n".join(out) + "\n"
+
+
+@pytest.fixture
+def chem_corpus(tmp_path):
+    """A second corpus, of another entity type, for cross-corpus tasks."""
+    return write_corpus(
+        tmp_path / "chem",
+        conll(
+            "aspirin/B-Chemical reduces/O fever/O ./O",
+            "sodium/B-Chemical chloride/I-Chemical dissolves/O ./O",
+            "the/O dose/O was/O low/O",
+            "caffeine/B-Chemical and/O ethanol/B-Chemical interact/O",
+        ),
+        conll("ibuprofen/B-Chemical helps/O", "nothing/O here/O"),
+        conll("lithium/B-Chemical carbonate/I-Chemical is/O used/O", "rest/O well/O"),
+    )

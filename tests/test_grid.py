@@ -183,3 +183,17 @@ def test_a_crashed_workers_cell_is_picked_up_again(tiny_corpus, tmp_path):
     states = {t.number: t.state for t in optuna.load_study(study_name="q", storage=url).trials}
     assert states[trial.number] == optuna.trial.TrialState.FAIL
     assert sorted(r["cell"] for r in _queue_log(out)) == sorted(names) and taken in names
+
+
+def test_a_cross_corpus_grid_uses_the_same_code_path(tiny_corpus, chem_corpus, tmp_path):
+    base = RunConfig(DataConfig(""), ModelConfig("tiny"), TrainConfig(epochs=1, batch_size=4, lr=1e-3, threads=1))
+    tasks = [f"{tiny_corpus}:ner", f"{chem_corpus}:ner"]
+    grid = GridConfig(base, tasks, [1], [1.0, 1.0], bootstrap_samples=200)
+    transfer = run_grid(grid, tmp_path / "g", **QUIET)
+    assert (tmp_path / "g/cells/tiny.ner+chem.ner/seed1/metrics.json").is_file()
+    assert (tmp_path / "g/cells/chem.ner/seed1/metrics.json").is_file()
+    runs = pd.read_csv(tmp_path / "g/runs.csv")
+    chem_alone = runs[(runs["main"] == tasks[1]) & runs["secondary"].isna()]["score"].iloc[0]
+    chem_with = runs[(runs["main"] == tasks[1]) & (runs["secondary"] == tasks[0])]["score"].iloc[0]
+    row = transfer[transfer["main"] == tasks[1]].iloc[0]
+    assert row["mean_delta"] == pytest.approx(chem_with - chem_alone) and 0 <= row["p_bootstrap"] <= 1

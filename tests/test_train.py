@@ -137,15 +137,27 @@ def test_strategies(tiny_corpus, tmp_path, strategy):
     assert set(metrics["test"]) == {"ner", "mtcls", "bcls", "mcls"}
 
 
-def test_alternating_batches_serve_one_task_each(tiny_corpus):
+def test_schedules_joint_alternating_and_one_corpus_a_batch(tiny_corpus):
+    from types import SimpleNamespace
+
     from taskrel.train import epoch_schedule
 
-    cfg = tiny_config(tiny_corpus, "unused", strategy="alternating")
-    steps = epoch_schedule(cfg, [5, 6, 7, 8, 9, 10, 11, 12], epoch=1)
+    four = {"ner": 0, "mtcls": 0, "bcls": 0, "mcls": 0}
+    one = {"A": SimpleNamespace(tasks=four)}
+    lengths = {"A": [5, 6, 7, 8, 9, 10, 11, 12]}
+    steps = epoch_schedule(tiny_config(tiny_corpus, "unused", strategy="alternating"), one, lengths, epoch=1)
     assert len(steps) == 4 * 2  # 4 tasks x 2 batches of 4
-    assert sorted(t[0] for t, _ in steps) == sorted(["ner", "mtcls", "bcls", "mcls"] * 2)
-    joint = epoch_schedule(tiny_config(tiny_corpus, "unused"), [5, 6, 7, 8, 9, 10, 11, 12], epoch=1)
-    assert all(t is None for t, _ in joint) and sorted(i for _, b in joint for i in b) == list(range(8))
+    assert sorted(t[0] for _, t, _ in steps) == sorted(["ner", "mtcls", "bcls", "mcls"] * 2)
+    joint = epoch_schedule(tiny_config(tiny_corpus, "unused"), one, lengths, epoch=1)
+    assert all(t == list(four) for _, t, _ in joint) and sorted(i for _, _, b in joint for i in b) == list(range(8))
+
+    two = {"A": SimpleNamespace(tasks={"ner": 0}), "B": SimpleNamespace(tasks={"B:ner": 0, "B:bcls": 0})}
+    lengths = {"A": [3] * 8, "B": [4] * 12}
+    joint = epoch_schedule(tiny_config(tiny_corpus, "unused"), two, lengths, epoch=1)
+    assert sorted(k for k, _, _ in joint) == ["A", "A", "B", "B", "B"]  # every batch from one corpus
+    assert all(t == list(two[k].tasks) for k, t, _ in joint)
+    assert sorted(i for k, _, b in joint if k == "B" for i in b) == list(range(12))
+    assert epoch_schedule(tiny_config(tiny_corpus, "unused"), two, lengths, epoch=2) != joint  # reshuffled
 
 
 def test_merge_dev_keeps_the_last_epoch_and_never_scores_dev(tiny_corpus, tmp_path):
@@ -240,3 +252,35 @@ def test_predict_input_errors_name_the_file(tiny_corpus, tmp_path, capsys):
     assert "missing.txt: no such file" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(tmp_path / "nomodel"), "--data", str(tiny_corpus), "--no-progress"]) == 2
     assert "not a taskrel model folder" in capsys.readouterr().err
+
+
+def test_cross_corpus_tasks_train_on_both_corpora(tiny_corpus, chem_corpus, tmp_path):
+    run = tmp_path / "r"
+    args = ["train", "--data", str(tiny_corpus), "--tasks", f"ner,{chem_corpus}:ner,{chem_corpus}:bcls"]
+    assert main([*args, "--out", str(run), "--epochs", "2", *FAST]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    chem_ner = f"{chem_corpus}:ner"
+    assert set(metrics["test"]) == {"ner", chem_ner, f"{chem_corpus}:bcls"}
+    assert metrics["test"]["ner"]["support"] == 2 and metrics["test"][chem_ner]["support"] == 1  # each its own test
+    assert set(metrics["test"][chem_ner]["per_type"]) <= {"Chemical"}
+    assert len(read_jsonl(run / "test_predictions.jsonl")) == 3  # the main task's corpus
+    assert len(read_jsonl(run / "test_predictions-chem.jsonl")) == 2
+    config = json.loads((run / "config.json").read_text())
+    assert config["resolved"]["train_sentences"] == 8 + 4
+    assert config["resolved"]["ner_labels"][str(chem_corpus)] == ["O", "B-Chemical", "I-Chemical"]
+    epoch = read_jsonl(run / "metrics.jsonl")[0]
+    assert set(epoch["loss"]) == set(epoch["dev"]) == set(metrics["test"])
+
+    from taskrel.model import load
+
+    model, _, meta = load(run / "model")
+    assert model.tasks[chem_ner].labels == ("O", "B-Chemical", "I-Chemical")
+    assert model.tasks["ner"].labels == ("O", "B-Disease", "I-Disease")
+    # evaluate scores the main task's corpus
+    assert main(["evaluate", "--model", str(run / "model"), "--data", str(tiny_corpus), "--no-progress"]) == 0
+    assert set(json.loads((run / "eval_tiny_test.json").read_text())["scores"]) == {"ner"}
+
+
+def test_tasks_without_a_corpus_need_data(tmp_path, capsys):
+    assert main(["train", "--tasks", "ner", "--out", str(tmp_path / "r"), *FAST]) == 2
+    assert "--data is required" in capsys.readouterr().err
