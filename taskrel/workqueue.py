@@ -84,11 +84,12 @@ def work(study: optuna.Study, names: list[str], run, log_path: Path, poll: float
     worker = f"{socket.gethostname()}:{os.getpid()}"
     while True:
         fail_stale_trials(study)
-        complete = {_cell_of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        snapshot = study.get_trials(deepcopy=False)  # one read, so the states below are consistent
+        complete = {_cell_of(t) for t in snapshot if t.state == TrialState.COMPLETE}
         if complete >= set(names):
             return done_here
-        if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not any(t.state == TrialState.WAITING for t in snapshot):
+            if not any(t.state == TrialState.RUNNING for t in snapshot):
                 failed = sorted(set(names) - complete)
                 raise RuntimeError(f"grid cells failed on every retry: {failed}; see their run folders")
             time.sleep(poll)  # cells are running elsewhere; wait in case a worker dies
