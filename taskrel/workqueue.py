@@ -39,7 +39,7 @@ LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
 
 
 def open_study(url: str, name: str, heartbeat: int = 60, grace: int = 180) -> optuna.Study:
-    if not url.startswith(("sqlite:", "postgresql", "mysql")):
+    if not url.startswith(("sqlite:", "postgresql", "mysql")):  # also postgresql+psycopg2://, mysql+pymysql://
         raise ConfigError(f"--storage {url!r}: expected an Optuna RDB URL (sqlite:///FILE, postgresql://, mysql://)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

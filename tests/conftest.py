@@ -58,3 +58,38 @@ def chem_corpus(tmp_path):
         conll("ibuprofen/B-Chemical helps/O", "nothing/O here/O"),
         conll("lithium/B-Chemical carbonate/I-Chemical is/O used/O", "rest/O well/O"),
     )
+
+
+@pytest.fixture
+def postgres_url():
+    """A throw-away PostgreSQL server on a Unix socket (no TCP); skipped where the server is not installed.
+
+    ``.ci/run`` installs Debian's postgresql package. PostgreSQL refuses to run as
+    root, so as root the server runs as the ``postgres`` user.
+    """
+    import glob
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        pytest.skip("PostgreSQL server binaries not installed")
+    pytest.importorskip("psycopg2")
+    bindir = Path(bins[-1]).parent
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    data = tempfile.mkdtemp(prefix="taskrel-pg-")
+    if as_user:
+        shutil.chown(data, "postgres")
+    port = "54329"
+    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True)  # noqa: E731
+    run(str(bindir / "initdb"), "-D", data, "-A", "trust", "-U", "taskrel")
+    opts = f"-p {port} -k {data} -c listen_addresses=''"
+    run(str(bindir / "pg_ctl"), "-D", data, "-o", opts, "-l", f"{data}/log", "-w", "start")
+    try:
+        run(str(bindir / "createdb"), "-h", data, "-p", port, "-U", "taskrel", "grid")
+        yield f"postgresql+psycopg2://taskrel@/grid?host={data}&port={port}"
+    finally:
+        run(str(bindir / "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop")
+        shutil.rmtree(data, ignore_errors=True)

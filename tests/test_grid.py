@@ -128,7 +128,8 @@ def _queue_log(out):
     return [json.loads(x) for x in (out / "queue_log.jsonl").read_text().splitlines()]
 
 
-def test_two_concurrent_workers_on_one_storage_run_each_cell_once(tiny_corpus, tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_concurrent_workers_on_one_storage_run_each_cell_once(tiny_corpus, tmp_path, request, backend):
     import multiprocessing as mp
 
     from taskrel.grid import _queue_worker
@@ -136,7 +137,7 @@ def test_two_concurrent_workers_on_one_storage_run_each_cell_once(tiny_corpus, t
     grid = tiny_grid(tiny_corpus, seeds=[1, 2])
     out = tmp_path / "g"
     out.mkdir()
-    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    url = f"sqlite:///{tmp_path / 'queue.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     ctx = mp.get_context("spawn")
     procs = [
         ctx.Process(target=_queue_worker, args=(grid.to_dict(), str(out), url, "q", 1), kwargs={"poll": 0.2})
