@@ -285,3 +285,31 @@ def load_grid(out) -> GridConfig:
     if not path.is_file():
         raise ConfigError(f"{out}: not a grid folder (no grid.json)")
     return GridConfig.from_dict(json.loads(path.read_text()))
+
+
+@dataclass
+class GridResults:
+    """A finished (or partly finished) grid, as the notebooks and reports read it."""
+
+    folder: Path
+    grid: GridConfig
+    runs: pd.DataFrame
+    transfer: pd.DataFrame
+
+    def alone(self) -> pd.DataFrame:
+        """Each task's test score alone: mean, std and count over seeds, with its metric."""
+        alone = self.runs[self.runs["secondary"] == ""]
+        table = alone.groupby("main", sort=False)["score"].agg(["mean", "std", "count"])
+        table.insert(0, "metric", alone.groupby("main", sort=False)["metric"].first())
+        return table
+
+
+def load_results(folder) -> GridResults:
+    """The settings and tables of a grid folder (``runs.csv`` and ``transfer.csv``, made again if missing)."""
+    folder = Path(folder)
+    grid = load_grid(folder)
+    if not (folder / "transfer.csv").is_file():
+        analyse(folder, grid, log=lambda *_: None)
+    runs = pd.read_csv(folder / "runs.csv")
+    runs["secondary"] = runs["secondary"].fillna("")
+    return GridResults(folder, grid, runs, pd.read_csv(folder / "transfer.csv"))

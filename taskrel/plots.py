@@ -1,22 +1,31 @@
-"""Figures, written to explicit paths (never shown): transfer heatmap, learning curves."""
+"""Figures: transfer heatmap, learning curves, per-seed spread of the deltas.
+
+Each function saves to ``path`` when given one (and closes the figure), else
+returns the figure, for notebooks. Nothing is ever shown from here.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure  # no pyplot: no global figure state, no GUI backend
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from .sources import spec_label  # noqa: E402
+from .sources import spec_label
 
 
-def heatmap(transfer: pd.DataFrame, tasks: list[str], path: Path, alpha: float = 0.05) -> None:
+def _finish(fig, path):
+    fig.tight_layout()
+    if path is None:
+        return fig
+    fig.savefig(path, dpi=150)
+    return None
+
+
+def heatmap(transfer: pd.DataFrame, tasks: list[str], path: Path | None = None, alpha: float = 0.05):
     """Mean Δ in points (×100): main task on y, secondary on x, as the paper's Figure 5.
 
     Diverging palette centred on 0; ``*`` marks p_bootstrap < alpha.
@@ -30,7 +39,8 @@ def heatmap(transfer: pd.DataFrame, tasks: list[str], path: Path, alpha: float =
         notes.loc[r.main, r.secondary] = f"{100 * r.mean_delta:+.2f}{star}{spread}"
     # symmetric colour range, at least ±0.5 points so that a flat grid stays readable
     limit = max(float(np.nanmax(np.abs(delta.values))), 0.5) if delta.notna().any().any() else 0.5
-    fig, ax = plt.subplots(figsize=(1.3 * len(tasks) + 2.5, 1.1 * len(tasks) + 1.5))
+    fig = Figure(figsize=(1.3 * len(tasks) + 2.5, 1.1 * len(tasks) + 1.5))
+    ax = fig.subplots()
     sns.heatmap(
         delta,
         annot=notes.values,
@@ -55,15 +65,14 @@ def heatmap(transfer: pd.DataFrame, tasks: list[str], path: Path, alpha: float =
     )
     ax.set_xlabel("secondary task")
     ax.set_ylabel("main task")
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    return _finish(fig, path)
 
 
-def learning_curves(out: Path, grid, runs: pd.DataFrame, path: Path) -> None:
+def learning_curves(out: Path, grid, runs: pd.DataFrame, path: Path | None = None):
     """Dev score of each main task by epoch, one line per secondary task (mean over seeds): Figure 4."""
     tasks = grid.tasks
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), squeeze=False)
+    fig = Figure(figsize=(4 * len(tasks), 3.4))
+    axes = fig.subplots(1, len(tasks), squeeze=False)
     for ax, main in zip(axes[0], tasks):
         sub = runs[runs["main"] == main]
         for secondary, group in sub.groupby("secondary", sort=False):
@@ -81,6 +90,22 @@ def learning_curves(out: Path, grid, runs: pd.DataFrame, path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"dev {sub['metric'].iloc[0] if len(sub) else ''}")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    return _finish(fig, path)
+
+
+def seed_spread(transfer: pd.DataFrame, path: Path | None = None):
+    """Each pair's Δ per seed (dots) and their mean (bar), in points: how much of a Δ is seed noise."""
+    rows = [
+        {"pair": f"{spec_label(r.main)} | {spec_label(r.secondary)}", "delta": 100 * float(d)}
+        for r in transfer.itertuples()
+        for d in str(r.deltas).split(";")
+    ]
+    data = pd.DataFrame(rows)
+    fig = Figure(figsize=(7, 0.45 * len(transfer) + 1.2))
+    ax = fig.subplots()
+    sns.barplot(data=data, y="pair", x="delta", errorbar=None, color="#c6dbef", ax=ax)
+    sns.stripplot(data=data, y="pair", x="delta", color="#08519c", size=5, ax=ax)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("Δ score (points): per seed (dots) and mean (bar)")
+    ax.set_ylabel("main | secondary")
+    return _finish(fig, path)

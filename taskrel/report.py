@@ -28,11 +28,10 @@ def _pm(mean: float, std: float, scale: float = 100, signed: bool = False) -> st
 
 
 def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
-    from .grid import load_grid
+    from .grid import load_results
 
-    grid = load_grid(folder)
-    runs = pd.read_csv(folder / "runs.csv") if (folder / "runs.csv").is_file() else pd.DataFrame()
-    transfer = pd.read_csv(folder / "transfer.csv") if (folder / "transfer.csv").is_file() else pd.DataFrame()
+    res = load_results(folder)
+    grid, runs, transfer = res.grid, res.runs, res.transfer
     base = grid.base
     blocks: list[Block] = [
         ("h2", title or f"Pairwise transfer grid: {Path(base.data.data).name or 'several corpora'}"),
@@ -45,15 +44,14 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
         ),
     ]
     if len(runs):
-        runs["secondary"] = runs["secondary"].fillna("")
         hours = runs["seconds"].sum() / 3600
         blocks.append(("p", f"{len(runs)} finished runs; compute {hours:.2f} h (training and evaluation, summed)."))
-        alone = runs[runs["secondary"] == ""].groupby("main", sort=False)["score"].agg(["mean", "std", "count"])
+        alone = res.alone()
         table = pd.DataFrame(
             {
                 "main task": alone.index,
-                "metric": [runs[runs["main"] == m]["metric"].iloc[0] for m in alone.index],
-                "test score alone (×100)": [_pm(r["mean"], r["std"]) for _, r in alone.iterrows()],
+                "metric": alone["metric"].values,
+                "test score alone (×100)": [_pm(m, s) for m, s in zip(alone["mean"], alone["std"])],
                 "seeds": alone["count"].values,
             }
         )

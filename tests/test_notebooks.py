@@ -1,0 +1,51 @@
+"""The analysis notebooks run headless against results made by a tiny-encoder run here."""
+
+from pathlib import Path
+
+import pytest
+
+from taskrel.config import DataConfig, GridConfig, ModelConfig, RunConfig, TrainConfig
+from taskrel.grid import run_grid
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def execute(path: Path, params: dict, cwd: Path):
+    """Run a notebook with its ``parameters`` cell replaced (as papermill does); errors fail the test."""
+    nb = nbformat.read(path, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: one cell tagged 'parameters' expected"
+    tagged[0].source = "\n".join(f"{k} = {v!r}" for k, v in params.items())
+    nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    ).execute()
+    return nb
+
+
+def images(nb) -> int:
+    return sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_notebooks_carry_no_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: strip outputs before committing"
+
+
+def test_pairwise_transfer_notebook(tiny_corpus, tmp_path):
+    base = RunConfig(DataConfig(str(tiny_corpus)), ModelConfig("tiny"), TrainConfig(epochs=1, batch_size=4, threads=1))
+    grid = GridConfig(base, ["ner", "bcls"], [1, 2], bootstrap_samples=200)
+    run_grid(grid, tmp_path / "grid", progress=False, log=lambda *_: None)
+    nb = execute(
+        Path(__file__).resolve().parents[1] / "notebooks/pairwise_transfer.ipynb",
+        {"GRID_DIR": str(tmp_path / "grid")},
+        tmp_path,
+    )
+    assert images(nb) == 3  # heatmap, per-seed spread, learning curves
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "runs finished: 8" in text
