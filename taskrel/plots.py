@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure  # no pyplot: no global figure state, no GUI backend
+from matplotlib.ticker import MaxNLocator
 
 from .sources import spec_label
 
@@ -87,6 +88,7 @@ def learning_curves(out: Path, grid, runs: pd.DataFrame, path: Path | None = Non
             mean = np.mean([c[:n] for c in curves], axis=0)
             ax.plot(range(1, n + 1), mean, marker="o", label=f"+ {spec_label(secondary)}" if secondary else "alone")
         ax.set_title(spec_label(main))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"dev {sub['metric'].iloc[0] if len(sub) else ''}")
         ax.legend(fontsize=8)
