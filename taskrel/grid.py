@@ -88,6 +88,12 @@ def _run_cell(cfg_dict: dict, threads: int | None) -> str:
     return cfg.out
 
 
+def cell_score(out: Path, cell: Cell) -> float:
+    """A finished cell's test score on its main task's own metric."""
+    scores = json.loads((out / cell.folder / "metrics.json").read_text())["test"][cell.main]
+    return scores.get("f1", scores.get("accuracy"))
+
+
 def _write_grid_json(grid: GridConfig, out: Path) -> None:
     path = out / "grid.json"
     record = {"taskrel_version": __version__, "command": sys.argv, **grid.to_dict()}
@@ -111,9 +117,7 @@ def _queue_worker(grid_dict: dict, out: str, storage: str, study: str, threads: 
     def run(name: str) -> float:
         cell = cells[name]
         _run_cell(cell_config(grid, cell, out).to_dict(), threads)
-        metrics = json.loads((out / cell.folder / "metrics.json").read_text())
-        scores = metrics["test"][cell.main]
-        return scores.get("f1", scores.get("accuracy"))
+        return cell_score(out, cell)
 
     heartbeat = {k: queue.pop(k) for k in ("heartbeat", "grace") if k in queue}
     handle = open_study(storage, study, **heartbeat)
@@ -149,17 +153,20 @@ def run_grid(
                     job.result()
         return analyse(out, grid, log)
     bar = tqdm(total=len(todo), desc="grid cells", disable=None if progress else True)
+    done = lambda cell: log(f"{cell.name} seed {cell.seed}: test {cell.main} {cell_score(out, cell):.4f}")  # noqa: E731
     if workers == 1:
         for cell in todo:
             bar.set_postfix_str(f"{cell.name} seed {cell.seed}")
             _run_cell(cell_config(grid, cell, out).to_dict(), threads)
             bar.update()
+            done(cell)
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             jobs = {pool.submit(_run_cell, cell_config(grid, c, out).to_dict(), threads): c for c in todo}
             for job in as_completed(jobs):
                 job.result()
                 bar.update()
+                done(jobs[job])
     bar.close()
     return analyse(out, grid, log)
 
