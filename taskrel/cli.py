@@ -11,7 +11,17 @@ import json
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_TASKS, POOLINGS, STRATEGIES, ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from .config import (
+    DEFAULT_TASKS,
+    POOLINGS,
+    PRUNERS,
+    STRATEGIES,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from .corpus import CorpusError
 
 
@@ -162,6 +172,48 @@ def run_grid_cmd(a) -> int:
     if len(transfer):
         cols = ["main", "secondary", "mean_delta", "std_delta", "p_bootstrap", "significant"]
         print(transfer[cols].to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
+    return 0
+
+
+# ------------------------------------------------------------------ tune
+
+
+def add_tune_parser(sub):
+    p = sub.add_parser("tune", help="tune the loss weights with Optuna on the main task's dev score")
+    _add_run_args(p, "comma-separated; the first is the main task (weight 1), the others are tuned")
+    p.add_argument("--out", required=True, help="tuning folder (run again to resume)")
+    p.add_argument("--trials", type=int, default=20, help="total trials of the study")
+    p.add_argument("--timeout", type=float, default=None, help="seconds for this invocation")
+    p.add_argument("--pruner", choices=PRUNERS, default="median")
+    p.add_argument("--seed", type=int, default=1, help="training seed of every trial")
+    p.add_argument("--sampler-seed", type=int, default=1, help="TPE sampler seed")
+    p.add_argument("--min-weight", type=float, default=1e-3)
+    p.add_argument("--max-weight", type=float, default=1.0)
+    p.add_argument("--tune-pooling", action="store_true")
+    p.add_argument("--tune-lr", action="store_true")
+    p.add_argument("--storage", help="Optuna RDB URL (default: sqlite:///OUT/study.db)")
+    p.add_argument("--study", default="taskrel-tune", help="study name in the storage")
+    p.set_defaults(func=run_tune)
+
+
+def run_tune(a) -> int:
+    from .config import TuneConfig
+    from .tune import tune
+
+    tc = TuneConfig(
+        config_from_args(a),
+        a.trials,
+        a.timeout,
+        a.pruner,
+        a.sampler_seed,
+        a.min_weight,
+        a.max_weight,
+        a.tune_pooling,
+        a.tune_lr,
+    )
+    best = tune(tc, a.out, a.storage, a.study, progress=not a.no_progress)
+    print(f"best trial {best['trial']}: dev {best['main_task']} {best['dev_score']:.4f} with weights {best['weights']}")
+    print(f"open the study with: {best['dashboard']}")
     return 0
 
 
@@ -323,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (
         add_train_parser,
         add_grid_parser,
+        add_tune_parser,
         add_run_parser,
         add_report_parser,
         add_evaluate_parser,

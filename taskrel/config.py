@@ -201,3 +201,32 @@ class GridConfig:
         kwargs = {k: v for k, v in d.items() if k in names}
         kwargs["base"] = RunConfig.from_dict(d["base"])
         return cls(**kwargs)
+
+
+PRUNERS = ("median", "hyperband", "none")
+
+
+@dataclass
+class TuneConfig:
+    """A loss-weight tuning study: ``base`` gives the data, model and training settings."""
+
+    base: RunConfig
+    trials: int = 20  # total trials of the study (a resumed study runs only the missing ones)
+    timeout: float | None = None  # seconds for this invocation
+    pruner: str = "median"
+    seed: int = 1  # TPE sampler seed
+    min_weight: float = 1e-3  # secondary weights are log-uniform in [min_weight, max_weight]; main weight 1
+    max_weight: float = 1.0
+    tune_pooling: bool = False
+    tune_lr: bool = False
+
+    def __post_init__(self):
+        _check(self.trials >= 1, "trials must be at least 1")
+        _check(self.pruner in PRUNERS, f"pruner must be one of {PRUNERS}, got {self.pruner!r}")
+        _check(0 < self.min_weight < self.max_weight, "need 0 < min_weight < max_weight")
+        _check(len(self.base.model.tasks) >= 2 or self.tune_pooling or self.tune_lr, "nothing to tune")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["base"] = self.base.to_dict()
+        return d

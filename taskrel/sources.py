@@ -58,14 +58,17 @@ def corpus_key(spec: str, default: str) -> str:
     return key
 
 
-def load_sources(cfg: RunConfig) -> dict[str, Source]:
-    """The corpora of a run's tasks, the main task's first; train subsets are seeded and nested."""
+def load_sources(cfg: RunConfig, splits=("train", "devel", "test")) -> dict[str, Source]:
+    """The corpora of a run's tasks, the main task's first; train subsets are seeded and nested.
+
+    Without ``"test"`` in ``splits`` no test file is opened (tuning never reads test).
+    """
     groups: dict[str, list[str]] = {}
     for spec in cfg.model.tasks:
         groups.setdefault(corpus_key(spec, cfg.data.data), []).append(spec)
     sources = {}
     for key, specs in groups.items():
-        corpus = load_corpus(key, unseen_tags=cfg.data.unseen_tags)
+        corpus = load_corpus(key, splits, unseen_tags=cfg.data.unseen_tags)
         tasks = {s: build_task(s, corpus.tag_set, cfg.data.mcls_cap) for s in specs}
         train = subsample(corpus.splits["train"], cfg.data.train_fraction, cfg.train.seed)
         dev = corpus.splits["devel"]

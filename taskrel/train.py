@@ -81,9 +81,9 @@ def epoch_schedule(cfg: RunConfig, sources: dict, lengths: dict, epoch: int) -> 
     return [steps[i] for i in rng.permutation(len(steps))]
 
 
-def prepare(cfg: RunConfig):
+def prepare(cfg: RunConfig, splits=("train", "devel", "test")):
     """The corpora of the tasks, the model and its tokenizer for a configuration."""
-    sources = load_sources(cfg)
+    sources = load_sources(cfg, splits)
     tasks = all_tasks(sources)
     ner_labels = {spec: src.corpus.tag_set for src in sources.values() for spec in src.tasks}
     encoder, tokenizer = load_encoder(cfg.model.encoder)
@@ -122,11 +122,14 @@ def _save_model(out: Path, model, tokenizer, cfg: RunConfig) -> None:
     os.replace(tmp, out / "model")
 
 
-def train(cfg: RunConfig, resume: bool = False, callbacks=(), progress: bool = True, log=print) -> dict:
+def train(
+    cfg: RunConfig, resume: bool = False, callbacks=(), progress: bool = True, log=print, test: bool = True
+) -> dict:
     """Train, select on dev, evaluate; returns the contents of ``metrics.json``.
 
     ``callbacks`` are called as ``cb(record)`` after each epoch's record and
-    checkpoint are written.
+    checkpoint are written. With ``test=False`` the test split is never read
+    (``metrics.json`` then has ``"test": null``).
     """
     if not cfg.out:
         raise ValueError("the run needs an output folder (out)")
@@ -138,7 +141,8 @@ def train(cfg: RunConfig, resume: bool = False, callbacks=(), progress: bool = T
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)
-    sources, model, tokenizer = prepare(cfg)
+    splits = ("train", "devel", "test") if test else ("train", "devel")
+    sources, model, tokenizer = prepare(cfg, splits)
     tasks = model.tasks
     model.to(device)
     main = cfg.model.main_task
@@ -243,7 +247,7 @@ def train(cfg: RunConfig, resume: bool = False, callbacks=(), progress: bool = T
         for cb in callbacks:
             cb(record)
 
-    return finish(cfg, out, best_epoch, progress, log)
+    return finish(cfg, out, best_epoch, progress, log, test)
 
 
 def _truncate_metrics(path: Path, epochs: int) -> None:
@@ -261,7 +265,7 @@ def write_predictions(path: Path, preds: dict) -> None:
     os.replace(tmp, path)
 
 
-def finish(cfg: RunConfig, out: Path, best_epoch, progress: bool = True, log=print) -> dict:
+def finish(cfg: RunConfig, out: Path, best_epoch, progress: bool = True, log=print, test: bool = True) -> dict:
     """Evaluate the selected model on dev and test of every corpus; write ``metrics.json``.
 
     The main task's corpus's test predictions go to ``test_predictions.jsonl``,
@@ -271,14 +275,14 @@ def finish(cfg: RunConfig, out: Path, best_epoch, progress: bool = True, log=pri
 
     device = resolve_device(cfg.train.device)
     model, tokenizer, _ = load(out / "model", device)
-    sources = load_sources(cfg)
+    sources = load_sources(cfg, ("train", "devel", "test") if test else ("train", "devel"))
     main = cfg.model.main_task
     results = {
         "main_task": main,
         "best_epoch": best_epoch,
         "selection": "last epoch (merge_dev)" if cfg.data.merge_dev else f"best dev {main}",
         "dev": None if cfg.data.merge_dev else {},  # devel was trained on with merge_dev
-        "test": {},
+        "test": {} if test else None,
     }
     pad_id = tokenizer.pad_token_id or 0
     for i, (key, src) in enumerate(sources.items()):
@@ -298,8 +302,9 @@ def finish(cfg: RunConfig, out: Path, best_epoch, progress: bool = True, log=pri
     write_json(out / "metrics.json", results)
     shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
     task = model.tasks[main]
+    scored = results["test"] or results["dev"]
     log(
-        f"test {main} {task.main_metric}: {main_score(task, results['test'][main]):.4f} "
+        f"{'test' if test else 'dev'} {main} {task.main_metric}: {main_score(task, scored[main]):.4f} "
         f"(model from epoch {best_epoch}) -> {out / 'metrics.json'}"
     )
     return results

@@ -1,0 +1,163 @@
+"""Loss-weight tuning with Optuna: ``taskrel tune``.
+
+Search space: the main task's weight is fixed to 1 and every secondary weight
+is log-uniform in ``[min_weight, max_weight]`` (the loss is scale-free in the
+main weight only up to AdamW's epsilon and clipping, so fixing it removes a
+redundant dimension); optionally the pooling and the learning rate.
+
+Objective: the main task's dev score of the epoch the trainer selects. The test
+split is never read: runs are trained with ``test=False``, which loads only
+train and devel. TPE sampler with a seed; each epoch's dev score is reported,
+so a pruner (median by default, Hyperband as an option) stops poor trials.
+
+The study lives in an Optuna RDB storage (``sqlite:///TUNE_DIR/study.db`` by
+default; any URL lets several workers share a study). A trial killed with its
+worker goes stale through Optuna's heartbeat and is marked failed when the
+study is resumed; the study then runs until ``trials`` trials have finished.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from .config import POOLINGS, RunConfig, TuneConfig
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1)
+    return optuna.pruners.NopPruner()
+
+
+def trial_config(tc: TuneConfig, trial: optuna.Trial, out: Path) -> RunConfig:
+    base = tc.base
+    tasks = base.model.tasks
+    weights = {tasks[0]: 1.0}
+    weights |= {t: trial.suggest_float(f"w_{t}", tc.min_weight, tc.max_weight, log=True) for t in tasks[1:]}
+    pooling = trial.suggest_categorical("pooling", POOLINGS) if tc.tune_pooling else base.model.pooling
+    lr = trial.suggest_float("lr", 1e-5, 3e-4, log=True) if tc.tune_lr else base.train.lr
+    return RunConfig(
+        base.data,
+        replace(base.model, pooling=pooling),
+        replace(base.train, weights=weights, lr=lr),
+        str(out / "trials" / f"{trial.number:04d}"),
+    )
+
+
+def open_study(tc: TuneConfig, out: Path, storage: str | None, name: str, pruner=None) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    url = storage or f"sqlite:///{out / 'study.db'}"
+    rdb = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+    return optuna.create_study(
+        study_name=name,
+        storage=rdb,
+        load_if_exists=True,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=tc.seed),
+        pruner=pruner or make_pruner(tc.pruner),
+    )
+
+
+def tune(
+    tc: TuneConfig,
+    out,
+    storage: str | None = None,
+    name: str = "taskrel-tune",
+    pruner=None,
+    progress: bool = True,
+    log=print,
+) -> dict:
+    """Run (or resume) the study until ``tc.trials`` trials have finished; write the outputs."""
+    from .train import train
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tune.json").write_text(json.dumps(tc.to_dict(), indent=2) + "\n")
+    study = open_study(tc, out, storage, name, pruner)
+    main = tc.base.model.main_task
+
+    def objective(trial: optuna.Trial) -> float:
+        cfg = trial_config(tc, trial, out)
+        metric = None
+
+        def report(record):
+            nonlocal metric
+            scores = record["dev"][main]
+            metric = metric or ("f1" if "f1" in scores else "accuracy")
+            trial.report(scores[metric], record["epoch"])
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"epoch {record['epoch']}")
+
+        metrics = train(cfg, callbacks=[report], progress=False, log=lambda *_: None, test=False)
+        trial.set_user_attr("run_dir", cfg.out)
+        trial.set_user_attr("best_epoch", metrics["best_epoch"])
+        return metrics["dev"][main][metric]
+
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    todo = tc.trials - finished
+    log(f"study {name} in {storage or out / 'study.db'}: {finished} trials finished, {max(todo, 0)} to run")
+    if todo > 0:
+        callback = optuna.study.MaxTrialsCallback(tc.trials, states=FINISHED)
+        study.optimize(
+            objective, n_trials=todo, timeout=tc.timeout, callbacks=[callback], catch=(), show_progress_bar=progress
+        )
+    return write_outputs(study, tc, out, storage)
+
+
+def write_outputs(study: optuna.Study, tc: TuneConfig, out: Path, storage: str | None) -> dict:
+    """``best.json``, ``trials.csv`` and figures (history, importances, slices)."""
+    study.trials_dataframe().to_csv(out / "trials.csv", index=False)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise RuntimeError(f"no trial of study {study.study_name} completed; see {out / 'trials.csv'}")
+    best = study.best_trial
+    tasks = tc.base.model.tasks
+    weights = {tasks[0]: 1.0} | {t: best.params[f"w_{t}"] for t in tasks[1:] if f"w_{t}" in best.params}
+    result = {
+        "trial": best.number,
+        "dev_score": best.value,
+        "main_task": tasks[0],
+        "weights": weights,
+        "params": best.params,
+        "run_dir": best.user_attrs.get("run_dir"),
+        "trials": {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState},
+        "dashboard": f"optuna-dashboard {storage or 'sqlite:///' + str(out / 'study.db')}",
+    }
+    (out / "best.json").write_text(json.dumps(result, indent=2) + "\n")
+    figures(study, out)
+    return result
+
+
+def figures(study: optuna.Study, out: Path) -> None:
+    """Static figures through Optuna's matplotlib backend; importances need two completed trials."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    plots = {"history.png": ovm.plot_optimization_history, "slices.png": ovm.plot_slice}
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= 2:
+        plots["importances.png"] = ovm.plot_param_importances
+    for name, plot in plots.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # experimental API, equal importances on tiny studies, layout
+            ax = plot(study)
+        fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+        fig.set_size_inches(max(6.4, fig.get_figwidth()), 4.8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fig.tight_layout()
+        fig.savefig(out / name, dpi=130)
+        plt.close(fig)

@@ -1,0 +1,105 @@
+import json
+import shutil
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from taskrel.cli import main
+from taskrel.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, TuneConfig
+from taskrel.corpus import CorpusError
+from taskrel.train import train
+from taskrel.tune import trial_config, tune
+
+QUIET = {"progress": False, "log": lambda *_: None}
+
+
+class PruneTrialOne(optuna.pruners.BasePruner):
+    """Prunes trial 1 at its first report, and nothing else."""
+
+    def prune(self, study, trial):
+        return trial.number == 1
+
+
+def tiny_tune(corpus, trials=3, tasks=("ner", "bcls")):
+    base = RunConfig(
+        DataConfig(str(corpus)),
+        ModelConfig("tiny", list(tasks)),
+        TrainConfig(epochs=2, batch_size=4, lr=1e-3, threads=1),
+    )
+    return TuneConfig(base, trials=trials)
+
+
+def test_a_three_trial_study_with_pruning_and_resume(tiny_corpus, tmp_path):
+    out = tmp_path / "tune"
+    best = tune(tiny_tune(tiny_corpus), out, pruner=PruneTrialOne(), **QUIET)
+    trials = pd.read_csv(out / "trials.csv")
+    assert list(trials["state"]) == ["COMPLETE", "PRUNED", "COMPLETE"]
+    assert best["trials"]["complete"] == 2 and best["trials"]["pruned"] == 1 and best["trial"] in (0, 2)
+    saved = json.loads((out / "best.json").read_text())
+    assert saved["weights"]["ner"] == 1.0 and 1e-3 <= saved["weights"]["bcls"] <= 1.0
+    assert saved["dev_score"] == max(trials[trials["state"] == "COMPLETE"]["value"])
+    for f in ("history.png", "slices.png", "importances.png", "tune.json"):
+        assert (out / f).stat().st_size > 0
+    # the pruned trial stopped after one epoch; the completed ones ran two
+    pruned_epochs = (out / "trials/0001/metrics.jsonl").read_text().splitlines()
+    assert len(pruned_epochs) == 1 and len((out / "trials/0000/metrics.jsonl").read_text().splitlines()) == 2
+
+    tune(tiny_tune(tiny_corpus, trials=5), out, pruner=PruneTrialOne(), **QUIET)  # resume: adds to the same study
+    study = optuna.load_study(study_name="taskrel-tune", storage=f"sqlite:///{out / 'study.db'}")
+    assert len(study.trials) == 5 and len(pd.read_csv(out / "trials.csv")) == 5
+
+
+def test_the_test_split_is_never_read_while_tuning(tiny_corpus, tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    (corpus / "test.tsv").write_bytes(b"\xff\xfe not a corpus \x00\n")  # reading it would fail
+    cfg = RunConfig(
+        DataConfig(str(corpus)), ModelConfig("tiny", ["ner"]), TrainConfig(epochs=1, threads=1), str(tmp_path / "run")
+    )
+    with pytest.raises(CorpusError, match="test.tsv"):
+        train(cfg, **QUIET)  # an ordinary run reads test ...
+    best = tune(tiny_tune(corpus, trials=2), tmp_path / "tune", **QUIET)  # ... tuning does not
+    assert best["trials"]["complete"] == 2
+    metrics = json.loads((tmp_path / "tune/trials/0000/metrics.json").read_text())
+    assert metrics["test"] is None and not (tmp_path / "tune/trials/0000/test_predictions.jsonl").exists()
+
+
+def test_search_space():
+    base = RunConfig(DataConfig("x"), ModelConfig("tiny", ["ner", "mtcls", "mcls"]), TrainConfig())
+    tc = TuneConfig(base, min_weight=0.01, max_weight=0.5, tune_pooling=True)
+    trial = optuna.trial.FixedTrial({"w_mtcls": 0.2, "w_mcls": 0.01, "pooling": "mean"})
+    cfg = trial_config(tc, trial, Path("/nowhere"))
+    assert cfg.train.weights == {"ner": 1.0, "mtcls": 0.2, "mcls": 0.01}
+    assert cfg.model.pooling == "mean" and cfg.train.lr == base.train.lr and cfg.out == "/nowhere/trials/0000"
+    with pytest.raises(ConfigError, match="nothing to tune"):
+        TuneConfig(RunConfig(DataConfig("x"), ModelConfig("tiny", ["ner"]), TrainConfig()))
+
+
+def test_tune_cli(tiny_corpus, tmp_path, capsys):
+    args = [
+        "tune",
+        "--data",
+        str(tiny_corpus),
+        "--tasks",
+        "ner,mcls",
+        "--encoder",
+        "tiny",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--threads",
+        "1",
+        "--trials",
+        "2",
+        "--pruner",
+        "hyperband",
+        "--out",
+        str(tmp_path / "t"),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "best trial" in out and "optuna-dashboard sqlite:///" in out
