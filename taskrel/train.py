@@ -247,7 +247,7 @@ def train(
         for cb in callbacks:
             cb(record)
 
-    return finish(cfg, out, best_epoch, progress, log, test)
+    return finish(cfg, out, best_epoch, progress, log, test, sources)
 
 
 def _truncate_metrics(path: Path, epochs: int) -> None:
@@ -265,7 +265,9 @@ def write_predictions(path: Path, preds: dict) -> None:
     os.replace(tmp, path)
 
 
-def finish(cfg: RunConfig, out: Path, best_epoch, progress: bool = True, log=print, test: bool = True) -> dict:
+def finish(
+    cfg: RunConfig, out: Path, best_epoch, progress: bool = True, log=print, test: bool = True, sources=None
+) -> dict:
     """Evaluate the selected model on dev and test of every corpus; write ``metrics.json``.
 
     The main task's corpus's test predictions go to ``test_predictions.jsonl``,
@@ -275,7 +277,8 @@ def finish(cfg: RunConfig, out: Path, best_epoch, progress: bool = True, log=pri
 
     device = resolve_device(cfg.train.device)
     model, tokenizer, _ = load(out / "model", device)
-    sources = load_sources(cfg, ("train", "devel", "test") if test else ("train", "devel"))
+    if sources is None:
+        sources = load_sources(cfg, ("train", "devel", "test") if test else ("train", "devel"))
     main = cfg.model.main_task
     results = {
         "main_task": main,
