@@ -7,6 +7,8 @@ import torch
 torch.set_num_threads(1)  # tiny models run much faster single-threaded
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# CLI flags of a fast tiny-encoder run, shared by the CLI tests
+TINY_RUN = ["--encoder", "tiny", "--threads", "1", "--no-progress", "--lr", "1e-3", "--batch-size", "4"]
 SHARED_DATA = Path(os.environ.get("TASKREL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 

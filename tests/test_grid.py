@@ -9,6 +9,8 @@ from taskrel.cli import main
 from taskrel.config import ConfigError, DataConfig, GridConfig, ModelConfig, RunConfig, TrainConfig
 from taskrel.grid import Cell, grid_cells, load_grid, run_grid
 
+from conftest import TINY_RUN
+
 QUIET = {"progress": False, "log": lambda *_: None}
 
 
@@ -99,26 +101,8 @@ def test_two_workers_give_the_same_grid(tiny_corpus, tmp_path):
 
 def test_grid_cli_and_resume_from_the_folder_alone(tiny_corpus, tmp_path, capsys):
     out = tmp_path / "g"
-    args = [
-        "grid",
-        "--data",
-        str(tiny_corpus),
-        "--tasks",
-        "ner,mcls",
-        "--seeds",
-        "1",
-        "--encoder",
-        "tiny",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--out",
-        str(out),
-        "--no-progress",
-        "--threads",
-        "1",
-    ]
+    args = ["grid", "--data", str(tiny_corpus), "--tasks", "ner,mcls", "--seeds", "1", "--epochs", "1"]
+    args += ["--out", str(out), *TINY_RUN]
     assert main(args) == 0
     assert "mean_delta" in capsys.readouterr().out
     assert main(["grid", "--out", str(out), "--no-progress"]) == 0  # settings read from grid.json

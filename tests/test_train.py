@@ -6,7 +6,7 @@ from taskrel.cli import main
 from taskrel.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from taskrel.train import train
 
-FAST = ["--encoder", "tiny", "--threads", "1", "--no-progress", "--lr", "1e-3", "--batch-size", "4"]
+from conftest import TINY_RUN
 
 
 def read_jsonl(path):
@@ -24,7 +24,7 @@ def tiny_config(corpus, out, **train_kw):
 
 def test_train_evaluate_predict_end_to_end(tiny_corpus, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--data", str(tiny_corpus), "--out", str(run), "--epochs", "2", *FAST]) == 0
+    assert main(["train", "--data", str(tiny_corpus), "--out", str(run), "--epochs", "2", *TINY_RUN]) == 0
     assert "test:" in capsys.readouterr().out
 
     config = json.loads((run / "config.json").read_text())
@@ -121,7 +121,7 @@ def test_resume_after_a_kill_gives_the_same_numbers(tiny_corpus, tmp_path, monke
 
 def test_resume_through_the_cli(tiny_corpus, tmp_path):
     run = tmp_path / "run"
-    args = ["train", "--data", str(tiny_corpus), "--out", str(run), "--epochs", "1", *FAST]
+    args = ["train", "--data", str(tiny_corpus), "--out", str(run), "--epochs", "1", *TINY_RUN]
     assert main(args) == 0
     assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 0
     assert main(args) == 2  # the run exists and --resume was not given
@@ -191,7 +191,7 @@ def test_single_task_crf_and_mean_pooling_run(tiny_corpus, tmp_path):
                 "--crf",
                 "--pooling",
                 "mean",
-                *FAST,
+                *TINY_RUN,
             ]
         )
         == 0
@@ -221,7 +221,7 @@ def test_train_fraction_subsamples(tiny_corpus, tmp_path):
     ],
 )
 def test_bad_arguments_are_clear(tiny_corpus, tmp_path, capsys, args, message):
-    argv = ["train", "--data", str(tiny_corpus), "--out", str(tmp_path / "r"), *FAST, *args]
+    argv = ["train", "--data", str(tiny_corpus), "--out", str(tmp_path / "r"), *TINY_RUN, *args]
     if message is None:
         with pytest.raises(SystemExit):
             main(argv)
@@ -236,13 +236,13 @@ def test_bad_corpus_is_reported_with_file_and_line(tmp_path, capsys):
     (root / "train.tsv").write_text("a\tO\nb\tQ-X\n")
     (root / "devel.tsv").write_text("a\tO\n")
     (root / "test.tsv").write_text("a\tO\n")
-    assert main(["train", "--data", str(root), "--out", str(tmp_path / "r"), *FAST]) == 2
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "r"), *TINY_RUN]) == 2
     assert f"{root / 'train.tsv'}:2: tag 'Q-X' has unknown prefix 'Q'" in capsys.readouterr().err
 
 
 def test_predict_input_errors_name_the_file(tiny_corpus, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--data", str(tiny_corpus), "--out", str(run), "--epochs", "1", *FAST]) == 0
+    assert main(["train", "--data", str(tiny_corpus), "--out", str(run), "--epochs", "1", *TINY_RUN]) == 0
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine line\ncaf\xe9 au lait\n")
     model = ["--model", str(run / "model"), "--output", str(tmp_path / "o"), "--no-progress"]
@@ -257,7 +257,7 @@ def test_predict_input_errors_name_the_file(tiny_corpus, tmp_path, capsys):
 def test_cross_corpus_tasks_train_on_both_corpora(tiny_corpus, chem_corpus, tmp_path):
     run = tmp_path / "r"
     args = ["train", "--data", str(tiny_corpus), "--tasks", f"ner,{chem_corpus}:ner,{chem_corpus}:bcls"]
-    assert main([*args, "--out", str(run), "--epochs", "2", *FAST]) == 0
+    assert main([*args, "--out", str(run), "--epochs", "2", *TINY_RUN]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     chem_ner = f"{chem_corpus}:ner"
     assert set(metrics["test"]) == {"ner", chem_ner, f"{chem_corpus}:bcls"}
@@ -282,5 +282,5 @@ def test_cross_corpus_tasks_train_on_both_corpora(tiny_corpus, chem_corpus, tmp_
 
 
 def test_tasks_without_a_corpus_need_data(tmp_path, capsys):
-    assert main(["train", "--tasks", "ner", "--out", str(tmp_path / "r"), *FAST]) == 2
+    assert main(["train", "--tasks", "ner", "--out", str(tmp_path / "r"), *TINY_RUN]) == 2
     assert "--data is required" in capsys.readouterr().err

@@ -12,6 +12,8 @@ from taskrel.corpus import CorpusError
 from taskrel.train import train
 from taskrel.tune import trial_config, tune
 
+from conftest import TINY_RUN
+
 QUIET = {"progress": False, "log": lambda *_: None}
 
 
@@ -78,28 +80,8 @@ def test_search_space():
 
 
 def test_tune_cli(tiny_corpus, tmp_path, capsys):
-    args = [
-        "tune",
-        "--data",
-        str(tiny_corpus),
-        "--tasks",
-        "ner,mcls",
-        "--encoder",
-        "tiny",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--threads",
-        "1",
-        "--trials",
-        "2",
-        "--pruner",
-        "hyperband",
-        "--out",
-        str(tmp_path / "t"),
-        "--no-progress",
-    ]
+    args = ["tune", "--data", str(tiny_corpus), "--tasks", "ner,mcls", "--epochs", "1", "--trials", "2"]
+    args += ["--pruner", "hyperband", "--out", str(tmp_path / "t"), *TINY_RUN]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "best trial" in out and "optuna-dashboard sqlite:///" in out
