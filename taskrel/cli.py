@@ -16,6 +16,7 @@ from .config import (
     POOLINGS,
     PRUNERS,
     STRATEGIES,
+    WEIGHTINGS,
     ConfigError,
     DataConfig,
     ModelConfig,
@@ -50,6 +51,14 @@ def _add_run_args(p, tasks_help: str) -> None:
     p.add_argument("--data", help="corpus folder, or a name under $TASKREL_DATA")
     p.add_argument("--tasks", type=_csv, default=list(DEFAULT_TASKS), help=tasks_help)
     p.add_argument("--strategy", choices=STRATEGIES, default="joint")
+    p.add_argument(
+        "--weighting",
+        choices=WEIGHTINGS,
+        default="static",
+        help="static loss weights, or a dynamic method that starts from them (uncertainty, gradnorm, pcgrad)",
+    )
+    p.add_argument("--weighting-lr", type=float, default=0.025, help="lr of learnable task weights")
+    p.add_argument("--gradnorm-alpha", type=float, default=1.5)
     p.add_argument("--pooling", choices=POOLINGS, default="max")
     p.add_argument("--crf", action="store_true", help="CRF on the NER head")
     p.add_argument("--encoder", default="minilm", help="minilm, tiny, a local model folder or a hub id")
@@ -114,6 +123,9 @@ def config_from_args(a) -> RunConfig:
             getattr(a, "seed", 1),
             a.device,
             a.threads,
+            weighting=a.weighting,
+            weighting_lr=a.weighting_lr,
+            gradnorm_alpha=a.gradnorm_alpha,
         ),
         a.out,
     )

@@ -17,6 +17,7 @@ AUTHORS_WEIGHTS = {"ner": 0.8, "mtcls": 0.1, "bcls": 0.05, "mcls": 0.05}
 POOLINGS = ("cls", "mean", "max")
 STRATEGIES = ("joint", "alternating")
 DEVICES = ("auto", "cpu", "cuda")
+WEIGHTINGS = ("static", "uncertainty", "gradnorm", "pcgrad")  # see weighting.py
 
 
 # Keys that config.json records about a run but that are not settings.
@@ -99,8 +100,17 @@ class TrainConfig(_Dict):
     seed: int = 1
     device: str = "auto"
     threads: int | None = None
+    weighting: str = "static"  # how task losses combine: static weights or a dynamic method (weighting.py)
+    weighting_lr: float = 0.025  # learning rate of learnable task weights (uncertainty, gradnorm)
+    gradnorm_alpha: float = 1.5
 
     def __post_init__(self):
+        _check(self.weighting in WEIGHTINGS, f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        _check(
+            self.strategy == "joint" or self.weighting not in ("gradnorm", "pcgrad"),
+            f"weighting {self.weighting!r} compares tasks within a step: it needs the joint strategy",
+        )
+        _check(self.weighting_lr > 0, f"weighting_lr must be positive, got {self.weighting_lr}")
         _check(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         _check(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         _check(self.batch_size >= 1 and self.eval_batch_size >= 1, "batch sizes must be positive")
@@ -161,8 +171,26 @@ class RunConfig:
         )
 
 
+class _WithBase:
+    """``to_dict``/``from_dict`` for a study whose ``base`` is a ``RunConfig``; record-only keys are skipped."""
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["base"] = self.base.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names - RECORD_ONLY)
+        _check(not unknown, f"{cls.__name__}: unknown key(s) {unknown}; known: {sorted(names)}")
+        kwargs = {k: v for k, v in d.items() if k in names}
+        kwargs["base"] = RunConfig.from_dict(d["base"])
+        return cls(**kwargs)
+
+
 @dataclass
-class GridConfig:
+class GridConfig(_WithBase):
     """A pairwise transfer grid: ``base`` gives every cell's data, model and training settings."""
 
     base: RunConfig
@@ -188,26 +216,12 @@ class GridConfig:
             train = dataclasses.replace(self.base.train, weights=None)
             self.base = RunConfig(self.base.data, model, train, self.base.out)
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["base"] = self.base.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> GridConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names - RECORD_ONLY)
-        _check(not unknown, f"GridConfig: unknown key(s) {unknown}; known: {sorted(names)}")
-        kwargs = {k: v for k, v in d.items() if k in names}
-        kwargs["base"] = RunConfig.from_dict(d["base"])
-        return cls(**kwargs)
-
 
 PRUNERS = ("median", "hyperband", "none")
 
 
 @dataclass
-class TuneConfig:
+class TuneConfig(_WithBase):
     """A loss-weight tuning study: ``base`` gives the data, model and training settings."""
 
     base: RunConfig
@@ -225,8 +239,3 @@ class TuneConfig:
         _check(self.pruner in PRUNERS, f"pruner must be one of {PRUNERS}, got {self.pruner!r}")
         _check(0 < self.min_weight < self.max_weight, "need 0 < min_weight < max_weight")
         _check(len(self.base.model.tasks) >= 2 or self.tune_pooling or self.tune_lr, "nothing to tune")
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["base"] = self.base.to_dict()
-        return d

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .config import ConfigError, GridConfig, RunConfig
-from .significance import paired_bootstrap, seed_ttest, sentence_stats
+from .significance import paired_bootstrap, prediction_stats, seed_ttest
 from .sources import all_tasks, load_sources, spec_label
 
 
@@ -223,14 +223,6 @@ def collect_runs(out: Path, grid: GridConfig) -> pd.DataFrame:
     return runs[first + scores + ["run_dir"]] if len(runs) else runs
 
 
-def _test_stats(out: Path, grid: GridConfig, cell: Cell, task, gold: list) -> np.ndarray | None:
-    path = out / cell.folder / "test_predictions.jsonl"
-    if not path.is_file():
-        return None
-    pred = [json.loads(x)[cell.main] for x in path.read_text().splitlines()]
-    return sentence_stats(task, gold, pred)
-
-
 def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFrame:
     """``transfer.csv``: per ordered pair, Δ(M|S) per seed, mean, std and p-values."""
     sources = load_sources(grid.base)
@@ -247,8 +239,9 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFr
             if not seeds:
                 continue
             deltas = [score[(m, x, s)] - score[(m, "", s)] for s in seeds]
-            with_s = [_test_stats(out, grid, Cell(m, x, s), tasks[m], gold) for s in seeds]
-            alone = [_test_stats(out, grid, Cell(m, None, s), tasks[m], gold) for s in seeds]
+            preds = lambda cell: out / cell.folder / "test_predictions.jsonl"  # noqa: E731
+            with_s = [prediction_stats(preds(Cell(m, x, s)), m, tasks[m], gold) for s in seeds]
+            alone = [prediction_stats(preds(Cell(m, None, s)), m, tasks[m], gold) for s in seeds]
             boot = {"p_bootstrap": math.nan, "ci_low": math.nan, "ci_high": math.nan}
             if all(a is not None for a in with_s + alone):
                 boot = paired_bootstrap(with_s, alone, grid.bootstrap_samples, seed=0)

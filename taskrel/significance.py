@@ -16,7 +16,9 @@ randomness) is reported beside it, with a paired t-test across seeds.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +34,14 @@ def sentence_stats(task, gold: list, pred: list) -> np.ndarray:
         gs, ps = set(entity_spans(g)), set(entity_spans(p))
         rows.append((len(gs & ps), len(ps), len(gs)))
     return np.array(rows, dtype=float).reshape(-1, 3)
+
+
+def prediction_stats(path: Path, spec: str, task, gold: list) -> np.ndarray | None:
+    """``sentence_stats`` of a run's saved test predictions (``test_predictions.jsonl``) for one task."""
+    if not Path(path).is_file():
+        return None
+    pred = [json.loads(x)[spec] for x in Path(path).read_text().splitlines()]
+    return sentence_stats(task, gold, pred)
 
 
 def score_from_stats(totals: np.ndarray, n: int | np.ndarray = None) -> np.ndarray:

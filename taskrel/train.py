@@ -37,6 +37,7 @@ from .encoders import load_encoder
 from .evaluate import autocast, evaluate, main_score, predict, score_all
 from .model import MultiTaskModel, resolve_device
 from .sources import all_tasks, load_sources
+from .weighting import make_weighting
 
 CHECKPOINT = "checkpoint"
 
@@ -103,12 +104,17 @@ def _start_run_dir(cfg: RunConfig, resume: bool) -> tuple[Path, dict | None]:
     return out, None
 
 
-def _save_checkpoint(out: Path, model, optimizer, scheduler, state: dict) -> None:
+def _save_checkpoint(out: Path, model, optimizer, scheduler, weighting, state: dict) -> None:
     tmp = out / (CHECKPOINT + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_model(model, str(tmp / "model.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim.pt")
+    saved = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "weighting": weighting.state_dict(),
+    }
+    torch.save(saved, tmp / "optim.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
     shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
     os.replace(tmp, out / CHECKPOINT)
@@ -146,7 +152,7 @@ def train(
     tasks = model.tasks
     model.to(device)
     main = cfg.model.main_task
-    weights = cfg.train.weights
+    weighting = make_weighting(cfg.train.weighting, cfg.train.weights, model, cfg.train.gradnorm_alpha).to(device)
     if state is None:  # a resumed run keeps the configuration and command line it was started with
         write_json(
             out / "config.json",
@@ -171,7 +177,8 @@ def train(
     lengths = {k: [e.length for e in enc] for k, enc in train_enc.items()}
     steps_per_epoch = len(epoch_schedule(cfg, sources, lengths, 0))
     total_steps = steps_per_epoch * cfg.train.epochs
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr)
+    groups = param_groups(model, cfg.train.weight_decay) + weighting.param_groups(cfg.train.weighting_lr)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.train.warmup * total_steps), total_steps)
 
     start_epoch, best, best_epoch = 1, -math.inf, None
@@ -180,6 +187,7 @@ def train(
         saved = torch.load(out / CHECKPOINT / "optim.pt", map_location=device, weights_only=True)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
+        weighting.load_state_dict(saved["weighting"])
         start_epoch, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
         _truncate_metrics(out / "metrics.jsonl", state["epoch"])
         log(f"resuming {out} after epoch {state['epoch']}")
@@ -198,10 +206,10 @@ def train(
             batch = to_device(collate(items, sources[key].tasks, pad_id), device)
             with autocast(device):
                 outputs = model(batch, tasks=step_tasks)
-            loss = sum(weights[t] * o["loss"] for t, o in outputs.items())
-            loss.backward()
+            loss = weighting.backward({t: o["loss"] for t, o in outputs.items()}, model)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
             optimizer.step()
+            weighting.after_step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             for t, o in outputs.items():
@@ -228,6 +236,7 @@ def train(
         record = {
             "epoch": epoch,
             "loss": {t: loss_sum[t] / max(loss_n[t], 1) for t in tasks},
+            "weights": weighting.current(),
             "dev": dev_scores,
             "selected": improved,
             "train_seconds": train_seconds,
@@ -238,10 +247,12 @@ def train(
         }
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        _save_checkpoint(out, model, optimizer, scheduler, {"epoch": epoch, "best": best, "best_epoch": best_epoch})
+        _save_checkpoint(
+            out, model, optimizer, scheduler, weighting, {"epoch": epoch, "best": best, "best_epoch": best_epoch}
+        )
         dev_txt = f" dev {main} {tasks[main].main_metric} {score:.4f}" if dev_scores else ""
         log(
-            f"epoch {epoch}: loss {float(sum(weights[t] * record['loss'][t] for t in tasks)):.4f}{dev_txt}"
+            f"epoch {epoch}: loss {float(sum(record['weights'][t] * record['loss'][t] for t in tasks)):.4f}{dev_txt}"
             f" ({record['sentences_per_s']:.1f} sent/s){' *' if improved else ''}"
         )
         for cb in callbacks:

@@ -1,7 +1,10 @@
 """Tiny models and data for the model tests."""
 
+import json
+
 import torch
 
+from taskrel.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from taskrel.corpus import Sentence
 from taskrel.data import collate, encode
 from taskrel.encoders import tiny_encoder
@@ -26,3 +29,17 @@ def tiny_model(tasks=("ner", "mtcls", "bcls", "mcls"), pooling="max", crf=False,
 def batch_of(model, tokenizer, sentences=SENTENCES, max_length=64):
     enc = encode(sentences, tokenizer, model.tasks, max_length)
     return enc, collate(enc, model.tasks, tokenizer.pad_token_id)
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def tiny_config(corpus, out, **train_kw):
+    """A fast tiny-encoder run on the four paper tasks."""
+    return RunConfig(
+        DataConfig(str(corpus)),
+        ModelConfig("tiny"),
+        TrainConfig(**{"epochs": 2, "batch_size": 4, "lr": 1e-3, "threads": 1, **train_kw}),
+        str(out),
+    )

@@ -7,19 +7,7 @@ from taskrel.config import ConfigError, DataConfig, ModelConfig, RunConfig, Trai
 from taskrel.train import train
 
 from conftest import TINY_RUN
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def tiny_config(corpus, out, **train_kw):
-    return RunConfig(
-        DataConfig(str(corpus)),
-        ModelConfig("tiny"),
-        TrainConfig(**{"epochs": 2, "batch_size": 4, "lr": 1e-3, "threads": 1, **train_kw}),
-        str(out),
-    )
+from helpers import read_jsonl, tiny_config
 
 
 def test_train_evaluate_predict_end_to_end(tiny_corpus, tmp_path, capsys):
