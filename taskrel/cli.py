@@ -205,6 +205,20 @@ def add_tune_parser(sub):
     p.add_argument("--tune-lr", action="store_true")
     p.add_argument("--storage", help="Optuna RDB URL (default: sqlite:///OUT/study.db)")
     p.add_argument("--study", default="taskrel-tune", help="study name in the storage")
+    after = p.add_argument_group("after the study (settings are read from OUT/tune.json)")
+    after.add_argument(
+        "--confirm",
+        action="store_true",
+        help="train the best weights and the alternatives (single task, equal, authors', uncertainty, gradnorm, "
+        "pcgrad) over --seeds, score them on test, write OUT/confirm/comparison.*",
+    )
+    after.add_argument("--seeds", type=_csv, default=["1", "2", "3"], help="seeds of --confirm")
+    after.add_argument("--arms", type=_csv, default=None, help="subset of the --confirm arms")
+    after.add_argument(
+        "--measure-pruning",
+        action="store_true",
+        help="re-run the pruned trials unpruned; write what pruning saved to OUT/pruning.json",
+    )
     p.set_defaults(func=run_tune)
 
 
@@ -212,6 +226,8 @@ def run_tune(a) -> int:
     from .config import TuneConfig
     from .tune import tune
 
+    if a.confirm or a.measure_pruning:
+        return _after_tuning(a)
     tc = TuneConfig(
         config_from_args(a),
         a.trials,
@@ -226,6 +242,23 @@ def run_tune(a) -> int:
     best = tune(tc, a.out, a.storage, a.study, progress=not a.no_progress)
     print(f"best trial {best['trial']}: dev {best['main_task']} {best['dev_score']:.4f} with weights {best['weights']}")
     print(f"open the study with: {best['dashboard']}")
+    return 0
+
+
+def _after_tuning(a) -> int:
+    from .confirm import ARMS, confirm, load_tune
+
+    tc, best = load_tune(a.out)
+    if a.threads:
+        tc.base.train.threads = a.threads
+    if a.measure_pruning:
+        from .pruning import measure_pruning
+
+        measure_pruning(tc, a.out, a.storage, a.study, progress=not a.no_progress)
+    if a.confirm:
+        table = confirm(tc, best, a.out, [int(s) for s in a.seeds], a.arms or ARMS, progress=not a.no_progress)
+        cols = ["arm", "n_seeds", "test_mean", "test_std", "delta_vs_single", "p_bootstrap", "p_seeds"]
+        print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 
 

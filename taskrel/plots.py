@@ -111,3 +111,30 @@ def seed_spread(transfer: pd.DataFrame, path: Path | None = None):
     ax.set_xlabel("Δ score (points): per seed (dots) and mean (bar)")
     ax.set_ylabel("main | secondary")
     return _finish(fig, path)
+
+
+def arm_comparison(runs: pd.DataFrame, path: Path | None = None, ylabel: str = "test score"):
+    """Test score of each arm of ``tune --confirm``: seeds as dots, mean ± std as a bar; ``single`` dashed."""
+    data = runs.assign(points=100 * runs["test_score"])
+    fig = Figure(figsize=(1.1 * data["arm"].nunique() + 2.5, 3.8))
+    ax = fig.subplots()
+    sns.pointplot(
+        data=data,
+        x="arm",
+        y="points",
+        errorbar="sd",
+        linestyle="none",
+        color="black",
+        capsize=0.15,
+        err_kws={"linewidth": 1.2},
+        ax=ax,
+    )
+    sns.stripplot(data=data, x="arm", y="points", hue="seed", palette="deep", size=6, alpha=0.8, ax=ax)
+    single = data[data["arm"] == "single"]["points"]
+    if len(single):
+        ax.axhline(single.mean(), color="grey", linestyle="--", linewidth=0.8, label="single (mean)")
+    ax.set_ylabel(f"{ylabel} (×100)")
+    ax.set_xlabel("")
+    ax.tick_params(axis="x", rotation=20)
+    ax.legend(fontsize=8, title="seed", title_fontsize=8)
+    return _finish(fig, path)

@@ -8,7 +8,9 @@ import pytest
 
 from taskrel.cli import main
 from taskrel.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, TuneConfig
+from taskrel.confirm import ARMS, arm_configs
 from taskrel.corpus import CorpusError
+from taskrel.pruning import measure_pruning
 from taskrel.train import train
 from taskrel.tune import trial_config, tune
 
@@ -85,3 +87,72 @@ def test_tune_cli(tiny_corpus, tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "best trial" in out and "optuna-dashboard sqlite:///" in out
+
+
+def test_measure_pruning_reruns_pruned_trials_and_counts_the_savings(tiny_corpus, tmp_path):
+    out = tmp_path / "tune"
+    tc = tiny_tune(tiny_corpus)
+    tune(tc, out, pruner=PruneTrialOne(), **QUIET)
+    summary = measure_pruning(tc, out, **QUIET)
+    assert summary["trials"] == 3 and summary["pruned"] == 1
+    assert summary["epochs_with_pruning"] == 5 and summary["epochs_without_pruning"] == 6
+    assert summary["epochs_saved_fraction"] == pytest.approx(1 / 6)
+    assert summary["all_reruns_reproduce_pruned_scores"]  # the re-run's first epoch equals the pruned trial's
+    assert len((out / "unpruned/0001/metrics.jsonl").read_text().splitlines()) == 2
+    table = pd.read_csv(out / "pruning.csv")
+    best_completed = table[table["state"] == "COMPLETE"]["dev_unpruned"].max()
+    assert summary["best_dev_with_pruning"] == pytest.approx(best_completed)
+    assert summary["best_dev_without_pruning"] == pytest.approx(table["dev_unpruned"].max())
+    assert json.loads((out / "pruning.json").read_text()) == summary
+
+
+def test_confirm_arms():
+    base = RunConfig(DataConfig("x"), ModelConfig("tiny"), TrainConfig(lr=1e-4))
+    best = {"weights": {"ner": 1.0, "mtcls": 0.01, "bcls": 0.02, "mcls": 0.03}, "params": {"lr": 3e-4}}
+    arms = arm_configs(TuneConfig(base), best)
+    assert list(arms) == list(ARMS)
+    assert arms["single"].model.tasks == ["ner"] and arms["single"].train.weights == {"ner": 1.0}
+    assert arms["authors"].train.weights == {"ner": 0.8, "mtcls": 0.1, "bcls": 0.05, "mcls": 0.05}
+    assert arms["tuned"].train.weights == best["weights"] and arms["tuned"].train.lr == 3e-4
+    assert arms["equal"].train.lr == 1e-4 and set(arms["equal"].train.weights.values()) == {1.0}
+    assert [arms[m].train.weighting for m in ("uncertainty", "gradnorm", "pcgrad")] == [
+        "uncertainty",
+        "gradnorm",
+        "pcgrad",
+    ]
+    two = TuneConfig(RunConfig(DataConfig("x"), ModelConfig("tiny", ["ner", "bcls"]), TrainConfig()))
+    assert "authors" not in arm_configs(two, {"weights": {"ner": 1, "bcls": 0.1}, "params": {}})
+    with pytest.raises(ConfigError, match="unknown arm"):
+        arm_configs(two, best, ["single", "magic"])
+
+
+def test_confirm_trains_every_arm_and_compares_with_single(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "tune"
+    assert main(["tune", "--data", str(tiny_corpus), "--tasks", "bcls,ner", "--epochs", "1", "--trials", "2",
+                 "--out", str(out), *TINY_RUN]) == 0  # fmt: skip
+    args = ["tune", "--confirm", "--out", str(out), "--seeds", "1,2", "--no-progress", "--threads", "1"]
+    assert main(args) == 0
+    table = pd.read_csv(out / "confirm/comparison.csv")
+    runs = pd.read_csv(out / "confirm/runs.csv")
+    assert list(table["arm"]) == ["single", "equal", "tuned", "uncertainty", "gradnorm", "pcgrad"]
+    assert len(runs) == 12 and (table["n_seeds"] == 2).all()
+    single = runs[runs["arm"] == "single"].set_index("seed")["test_score"]
+    assert (runs["test_score"] > 0).all()  # sentence accuracy: the tiny model scores above 0
+    for r in table.itertuples():
+        mine = runs[runs["arm"] == r.arm].set_index("seed")["test_score"]
+        assert r.test_mean == pytest.approx(mine.mean())
+        if r.arm == "single":
+            assert pd.isna(r.delta_vs_single) and pd.isna(r.p_bootstrap)
+        else:
+            assert r.delta_vs_single == pytest.approx((mine - single).mean())
+            assert 0 <= r.p_bootstrap <= 1
+    config = json.loads((out / "confirm/gradnorm/seed2/config.json").read_text())
+    assert config["train"]["weighting"] == "gradnorm" and config["train"]["seed"] == 2
+    assert config["train"]["epochs"] == 1 and config["data"]["data"] == str(tiny_corpus)  # the study's settings
+    assert (out / "confirm/comparison.png").stat().st_size > 0
+    assert "| pcgrad | pcgrad | 2 |" in (out / "confirm/comparison.md").read_text()
+    # run again: nothing is retrained
+    stamp = (out / "confirm/single/seed1/metrics.json").stat().st_mtime_ns
+    assert main(args + ["--arms", "single,equal"]) == 0
+    assert (out / "confirm/single/seed1/metrics.json").stat().st_mtime_ns == stamp
+    assert "single" in capsys.readouterr().out

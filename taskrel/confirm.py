@@ -1,0 +1,208 @@
+"""After a tuning study: the tuned weights on test, beside the alternatives (``taskrel tune --confirm``).
+
+Every arm is trained over the same seeds with the study's data and training
+settings (train fraction, epochs, learning rate, batch size), selected on dev
+and scored on test:
+
+- ``single``: the main task alone;
+- ``equal``: every task with weight 1;
+- ``authors``: 0.8 / 0.1 / 0.05 / 0.05 (only when the tasks are the four paper tasks);
+- ``tuned``: the study's best weights (and its pooling and lr, if they were tuned);
+- ``uncertainty``, ``gradnorm``, ``pcgrad``: the dynamic methods of ``weighting``,
+  starting from equal weights.
+
+Runs go to ``TUNE_DIR/confirm/ARM/seedK`` (a killed comparison resumes).
+``runs.csv`` has a row per run; ``comparison.csv`` per arm the mean ± std of the
+main task's test score, its Δ against ``single`` with the paired bootstrap over
+test sentences and the t-test over seeds, and the mean training time per run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import AUTHORS_WEIGHTS, DEFAULT_TASKS, ConfigError, RunConfig, TuneConfig
+from .significance import paired_bootstrap, prediction_stats, seed_ttest
+from .sources import all_tasks, load_sources
+
+ARMS = ("single", "equal", "authors", "tuned", "uncertainty", "gradnorm", "pcgrad")
+
+
+def load_tune(folder) -> tuple[TuneConfig, dict]:
+    """A tuning folder's settings (``tune.json``) and best trial (``best.json``)."""
+    folder = Path(folder)
+    for name in ("tune.json", "best.json"):
+        if not (folder / name).is_file():
+            raise ConfigError(f"{folder}: no {name}; run `taskrel tune` there first")
+    tc = TuneConfig.from_dict(json.loads((folder / "tune.json").read_text()))
+    return tc, json.loads((folder / "best.json").read_text())
+
+
+def arm_configs(tc: TuneConfig, best: dict, arms=ARMS) -> dict[str, RunConfig]:
+    """The run configuration of each arm (before the seed and folder are set)."""
+    base = tc.base
+    tasks = base.model.tasks
+    main = tasks[0]
+    equal = {t: 1.0 for t in tasks}
+    plan = {
+        "single": ([main], {main: 1.0}, "static"),
+        "equal": (tasks, equal, "static"),
+        "tuned": (tasks, best["weights"], "static"),
+        "uncertainty": (tasks, equal, "uncertainty"),
+        "gradnorm": (tasks, equal, "gradnorm"),
+        "pcgrad": (tasks, equal, "pcgrad"),
+    }
+    if sorted(tasks) == sorted(DEFAULT_TASKS):
+        plan["authors"] = (tasks, dict(AUTHORS_WEIGHTS), "static")
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise ConfigError(f"unknown arm(s) {unknown}; known: {list(ARMS)}")
+    configs = {}
+    for arm in arms:
+        if arm not in plan:
+            continue
+        arm_tasks, weights, weighting = plan[arm]
+        model, train = replace(base.model, tasks=list(arm_tasks)), base.train
+        if arm == "tuned":
+            model = replace(model, pooling=best["params"].get("pooling", model.pooling))
+            train = replace(train, lr=best["params"].get("lr", train.lr))
+        configs[arm] = RunConfig(base.data, model, replace(train, weights=dict(weights), weighting=weighting))
+    return configs
+
+
+def run_folder(out: Path, arm: str, seed: int) -> Path:
+    return Path(out) / "confirm" / arm / f"seed{seed}"
+
+
+def confirm(
+    tc: TuneConfig, best: dict, out, seeds=(1, 2, 3), arms=ARMS, progress: bool = True, log=print, samples=1000
+) -> pd.DataFrame:
+    """Train every missing (arm, seed) run, then write and return the comparison table."""
+    from tqdm.auto import tqdm
+
+    from .train import train
+
+    out = Path(out)
+    configs = arm_configs(tc, best, arms)
+    jobs = [(arm, s) for s in seeds for arm in configs]
+    bar = tqdm(jobs, desc="confirm runs", disable=None if progress else True)
+    for arm, seed in bar:
+        bar.set_postfix_str(f"{arm} seed {seed}")
+        cfg = configs[arm]
+        cfg = RunConfig(cfg.data, cfg.model, replace(cfg.train, seed=seed), str(run_folder(out, arm, seed)))
+        metrics = train(cfg, resume=True, progress=False, log=lambda *_: None)
+        main = cfg.model.main_task
+        log(f"{arm} seed {seed}: test {main} {_main_metric(metrics['test'][main]):.4f}")
+    return compare(tc, out, list(configs), list(seeds), log, samples)
+
+
+def _main_metric(scores: dict) -> float:
+    return scores["f1"] if "f1" in scores else scores["accuracy"]
+
+
+def collect(out: Path, arms: list[str], seeds: list[int]) -> pd.DataFrame:
+    """``runs.csv``: one row per finished (arm, seed) run."""
+    rows = []
+    for arm in arms:
+        for seed in seeds:
+            run = run_folder(out, arm, seed)
+            if not (run / "metrics.json").is_file():
+                continue
+            metrics = json.loads((run / "metrics.json").read_text())
+            cfg = json.loads((run / "config.json").read_text())
+            epochs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+            main = metrics["main_task"]
+            rows.append(
+                {
+                    "arm": arm,
+                    "seed": seed,
+                    "weighting": cfg["train"]["weighting"],
+                    "start_weights": json.dumps(cfg["train"]["weights"]),
+                    "final_weights": json.dumps({t: round(w, 4) for t, w in epochs[-1]["weights"].items()}),
+                    "test_score": _main_metric(metrics["test"][main]),
+                    "dev_score": _main_metric(metrics["dev"][main]) if metrics["dev"] else math.nan,
+                    "best_epoch": metrics["best_epoch"],
+                    "train_seconds": sum(e["train_seconds"] for e in epochs),
+                    "run_dir": str(run.relative_to(out)),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def compare(tc: TuneConfig, out, arms: list[str], seeds: list[int], log=print, samples: int = 1000) -> pd.DataFrame:
+    """Write ``confirm/runs.csv``, ``confirm/comparison.csv``, ``comparison.md`` and ``comparison.png``."""
+    from .plots import arm_comparison
+
+    out = Path(out)
+    runs = collect(out, arms, seeds)
+    folder = out / "confirm"
+    folder.mkdir(parents=True, exist_ok=True)
+    runs.to_csv(folder / "runs.csv", index=False)
+    main = tc.base.model.main_task
+    base = tc.base
+    sources = load_sources(RunConfig(base.data, replace(base.model, tasks=[main]), replace(base.train, weights=None)))
+    task = all_tasks(sources)[main]
+    test = next(iter(sources.values())).test
+    gold = [task.derive(s.tags) for s in test]
+    score = {(r.arm, r.seed): r.test_score for r in runs.itertuples()}
+    stats = {
+        (r.arm, r.seed): prediction_stats(out / r.run_dir / "test_predictions.jsonl", main, task, gold)
+        for r in runs.itertuples()
+    }
+    rows = []
+    for arm in arms:
+        mine = runs[runs["arm"] == arm]
+        if not len(mine):
+            continue
+        paired = [s for s in seeds if (arm, s) in score and ("single", s) in score]
+        row = {
+            "arm": arm,
+            "weighting": mine["weighting"].iloc[0],
+            "n_seeds": len(mine),
+            "test_mean": mine["test_score"].mean(),
+            "test_std": mine["test_score"].std(ddof=1) if len(mine) > 1 else math.nan,
+            "dev_mean": mine["dev_score"].mean(),
+            "delta_vs_single": math.nan,
+            "p_bootstrap": math.nan,
+            "p_seeds": math.nan,
+            "train_seconds_per_run": mine["train_seconds"].mean(),
+        }
+        if arm != "single" and paired:
+            deltas = [score[(arm, s)] - score[("single", s)] for s in paired]
+            boot = paired_bootstrap(
+                [stats[(arm, s)] for s in paired], [stats[("single", s)] for s in paired], samples, seed=0
+            )
+            row |= {"delta_vs_single": float(np.mean(deltas)), "p_bootstrap": boot["p_bootstrap"]}
+            row["p_seeds"] = seed_ttest(deltas)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.to_csv(folder / "comparison.csv", index=False)
+    (folder / "comparison.md").write_text(comparison_markdown(table, main, task.main_metric))
+    if len(runs):
+        arm_comparison(runs, folder / "comparison.png", f"test {main} {task.main_metric}")
+    log(f"wrote {folder / 'comparison.csv'}, comparison.md and comparison.png")
+    return table
+
+
+def comparison_markdown(table: pd.DataFrame, main: str, metric: str) -> str:
+    """The comparison as a Markdown table (scores and Δ in points)."""
+    lines = [
+        f"| arm | weighting | seeds | test {main} {metric} | dev | Δ vs single "
+        "| p (bootstrap) | p (seeds) | train s/run |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in table.itertuples():
+        std = f" ± {100 * r.test_std:.2f}" if np.isfinite(r.test_std) else ""
+        delta = f"{100 * r.delta_vs_single:+.2f}" if np.isfinite(r.delta_vs_single) else "–"
+        fmt_p = lambda p: f"{p:.3f}" if np.isfinite(p) else "–"  # noqa: E731
+        lines.append(
+            f"| {r.arm} | {r.weighting} | {r.n_seeds} | {100 * r.test_mean:.2f}{std} | {100 * r.dev_mean:.2f} "
+            f"| {delta} | {fmt_p(r.p_bootstrap)} | {fmt_p(r.p_seeds)} | {r.train_seconds_per_run:.1f} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,111 @@
+"""What pruning saved in a tuning study, measured (``taskrel tune --measure-pruning``).
+
+Every pruned trial is trained again, unpruned, with the same parameters and
+seed, to the study's full number of epochs (dev only, as in tuning), under
+``TUNE_DIR/unpruned/NNNN``. Then, over the study's finished trials:
+
+- epochs and training seconds with pruning (as the study ran them) against
+  without (completed trials plus the unpruned re-runs);
+- the best dev score reached by each, and how many pruned trials would have
+  beaten the best completed one;
+- a check that each re-run reproduces the pruned trial's dev scores for the
+  epochs that trial ran (the trainer is deterministic for a seed, so it must).
+
+Written to ``pruning.json`` (summary) and ``pruning.csv`` (one row per trial).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from .config import RunConfig, TuneConfig
+
+
+def _epochs(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def _seconds(records: list[dict]) -> float:
+    return float(sum(r["train_seconds"] + r["eval_seconds"] for r in records))
+
+
+def measure_pruning(
+    tc: TuneConfig, out, storage: str | None = None, name: str = "taskrel-tune", progress=True, log=print
+) -> dict:
+    from tqdm.auto import tqdm
+
+    from .train import train
+    from .tune import open_study, trial_config
+
+    out = Path(out)
+    study = open_study(tc, out, storage, name)
+    main = tc.base.model.main_task
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    rows = []
+    for trial in tqdm(pruned, desc="unpruned re-runs", disable=None if progress else True):
+        cfg = trial_config(tc, optuna.trial.FixedTrial(trial.params, trial.number), out)
+        cfg = RunConfig(cfg.data, cfg.model, cfg.train, str(out / "unpruned" / f"{trial.number:04d}"))
+        train(cfg, resume=True, progress=False, log=lambda *_: None, test=False)
+    for trial in trials:
+        run = Path(trial.user_attrs.get("run_dir") or out / "trials" / f"{trial.number:04d}")
+        ran = _epochs(run)
+        full = ran if trial.state == TrialState.COMPLETE else _epochs(out / "unpruned" / f"{trial.number:04d}")
+        metric = "f1" if "f1" in full[-1]["dev"][main] else "accuracy"
+        curve = [r["dev"][main][metric] for r in full]
+        reported = [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)]
+        rows.append(
+            {
+                "trial": trial.number,
+                "state": trial.state.name,
+                "epochs_run": len(ran),
+                "epochs_unpruned": len(full),
+                "seconds_run": _seconds(ran),
+                "seconds_unpruned": _seconds(full),
+                "dev_at_stop": reported[-1] if reported else np.nan,
+                "dev_unpruned": max(curve),  # the trainer keeps the best epoch
+                "reproduced": bool(np.allclose(curve[: len(reported)], reported, rtol=0, atol=1e-9)),
+                **{k: v for k, v in trial.params.items()},
+            }
+        )
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "pruning.csv", index=False)
+    complete = table[table["state"] == "COMPLETE"]
+    best_pruned = float(complete["dev_unpruned"].max()) if len(complete) else float("nan")
+    best_all = float(table["dev_unpruned"].max())
+    summary = {
+        "trials": len(table),
+        "pruned": int((table["state"] == "PRUNED").sum()),
+        "epochs_with_pruning": int(table["epochs_run"].sum()),
+        "epochs_without_pruning": int(table["epochs_unpruned"].sum()),
+        "seconds_with_pruning": float(table["seconds_run"].sum()),
+        "seconds_without_pruning": float(table["seconds_unpruned"].sum()),
+        "best_dev_with_pruning": best_pruned,
+        "best_dev_without_pruning": best_all,
+        "best_trial_without_pruning": int(table.loc[table["dev_unpruned"].idxmax(), "trial"]),
+        "pruned_trials_beating_best_completed": int(
+            ((table["state"] == "PRUNED") & (table["dev_unpruned"] > best_pruned)).sum()
+        ),
+        "all_reruns_reproduce_pruned_scores": bool(table["reproduced"].all()),
+    }
+    summary["epochs_saved_fraction"] = 1 - summary["epochs_with_pruning"] / max(summary["epochs_without_pruning"], 1)
+    summary["seconds_saved_fraction"] = 1 - summary["seconds_with_pruning"] / max(
+        summary["seconds_without_pruning"], 1e-9
+    )
+    (out / "pruning.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log(
+        f"pruning: {summary['pruned']}/{summary['trials']} trials pruned, "
+        f"{summary['epochs_with_pruning']} of {summary['epochs_without_pruning']} epochs run "
+        f"({100 * summary['epochs_saved_fraction']:.0f}% saved); best dev {best_pruned:.4f} with pruning, "
+        f"{best_all:.4f} without -> {out / 'pruning.json'}"
+    )
+    return summary
