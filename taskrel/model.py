@@ -59,9 +59,13 @@ class MultiTaskModel(nn.Module):
 
         ``tasks`` limits the heads that run (all by default).
         """
-        hidden = self.encoder(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-        ).last_hidden_state  # (R, T, H)
+        # "encoder_mask": an optional 4-D mask given to the encoder as is (torch.func.vmap needs one; see fisher.py)
+        mask = batch.get("encoder_mask", batch["attention_mask"])
+        hidden = self.encoder(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state  # (R, T, H)
+        return self.task_outputs(hidden, batch, tasks, with_loss)
+
+    def task_outputs(self, hidden, batch: dict, tasks=None, with_loss: bool = True) -> dict:
+        """The heads over the encoder's last hidden states ``hidden`` (R, T, H)."""
         hidden = self.dropout(hidden)
         labels = batch.get("labels") if with_loss else None
         out = {}
