@@ -397,6 +397,84 @@ def run_stats(a) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ task embeddings and affinities
+
+
+def add_embed_parser(sub):
+    p = sub.add_parser("embed", help="Fisher task embeddings from single-task models, similarities and maps")
+    _add_run_args(p, "task specs CORPUS:TASK (or TASK on --data); single-task models are trained as needed")
+    p.set_defaults(tasks=None)
+    p.add_argument("--data-root", help="folder of the corpora named in CORPUS:TASK (sets $TASKREL_DATA)")
+    p.add_argument("--out", required=True, help="embeddings folder (run again to resume)")
+    p.add_argument("--examples", type=int, default=1000, help="training sentences per task")
+    p.add_argument("--components", type=_csv, default=["layer_outputs", "head"], help="layer_outputs,encoder,head")
+    p.add_argument("--label-mode", choices=["empirical", "true"], default="empirical")
+    p.add_argument("--method", choices=["vmap", "loop"], default="vmap", help="per-example gradients")
+    p.add_argument("--fisher-batch", type=int, default=8, help="sentences per vectorised chunk")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--model", action="append", default=[], metavar="SPEC=FOLDER", help="use this model for a task")
+    p.set_defaults(func=run_embed)
+
+
+def run_embed(a) -> int:
+    import os
+
+    from .embed import EmbedConfig, embed, load_embeddings
+    from .similarity import analyse
+
+    if not a.tasks:
+        raise ConfigError("--tasks is required, e.g. BC2GM:ner,NCBI-disease:ner,NCBI-disease:bcls")
+    if a.data_root:
+        os.environ["TASKREL_DATA"] = a.data_root
+    models = dict(m.split("=", 1) for m in a.model)
+    base = config_from_args(a)
+    ec = EmbedConfig(base, a.tasks, a.examples, a.components, a.label_mode, a.seed, a.method, a.fisher_batch, models)
+    embed(ec, a.out, progress=not a.no_progress)
+    purity = analyse(load_embeddings(a.out))
+    print(purity.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+def add_affinity_parser(sub):
+    p = sub.add_parser("affinity", help="TAG look-ahead task affinities from one joint multi-task run")
+    _add_run_args(p, "comma-separated tasks, trained jointly")
+    p.add_argument("--out", required=True, help="run folder; affinity.csv, affinity.json and affinity.png go there")
+    p.add_argument("--every", type=int, default=10, help="look-ahead every K steps")
+    p.add_argument("--weights", type=_floats, default=None, help="loss weights in task order (default: 1 each)")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=run_affinity_cmd)
+
+
+def run_affinity_cmd(a) -> int:
+    from .affinity import run_affinity
+
+    if a.weights is None:
+        a.weights = [1.0] * len(a.tasks)
+    table = run_affinity(config_from_args(a), a.every, progress=not a.no_progress)
+    print(
+        table.pivot(index="target", columns="source", values="affinity").to_string(float_format=lambda v: f"{v:+.4f}")
+    )
+    return 0
+
+
+def add_predict_transfer_parser(sub):
+    p = sub.add_parser("predict-transfer", help="how well embeddings and affinities rank a grid's secondary tasks")
+    p.add_argument("--grid", required=True, help="grid folder (transfer.csv)")
+    p.add_argument("--embeddings", help="folder written by taskrel embed")
+    p.add_argument("--affinity", help="run folder written by taskrel affinity")
+    p.add_argument("--out", help="output folder (default: GRID/prediction)")
+    p.add_argument("--samples", type=int, default=1000, help="random rankings of the random baseline")
+    p.set_defaults(func=run_predict_transfer_cmd)
+
+
+def run_predict_transfer_cmd(a) -> int:
+    from .ranking import run_predict_transfer
+
+    summary = run_predict_transfer(a.grid, a.embeddings, a.affinity, a.out, a.samples)
+    print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
 # ------------------------------------------------------------------ output
 
 
@@ -426,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_evaluate_parser,
         add_predict_parser,
         add_stats_parser,
+        add_embed_parser,
+        add_affinity_parser,
+        add_predict_transfer_parser,
     ):
         add(sub)
     return parser

@@ -138,3 +138,87 @@ def arm_comparison(runs: pd.DataFrame, path: Path | None = None, ylabel: str = "
     ax.tick_params(axis="x", rotation=20)
     ax.legend(fontsize=8, title="seed", title_fontsize=8)
     return _finish(fig, path)
+
+
+def similarity_heatmap(sim: np.ndarray, labels: list[str], path: Path | None = None, title: str = ""):
+    """Task similarity with hierarchical clustering (average linkage on 1 − similarity) and dendrograms."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    frame = pd.DataFrame(sim, index=labels, columns=labels)
+    dist = np.clip(1 - (frame.values + frame.values.T) / 2, 0, None)
+    np.fill_diagonal(dist, 0)
+    link = linkage(squareform(dist, checks=False), method="average") if len(labels) > 2 else None
+    size = 0.55 * len(labels) + 3
+    grid = sns.clustermap(
+        frame,
+        row_linkage=link,
+        col_linkage=link,
+        row_cluster=link is not None,
+        col_cluster=link is not None,
+        cmap="viridis",
+        annot=len(labels) <= 16,
+        fmt=".2f",
+        annot_kws={"fontsize": 7},
+        figsize=(size, size),
+        cbar_kws={"label": "similarity"},
+    )
+    grid.figure.suptitle(title, fontsize=10, y=1.02)
+    if path is None:
+        return grid.figure
+    grid.figure.savefig(path, dpi=150, bbox_inches="tight")
+    import matplotlib.pyplot as plt  # clustermap makes a pyplot figure: close it
+
+    plt.close(grid.figure)
+    return None
+
+
+def task_map(coords: np.ndarray, kinds: list[str], corpora: list[str], path: Path | None = None, title: str = ""):
+    """Points of a 2-D task map: colour by task kind, marker by corpus (the paper's Figure 6)."""
+    data = pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "task": kinds, "corpus": corpora})
+    fig = Figure(figsize=(6.4, 4.8))
+    ax = fig.subplots()
+    sns.scatterplot(data=data, x="x", y="y", hue="task", style="corpus", s=90, ax=ax)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _finish(fig, path)
+
+
+def prediction_scores(summary: pd.DataFrame, path: Path | None = None):
+    """Mean ranking metrics per estimator (``ranking.summary``), one panel per metric."""
+    metrics = [c for c in summary.columns if c != "n_secondaries"]
+    fig = Figure(figsize=(3.0 * len(metrics), 0.32 * len(summary) + 1.6))
+    axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
+    better = {"rho": "lower is better", "regret_at_1": "lower is better"}
+    for ax, metric in zip(axes, metrics):
+        values = summary[metric]
+        colors = ["#bdbdbd" if name in ("random", "data_size") else "#3182bd" for name in summary.index]
+        ax.barh(range(len(values)), values.to_numpy(), color=colors)
+        ax.set_yticks(range(len(values)), summary.index, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(f"{metric}\n({better.get(metric, 'higher is better')})", fontsize=9)
+        ax.axvline(0, color="black", linewidth=0.6)
+    return _finish(fig, path)
+
+
+def affinity_heatmap(table: pd.DataFrame, tasks: list[str], path: Path | None = None):
+    """TAG affinity source → target (×100): how much a step on the source lowers the target's loss."""
+    frame = pd.DataFrame(np.nan, index=tasks, columns=tasks)
+    for r in table.itertuples():
+        frame.loc[r.target, r.source] = 100 * r.affinity
+    limit = max(float(np.nanmax(np.abs(frame.values))), 1e-3) if frame.notna().any().any() else 1.0
+    fig = Figure(figsize=(1.3 * len(tasks) + 2.5, 1.1 * len(tasks) + 1.5))
+    ax = fig.subplots()
+    sns.heatmap(frame, annot=True, fmt=".2f", cmap="RdBu_r", center=0, vmin=-limit, vmax=limit, ax=ax,
+                cbar_kws={"label": "affinity × 100"})  # fmt: skip
+    labels = [spec_label(t) for t in tasks]
+    ax.set_xticklabels(labels, rotation=30, ha="right")
+    ax.set_yticklabels(labels, rotation=0)
+    ax.set_xlabel("source task (look-ahead step on its loss)")
+    ax.set_ylabel("target task (relative loss decrease)")
+    ax.set_title("TAG look-ahead affinity, mean over the run", fontsize=10)
+    return _finish(fig, path)

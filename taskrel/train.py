@@ -129,12 +129,20 @@ def _save_model(out: Path, model, tokenizer, cfg: RunConfig) -> None:
 
 
 def train(
-    cfg: RunConfig, resume: bool = False, callbacks=(), progress: bool = True, log=print, test: bool = True
+    cfg: RunConfig,
+    resume: bool = False,
+    callbacks=(),
+    progress: bool = True,
+    log=print,
+    test: bool = True,
+    step_hooks=(),
 ) -> dict:
     """Train, select on dev, evaluate; returns the contents of ``metrics.json``.
 
     ``callbacks`` are called as ``cb(record)`` after each epoch's record and
-    checkpoint are written. With ``test=False`` the test split is never read
+    checkpoint are written; ``step_hooks`` as ``hook(step, model, optimizer,
+    batch, tasks)`` before each training step (the step counts from 0 over the
+    run), and must leave the model as they found it. With ``test=False`` the test split is never read
     (``metrics.json`` then has ``"test": null``).
     """
     if not cfg.out:
@@ -201,9 +209,11 @@ def train(
         n_sent = n_pieces = 0
         t0 = time.perf_counter()
         bar = tqdm(schedule, desc=f"epoch {epoch}/{cfg.train.epochs}", disable=None if progress else True, leave=False)
-        for key, step_tasks, idx in bar:
+        for n_step, (key, step_tasks, idx) in enumerate(bar, start=(epoch - 1) * steps_per_epoch):
             items = [train_enc[key][i] for i in idx]
             batch = to_device(collate(items, sources[key].tasks, pad_id), device)
+            for hook in step_hooks:
+                hook(n_step, model, optimizer, batch, step_tasks)
             with autocast(device):
                 outputs = model(batch, tasks=step_tasks)
             loss = weighting.backward({t: o["loss"] for t, o in outputs.items()}, model)

@@ -1,8 +1,16 @@
+import shutil
+
 import numpy as np
+import pandas as pd
 import pytest
 
+from taskrel.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from taskrel.data import encode
+from taskrel.embed import EmbedConfig, load_embeddings
+from taskrel.embed import embed as embed_tasks
 from taskrel.fisher import COMPONENTS, fisher_embedding
+from taskrel.similarity import analyse, cosine_matrix, nn_purity, task2vec_matrix
+from taskrel.train import train
 
 from helpers import SENTENCES, tiny_model
 
@@ -78,3 +86,62 @@ def test_crf_heads_are_refused():
     model, tok = tiny_model(crf=True)
     with pytest.raises(ValueError, match="CRF"):
         embed(model, tok, "ner")
+
+
+def test_similarity_measures_and_purity_by_hand():
+    x = np.array([[1.0, 0.0, 1.0], [2.0, 0.0, 2.0], [0.0, 1.0, 0.0], [0.1, 1.0, 0.0]])
+    cos = cosine_matrix(x)
+    assert cos[0, 1] == pytest.approx(1) and cos[0, 2] == pytest.approx(0)
+    t2v = task2vec_matrix(x)
+    assert np.allclose(t2v, t2v.T) and np.allclose(np.diag(t2v), 1) and (t2v <= 1 + 1e-12).all()
+    assert t2v[0, 1] == pytest.approx(1)  # proportional vectors: Fa/(Fa+Fb) and Fb/(Fa+Fb) are parallel
+    purity, chance = nn_purity(cos, ["a", "a", "b", "b"])
+    assert purity == 1 and chance == pytest.approx(1 / 3)
+    purity, _ = nn_purity(cos, ["a", "b", "a", "b"])
+    assert purity == 0
+
+
+def test_embed_pipeline_trains_models_resumes_and_analyses(tiny_corpus, chem_corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("TASKREL_DATA", str(tmp_path))
+    tiny = tmp_path / "tiny"
+    shutil.copytree(tiny_corpus, tiny)
+    base = RunConfig(DataConfig(""), ModelConfig("tiny"), TrainConfig(epochs=1, batch_size=4, lr=1e-3, threads=1))
+    tasks = ["tiny:ner", "tiny:bcls", "chem:ner", "chem:bcls"]
+    ec = EmbedConfig(base, tasks, examples=3, components=["layer_outputs", "head"])
+    logs = []
+    meta = embed_tasks(ec, tmp_path / "emb", progress=False, log=logs.append)
+    emb = load_embeddings(tmp_path / "emb")
+    assert emb.tasks == tasks and emb.kinds() == ["ner", "bcls", "ner", "bcls"]
+    assert emb.corpora() == ["tiny", "tiny", "chem", "chem"]
+    assert emb.vectors("head").shape == (4, 32) and emb.layers().shape == (4, 2, 32)
+    info = meta["per_task"]["chem:ner"]
+    assert info["examples"] == 3 and info["fisher_seconds"] > 0 and info["train_epoch_seconds_same_sentences"] > 0
+    assert (tmp_path / "emb/models/chem.ner/model/taskrel.json").is_file()
+    # run again, with a given model for one task: nothing is recomputed
+    again = EmbedConfig(base, tasks, examples=3, components=["layer_outputs", "head"])
+    logs.clear()
+    embed_tasks(again, tmp_path / "emb", progress=False, log=logs.append)
+    assert sum("done" in line for line in logs) == 4
+    purity = analyse(emb, log=lambda *_: None)
+    assert len(purity) == 2 * 2 and purity["chance_kind"].eq(1 / 3).all()
+    sims = pd.read_csv(tmp_path / "emb/similarity.csv")
+    assert len(sims) == 2 * 2 * 4 * 3
+    for f in ("similarity-head.png", "map-head-tsne.png", "map-layer_outputs-layers-mds.png"):
+        assert (tmp_path / "emb" / f).stat().st_size > 0
+    with pytest.raises(ConfigError, match="models given for tasks"):
+        EmbedConfig(base, tasks, models={"other:ner": "x"})
+
+
+def test_embed_uses_a_given_model(tiny_corpus, tmp_path):
+    cfg = RunConfig(
+        DataConfig(str(tiny_corpus)),
+        ModelConfig("tiny", ["ner"]),
+        TrainConfig(epochs=1, threads=1),
+        str(tmp_path / "r"),
+    )
+    train(cfg, progress=False, log=lambda *_: None)
+    base = RunConfig(DataConfig(str(tiny_corpus)), ModelConfig("tiny"), TrainConfig(threads=1))
+    ec = EmbedConfig(base, ["ner"], examples=2, models={"ner": str(tmp_path / "r/model")})
+    meta = embed_tasks(ec, tmp_path / "emb", progress=False, log=lambda *_: None)
+    assert meta["per_task"]["ner"]["model"] == str(tmp_path / "r/model") and not (tmp_path / "emb/models").exists()
+    assert meta["per_task"]["ner"]["fisher_vs_epoch"] is None  # no training epoch was timed here

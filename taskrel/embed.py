@@ -1,0 +1,206 @@
+"""``taskrel embed``: a Fisher embedding for each task, from its own single-task model.
+
+For every task spec (``CORPUS:TASK``, or ``TASK`` on ``--data``): take its
+fine-tuned single-task model (a folder given in ``models``, or one trained here
+with the core trainer under ``EMB_DIR/models/LABEL``), draw N training
+sentences with the seed, and compute the Fisher (``fisher.py``).
+
+Written to ``EMB_DIR``: ``tasks/LABEL.npz`` per task as it finishes (a killed
+run resumes), then ``embeddings.npz`` (keys ``SPEC::COMPONENT``) and
+``meta.json``: tasks, their corpus and kind, components and shapes, label mode,
+N, seed, encoder, model folders, and per task the Fisher seconds beside the
+seconds one training epoch takes on the same number of sentences.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .config import ConfigError, RunConfig, _check, _WithBase
+from .sources import load_sources, spec_label, split_spec
+
+SEP = "::"
+
+
+@dataclass
+class EmbedConfig(_WithBase):
+    """``base`` gives the data, encoder and training settings of the single-task models trained here."""
+
+    base: RunConfig
+    tasks: list = field(default_factory=list)
+    examples: int = 1000
+    components: list = field(default_factory=lambda: ["layer_outputs", "head"])
+    label_mode: str = "empirical"
+    seed: int = 1  # which sentences, and the labels sampled for the true Fisher
+    method: str = "vmap"
+    batch_size: int = 8
+    models: dict = field(default_factory=dict)  # spec -> existing model folder
+
+    def __post_init__(self):
+        from .fisher import COMPONENTS, LABEL_MODES, METHODS
+
+        self.tasks, self.components = list(self.tasks), list(self.components)
+        _check(len(self.tasks) >= 1, "embed needs at least one task")
+        _check(len(set(self.tasks)) == len(self.tasks), f"tasks repeated in {self.tasks}")
+        bad = [c for c in self.components if c not in COMPONENTS]
+        _check(not bad and self.components, f"components must be among {COMPONENTS}, got {self.components}")
+        _check(self.label_mode in LABEL_MODES, f"label_mode must be one of {LABEL_MODES}")
+        _check(self.method in METHODS, f"method must be one of {METHODS}")
+        _check(self.examples >= 1 and self.batch_size >= 1, "examples and batch_size must be positive")
+        unknown = sorted(set(self.models) - set(self.tasks))
+        _check(not unknown, f"models given for tasks not embedded: {unknown}")
+
+
+def task_corpus(spec: str, default: str) -> str:
+    corpus, _ = split_spec(spec)
+    return Path(corpus or default).name
+
+
+def single_task_config(ec: EmbedConfig, spec: str, out: Path) -> RunConfig:
+    base = ec.base
+    model = replace(base.model, tasks=[spec])
+    train = replace(base.train, weights=None, weighting="static")
+    return RunConfig(base.data, model, train, str(out / "models" / spec_label(spec)))
+
+
+def _model_for(ec: EmbedConfig, spec: str, out: Path, progress: bool, log) -> tuple[Path, float | None]:
+    """The model folder of a task, trained if needed; and a training epoch's seconds per sentence."""
+    from .train import train
+
+    if spec in ec.models:
+        return Path(ec.models[spec]), None
+    cfg = single_task_config(ec, spec, out)
+    train(cfg, resume=True, progress=progress, log=log)
+    records = [json.loads(x) for x in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    n_train = json.loads((Path(cfg.out) / "config.json").read_text())["resolved"]["train_sentences"]
+    per_sentence = float(np.mean([r["train_seconds"] for r in records])) / n_train
+    return Path(cfg.out) / "model", per_sentence
+
+
+def embed(ec: EmbedConfig, out, progress: bool = True, log=print) -> dict:
+    """Compute (or resume) every task's embedding; write ``embeddings.npz`` and ``meta.json``."""
+    import torch
+
+    from .data import encode
+    from .fisher import fisher_embedding
+    from .model import load, resolve_device
+
+    out = Path(out)
+    (out / "tasks").mkdir(parents=True, exist_ok=True)
+    (out / "embed.json").write_text(json.dumps(ec.to_dict(), indent=2) + "\n")
+    if ec.base.train.threads:
+        torch.set_num_threads(ec.base.train.threads)
+    device = resolve_device(ec.base.train.device)
+    info = {}
+    for spec in ec.tasks:
+        label = spec_label(spec)
+        done = out / "tasks" / f"{label}.npz"
+        record = out / "tasks" / f"{label}.json"
+        if done.is_file() and record.is_file():
+            info[spec] = json.loads(record.read_text())
+            log(f"{spec}: done")
+            continue
+        folder, epoch_per_sentence = _model_for(ec, spec, out, progress, log)
+        model, tokenizer, meta = load(folder, device)
+        head = spec if spec in model.tasks else meta["tasks"][0]
+        cfg = RunConfig(ec.base.data, replace(ec.base.model, tasks=[spec]), replace(ec.base.train, weights=None))
+        train_sents = next(iter(load_sources(cfg, ("train", "devel")).values())).corpus.splits["train"]
+        rng = np.random.default_rng(ec.seed)
+        pick = sorted(rng.choice(len(train_sents), min(ec.examples, len(train_sents)), replace=False).tolist())
+        enc = encode([train_sents[i] for i in pick], tokenizer, {head: model.tasks[head]}, meta["max_length"])
+        enc = sorted(enc, key=lambda e: e.length)  # similar lengths together: less padding
+        t0 = time.perf_counter()
+        emb = fisher_embedding(
+            model,
+            enc,
+            head,
+            tokenizer.pad_token_id or 0,
+            device,
+            ec.components,
+            ec.label_mode,
+            ec.seed,
+            ec.batch_size,
+            ec.method,
+            progress,
+        )
+        seconds = time.perf_counter() - t0
+        epoch_seconds = epoch_per_sentence * len(enc) if epoch_per_sentence else None
+        info[spec] = {
+            "corpus": task_corpus(spec, ec.base.data.data),
+            "kind": split_spec(spec)[1],
+            "model": str(folder),
+            "head": head,
+            "examples": len(enc),
+            "fisher_seconds": seconds,
+            "train_epoch_seconds_same_sentences": epoch_seconds,
+            "fisher_vs_epoch": seconds / epoch_seconds if epoch_seconds else None,
+            "shapes": {c: list(v.shape) for c, v in emb.items()},
+        }
+        np.savez(out / "tasks" / f"{label}.tmp.npz", **emb)
+        (out / "tasks" / f"{label}.tmp.npz").replace(done)
+        record.write_text(json.dumps(info[spec], indent=2) + "\n")
+        ratio = f" ({info[spec]['fisher_vs_epoch']:.2f}x a training epoch)" if epoch_seconds else ""
+        log(f"{spec}: Fisher over {len(enc)} sentences in {seconds:.1f} s{ratio}")
+    arrays = {}
+    for spec in ec.tasks:
+        with np.load(out / "tasks" / f"{spec_label(spec)}.npz") as z:
+            arrays |= {f"{spec}{SEP}{c}": z[c] for c in z.files}
+    np.savez(out / "embeddings.npz", **arrays)
+    meta = {
+        "taskrel_version": __version__,
+        "tasks": ec.tasks,
+        "components": ec.components,
+        "label_mode": ec.label_mode,
+        "examples": ec.examples,
+        "seed": ec.seed,
+        "method": ec.method,
+        "encoder": ec.base.model.encoder,
+        "per_task": info,
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    log(f"wrote {out / 'embeddings.npz'} and {out / 'meta.json'}")
+    return meta
+
+
+@dataclass
+class Embeddings:
+    """A folder written by ``embed``: ``vectors(component)`` gives a (tasks, D) matrix."""
+
+    folder: Path
+    meta: dict
+    arrays: dict
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.meta["tasks"])
+
+    def kinds(self) -> list[str]:
+        return [self.meta["per_task"][t]["kind"] for t in self.tasks]
+
+    def corpora(self) -> list[str]:
+        return [self.meta["per_task"][t]["corpus"] for t in self.tasks]
+
+    def vectors(self, component: str) -> np.ndarray:
+        if component not in self.meta["components"]:
+            raise ConfigError(f"{self.folder}: no component {component!r}; it has {self.meta['components']}")
+        return np.stack([self.arrays[f"{t}{SEP}{component}"].reshape(-1) for t in self.tasks])
+
+    def layers(self, component: str = "layer_outputs") -> np.ndarray:
+        """(tasks, layers, H): one vector per task and layer."""
+        return np.stack([self.arrays[f"{t}{SEP}{component}"] for t in self.tasks])
+
+
+def load_embeddings(folder) -> Embeddings:
+    folder = Path(folder)
+    if not (folder / "meta.json").is_file():
+        raise ConfigError(f"{folder}: not an embeddings folder (no meta.json); run `taskrel embed` first")
+    meta = json.loads((folder / "meta.json").read_text())
+    with np.load(folder / "embeddings.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    return Embeddings(folder, meta, arrays)

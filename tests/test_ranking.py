@@ -1,0 +1,77 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_grid import QUIET, tiny_grid
+
+from taskrel.cli import main
+from taskrel.grid import run_grid
+from taskrel.ranking import ndcg, predict_transfer, random_baseline, rank_metrics
+
+from conftest import TINY_RUN
+
+
+def test_a_perfect_ranking_scores_perfectly():
+    delta = [0.03, -0.01, 0.01, -0.05]
+    m = rank_metrics(estimate=[9, 2, 5, 1], delta=delta, main_score_with=np.add(0.8, delta))
+    assert m["spearman"] == pytest.approx(1) and m["kendall"] == pytest.approx(1)
+    assert m["ndcg"] == pytest.approx(1) and m["rho"] == 1 and m["regret_at_1"] == 0
+
+
+def test_a_reversed_ranking_scores_worst():
+    delta = [0.03, -0.01, 0.01, -0.05]
+    m = rank_metrics(estimate=[1, 5, 2, 9], delta=delta, main_score_with=np.add(0.8, delta))
+    assert m["spearman"] == pytest.approx(-1) and m["kendall"] == pytest.approx(-1)
+    assert m["rho"] == 4
+    assert m["regret_at_1"] == pytest.approx((0.83 - 0.75) / 0.83)
+    assert m["ndcg"] < 1
+
+
+def test_ndcg_by_hand():
+    # relevance [3, 0, 1]; ranking by scores puts them in the order 0, 1 (rel 0), 2 (rel 1)
+    got = ndcg([3, 2, 1], [3, 0, 1])
+    dcg = 3 + 0 / math.log2(3) + 1 / math.log2(4)
+    ideal = 3 + 1 / math.log2(3)
+    assert got == pytest.approx(dcg / ideal)
+    assert ndcg([1, 2], [0, 0]) == 1.0
+
+
+def test_random_baseline_matches_its_expectation():
+    delta = [0.03, -0.01, 0.01, -0.05]
+    r = random_baseline(delta, np.add(0.8, delta), samples=4000)
+    assert r["rho"] == pytest.approx(2.5, abs=0.1)  # the best item's expected rank among 4
+    assert r["spearman"] == pytest.approx(0, abs=0.05)
+
+
+def test_predict_transfer_table():
+    transfer = pd.DataFrame(
+        {
+            "main": ["a", "a", "a", "b", "b", "b"],
+            "secondary": ["b", "c", "d", "a", "c", "d"],
+            "mean_delta": [0.02, -0.01, 0.0, 0.01, 0.03, -0.02],
+        }  # fmt: skip
+    )
+    truth = {(r.main, r.secondary): r.mean_delta for r in transfer.itertuples()}
+    table = predict_transfer(transfer, {"a": 0.7, "b": 0.6}, {"oracle": lambda m, s: truth[(m, s)]}, samples=200)
+    oracle = table[table["estimator"] == "oracle"]
+    assert len(oracle) == 2 and (oracle["spearman"] == 1).all() and (oracle["regret_at_1"] == 0).all()
+    assert set(table["estimator"]) == {"oracle", "random"}
+
+
+def test_predict_transfer_cli_on_a_tiny_grid_with_embeddings_and_affinities(tiny_corpus, tmp_path, monkeypatch):
+    grid = tiny_grid(tiny_corpus, tasks=("ner", "bcls", "mcls"), seeds=(1,))
+    run_grid(grid, tmp_path / "g", **QUIET)
+    monkeypatch.setenv("TASKREL_DATA", str(tiny_corpus.parent))
+    emb = ["embed", "--tasks", "tiny:ner,tiny:bcls,tiny:mcls", "--epochs", "1", "--examples", "4"]
+    assert main([*emb, "--out", str(tmp_path / "e"), *TINY_RUN]) == 0
+    aff = ["affinity", "--data", str(tiny_corpus), "--tasks", "ner,bcls,mcls", "--epochs", "1", "--every", "1"]
+    assert main([*aff, "--out", str(tmp_path / "a"), *TINY_RUN]) == 0
+    args = ["predict-transfer", "--grid", str(tmp_path / "g"), "--embeddings", str(tmp_path / "e")]
+    assert main([*args, "--affinity", str(tmp_path / "a"), "--samples", "100"]) == 0
+    table = pd.read_csv(tmp_path / "g/prediction/prediction.csv")
+    estimators = set(table["estimator"])
+    assert {"tag", "random", "data_size", "fisher:layer_outputs:cosine", "fisher:head:task2vec"} <= estimators
+    assert set(table["main"]) == {"ner", "bcls", "mcls"}
+    assert table["rho"].between(1, 2).all() and table["regret_at_1"].ge(0).all()
+    assert (tmp_path / "g/prediction/prediction.png").stat().st_size > 0
