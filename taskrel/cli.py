@@ -219,6 +219,11 @@ def add_tune_parser(sub):
         action="store_true",
         help="re-run the pruned trials unpruned; write what pruning saved to OUT/pruning.json",
     )
+    after.add_argument(
+        "--continue-pruned",
+        action="store_true",
+        help="with --measure-pruning: go on from each pruned trial's checkpoint instead of starting it again",
+    )
     p.set_defaults(func=run_tune)
 
 
@@ -254,7 +259,7 @@ def _after_tuning(a) -> int:
     if a.measure_pruning:
         from .pruning import measure_pruning
 
-        measure_pruning(tc, a.out, a.storage, a.study, progress=not a.no_progress)
+        measure_pruning(tc, a.out, a.storage, a.study, not a.no_progress, continue_pruned=a.continue_pruned)
     if a.confirm:
         table = confirm(tc, best, a.out, [int(s) for s in a.seeds], a.arms or ARMS, progress=not a.no_progress)
         cols = ["arm", "n_seeds", "test_mean", "test_std", "delta_vs_single", "p_bootstrap", "p_seeds"]

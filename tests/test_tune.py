@@ -97,7 +97,8 @@ def test_measure_pruning_reruns_pruned_trials_and_counts_the_savings(tiny_corpus
     assert summary["trials"] == 3 and summary["pruned"] == 1
     assert summary["epochs_with_pruning"] == 5 and summary["epochs_without_pruning"] == 6
     assert summary["epochs_saved_fraction"] == pytest.approx(1 / 6)
-    assert summary["all_reruns_reproduce_pruned_scores"]  # the re-run's first epoch equals the pruned trial's
+    assert summary["all_reruns_from_scratch_reproduce_pruned_scores"]  # its first epoch equals the pruned trial's
+    assert summary["reruns_from_scratch"] == 1
     assert len((out / "unpruned/0001/metrics.jsonl").read_text().splitlines()) == 2
     table = pd.read_csv(out / "pruning.csv")
     best_completed = table[table["state"] == "COMPLETE"]["dev_unpruned"].max()
@@ -156,3 +157,18 @@ def test_confirm_trains_every_arm_and_compares_with_single(tiny_corpus, tmp_path
     assert main(args + ["--arms", "single,equal"]) == 0
     assert (out / "confirm/single/seed1/metrics.json").stat().st_mtime_ns == stamp
     assert "single" in capsys.readouterr().out
+
+
+def test_continuing_pruned_trials_gives_what_a_rerun_from_scratch_gives(tiny_corpus, tmp_path):
+    tc = tiny_tune(tiny_corpus)
+    tune(tc, tmp_path / "a", pruner=PruneTrialOne(), **QUIET)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    (tmp_path / "b/tune.json").write_text((tmp_path / "a/tune.json").read_text())
+    scratch = measure_pruning(tc, tmp_path / "a", **QUIET)
+    # the pruned trial left its checkpoint in b/trials/0001: only its missing epoch is trained
+    continued = measure_pruning(tc, tmp_path / "b", continue_pruned=True, **QUIET)
+    assert continued["reruns_from_scratch"] == 0 and (tmp_path / "b/unpruned/0001/continued_from_checkpoint").exists()
+    for key in ("epochs_with_pruning", "epochs_without_pruning", "best_dev_with_pruning", "best_dev_without_pruning"):
+        assert continued[key] == scratch[key], key
+    a, b = pd.read_csv(tmp_path / "a/pruning.csv"), pd.read_csv(tmp_path / "b/pruning.csv")
+    assert list(a["dev_unpruned"]) == list(b["dev_unpruned"])
