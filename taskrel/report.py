@@ -1,8 +1,10 @@
 """Reports of results folders: ``report.md`` and a self-contained ``report.html``.
 
-``write_report(SRC, OUT)`` reads a grid folder (``grid.json``) or a study folder
-(``study.json``), and writes the tables (mean ± std over seeds) and figures
-into ``OUT``. One list of blocks renders to both Markdown and HTML.
+``write_report(SRC, OUT)`` reads a study folder (``study.json``) or whatever
+results SRC holds (a grid, a tuning study, task embeddings, TAG affinities,
+predictions of the grid) or its sub-folders hold, and writes the tables and
+figures into ``OUT``, with the CSV/JSON files behind them. One list of blocks
+renders to both Markdown and HTML.
 """
 
 from __future__ import annotations
@@ -108,6 +110,150 @@ def study_blocks(folder: Path) -> list[Block]:
     return blocks
 
 
+def tune_blocks(folder: Path) -> list[Block]:
+    """A tuning folder: best trial, pruning savings, the confirmation table and the figures."""
+    tune = json.loads((folder / "tune.json").read_text())
+    base = tune["base"]
+    blocks: list[Block] = [
+        ("h2", f"Loss-weight tuning: {folder.name}"),
+        (
+            "p",
+            f"Tasks {', '.join(base['model']['tasks'])} (the first is the main task, weight 1) on "
+            f"{Path(base['data']['data']).name}; {100 * base['data']['train_fraction']:g}% of train; "
+            f"{base['train']['epochs']} epochs; lr {base['train']['lr']:g}; {tune['trials']} trials; "
+            f"pruner {tune['pruner']}; secondary weights log-uniform in "
+            f"[{tune['min_weight']:g}, {tune['max_weight']:g}]. Tuning reads train and dev only.",
+        ),
+    ]
+    if (folder / "best.json").is_file():
+        best = json.loads((folder / "best.json").read_text())
+        weights = ", ".join(f"{t} {w:.4g}" for t, w in best["weights"].items())
+        counts = ", ".join(f"{n} {k}" for k, n in best["trials"].items() if n)
+        blocks.append(("p", f"Best trial {best['trial']}: dev {best['dev_score']:.4f} with weights {weights}. "
+                            f"Trials: {counts}."))  # fmt: skip
+    if (folder / "pruning.json").is_file():
+        p = json.loads((folder / "pruning.json").read_text())
+        blocks += [
+            ("h2", "What pruning saved"),
+            (
+                "table",
+                pd.DataFrame(
+                    {
+                        "": ["with pruning", "without pruning (pruned trials trained to the end)"],
+                        "epochs": [p["epochs_with_pruning"], p["epochs_without_pruning"]],
+                        "seconds": [f"{p['seconds_with_pruning']:.0f}", f"{p['seconds_without_pruning']:.0f}"],
+                        "best dev": [f"{p['best_dev_with_pruning']:.4f}", f"{p['best_dev_without_pruning']:.4f}"],
+                    }
+                ),
+            ),
+            (
+                "p",
+                f"{p['pruned']} of {p['trials']} trials pruned; {100 * p['epochs_saved_fraction']:.0f}% of the "
+                f"epochs and {100 * p['seconds_saved_fraction']:.0f}% of the seconds saved; "
+                f"{p['pruned_trials_beating_best_completed']} pruned trial(s) would have beaten the best "
+                "completed one.",
+            ),
+        ]
+    confirm = folder / "confirm" / "comparison.md"
+    if confirm.is_file():
+        blocks += [
+            ("h2", "The tuned weights on test, beside the alternatives"),
+            ("p", "Same data, epochs and seeds for every arm; Δ and p against the main task alone."),
+            ("md", confirm.read_text()),
+        ]
+    for name, caption in (
+        ("confirm/comparison.png", "Test score per arm and seed"),
+        ("history.png", "Optimisation history"),
+        ("importances.png", "Parameter importances"),
+        ("slices.png", "Dev score against each weight"),
+    ):
+        if (folder / name).is_file():
+            blocks.append(("img", folder / name, caption))
+    return blocks
+
+
+def embed_blocks(folder: Path) -> list[Block]:
+    """An embeddings folder: settings, purity and the maps."""
+    meta = json.loads((folder / "meta.json").read_text())
+    blocks: list[Block] = [
+        ("h2", f"Fisher task embeddings: {folder.name}"),
+        (
+            "p",
+            f"{len(meta['tasks'])} tasks; components {', '.join(meta['components'])}; {meta['label_mode']} Fisher "
+            f"over {meta['examples']} training sentences per task; encoder `{meta['encoder']}`; seed {meta['seed']}.",
+        ),
+    ]
+    if (folder / "purity.csv").is_file():
+        purity = pd.read_csv(folder / "purity.csv")
+        blocks += [("h2", "Nearest-neighbour purity (beside chance)"), ("table", purity.round(3))]
+    for comp in meta["components"]:
+        for name, caption in (
+            (f"similarity-{comp}.png", f"{comp}: clustered similarity"),
+            (f"map-{comp}-tsne.png", f"{comp}: t-SNE"),
+            (f"map-{comp}-mds.png", f"{comp}: MDS"),
+            (f"map-{comp}-layers-tsne.png", f"{comp}: t-SNE, one point per task and layer"),
+        ):
+            if (folder / name).is_file():
+                blocks.append(("img", folder / name, caption))
+    return blocks
+
+
+def affinity_blocks(folder: Path) -> list[Block]:
+    info = json.loads((folder / "affinity.json").read_text())
+    blocks: list[Block] = [
+        ("h2", f"TAG look-ahead affinities: {folder.name}"),
+        (
+            "p",
+            f"{info['lookaheads']} look-aheads (every {info['every']} steps) took {info['lookahead_seconds']:.0f} s, "
+            f"{100 * info['overhead_vs_plain_run']:.0f}% on top of the run's own training time.",
+        ),
+    ]
+    if (folder / "affinity.png").is_file():
+        blocks.append(("img", folder / "affinity.png", "Affinity source → target"))
+    return blocks
+
+
+def prediction_blocks(folder: Path) -> list[Block]:
+    """A grid folder's ``prediction/`` (written by ``taskrel predict-transfer``)."""
+    folder = folder / "prediction"
+    summary = pd.read_csv(folder / "prediction_summary.csv")
+    blocks: list[Block] = [
+        ("h2", "Do the estimators predict the grid?"),
+        ("p", "Mean over main tasks of each ranking metric (ρ: rank of the truly best secondary; lower is better)."),
+        ("table", summary.round(3)),
+    ]
+    if (folder / "prediction.png").is_file():
+        blocks.append(("img", folder / "prediction.png", "Ranking metrics per estimator"))
+    return blocks
+
+
+KINDS = {  # marker file -> blocks; data files copied next to the report
+    "grid.json": (grid_blocks, ("runs.csv", "transfer.csv")),
+    "tune.json": (tune_blocks, ("best.json", "trials.csv", "pruning.json", "pruning.csv", "confirm/comparison.csv")),
+    "embeddings.npz": (embed_blocks, ("meta.json", "similarity.csv", "purity.csv")),
+    "affinity.json": (affinity_blocks, ("affinity.csv", "affinity.json")),
+    "prediction/prediction_summary.csv": (
+        prediction_blocks,
+        ("prediction/prediction.csv",),
+    ),
+}
+
+
+def folder_blocks(folder: Path) -> tuple[list[Block], list[Path]]:
+    """Blocks and data files of whatever the folder holds (and, if it holds nothing known, its sub-folders)."""
+    blocks, data = [], []
+    for marker, (make, files) in KINDS.items():
+        if (folder / marker).is_file():
+            blocks += make(folder)
+            data += [folder / f for f in files if (folder / f).is_file()]
+    if not blocks:
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+            more, files = folder_blocks(sub) if any((sub / m).is_file() for m in KINDS) else ([], [])
+            blocks += more
+            data += files
+    return blocks, data
+
+
 def _md_table(df: pd.DataFrame) -> str:
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -126,6 +272,8 @@ def to_markdown(blocks: list[Block], figures: dict) -> str:
             parts.append(b[1])
         elif b[0] == "table":
             parts.append(_md_table(b[1]))
+        elif b[0] == "md":
+            parts.append(b[1].strip())
         elif b[0] == "img":
             parts.append(f"![{b[2]}]({figures[b[1]]})")
     return "\n\n".join(parts) + "\n"
@@ -140,6 +288,8 @@ def to_html(blocks: list[Block], title: str) -> str:
             body.append(f"<p>{html.escape(b[1])}</p>")
         elif b[0] == "table":
             body.append(b[1].to_html(index=False, escape=True, border=0, classes="results"))
+        elif b[0] == "md":
+            body.append(f"<pre>{html.escape(b[1])}</pre>")
         elif b[0] == "img":
             data = base64.b64encode(Path(b[1]).read_bytes()).decode()
             body.append(
@@ -161,12 +311,16 @@ def to_html(blocks: list[Block], title: str) -> str:
 def write_report(src, out) -> Path:
     """Write ``report.md``, ``report.html`` and the figures of a grid or study folder into ``out``."""
     src, out = Path(src), Path(out)
-    if (src / "grid.json").is_file():
-        blocks = [("h1", f"Report: {src.name}")] + grid_blocks(src)
-    elif (src / "study.json").is_file():
+    data: list[Path] = []
+    if (src / "study.json").is_file():
         blocks = study_blocks(src)
     else:
-        raise ConfigError(f"{src}: neither a grid folder (grid.json) nor a study folder (study.json)")
+        found, data = folder_blocks(src) if src.is_dir() else ([], [])
+        if not found:
+            raise ConfigError(
+                f"{src}: no results found (a grid, study, tuning, embeddings or affinity folder, or folders of them)"
+            )
+        blocks = [("h1", f"Report: {src.name}")] + found
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     blocks.append(("p", f"Generated by taskrel report from {src} on {stamp}."))
     out.mkdir(parents=True, exist_ok=True)
@@ -177,6 +331,9 @@ def write_report(src, out) -> Path:
             name = "_".join(rel.parts)
             shutil.copyfile(b[1], out / name)
             figures[b[1]] = name
+    for f in data:  # the numbers behind the report travel with it
+        name = "_".join(Path(f).relative_to(src).parts)
+        shutil.copyfile(f, out / name)
     (out / "report.md").write_text(to_markdown(blocks, figures))
     (out / "report.html").write_text(to_html(blocks, blocks[0][1]))
     return out / "report.md"

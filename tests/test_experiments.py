@@ -109,4 +109,4 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 
 def test_report_of_something_else_is_an_error(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
-    assert "neither a grid folder" in capsys.readouterr().err
+    assert "no results found" in capsys.readouterr().err

@@ -75,3 +75,10 @@ def test_predict_transfer_cli_on_a_tiny_grid_with_embeddings_and_affinities(tiny
     assert set(table["main"]) == {"ner", "bcls", "mcls"}
     assert table["rho"].between(1, 2).all() and table["regret_at_1"].ge(0).all()
     assert (tmp_path / "g/prediction/prediction.png").stat().st_size > 0
+    # one report gathers the grid, the prediction, the embeddings and the affinities
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report/report.md").read_text()
+    for heading in ("Pairwise transfer grid", "Do the estimators predict", "Fisher task embeddings", "TAG look-ahead"):
+        assert heading in text, heading
+    for f in ("g_transfer.csv", "g_prediction_prediction.csv", "e_purity.csv", "a_affinity.csv", "report.html"):
+        assert (tmp_path / "report" / f).is_file(), f
