@@ -76,7 +76,7 @@ def _model_for(ec: EmbedConfig, spec: str, out: Path, progress: bool, log) -> tu
     if spec in ec.models:
         return Path(ec.models[spec]), None
     cfg = single_task_config(ec, spec, out)
-    train(cfg, resume=True, progress=progress, log=log)
+    train(cfg, resume=True, progress=progress, log=log, test=False)  # only the model is needed
     records = [json.loads(x) for x in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines() if x.strip()]
     n_train = json.loads((Path(cfg.out) / "config.json").read_text())["resolved"]["train_sentences"]
     per_sentence = float(np.mean([r["train_seconds"] for r in records])) / n_train
