@@ -164,12 +164,12 @@ def similarity_heatmap(sim: np.ndarray, labels: list[str], path: Path | None = N
         cbar_kws={"label": "similarity"},
     )
     grid.figure.suptitle(title, fontsize=10, y=1.02)
+    import matplotlib.pyplot as plt  # clustermap makes a pyplot figure: take it out of pyplot's care
+
+    plt.close(grid.figure)
     if path is None:
         return grid.figure
     grid.figure.savefig(path, dpi=150, bbox_inches="tight")
-    import matplotlib.pyplot as plt  # clustermap makes a pyplot figure: close it
-
-    plt.close(grid.figure)
     return None
 
 

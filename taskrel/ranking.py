@@ -112,13 +112,11 @@ def _data_size(grid) -> dict:
     return sizes
 
 
-def run_predict_transfer(grid_dir, emb_dir=None, aff_dir=None, out=None, samples: int = 1000, log=print):
-    """Score every available estimator against a grid; write ``prediction.csv``, ``prediction_summary.csv``
-    and ``prediction.png`` into ``out`` (default: ``GRID_DIR/prediction``)."""
+def score_estimators(grid_dir, emb_dir=None, aff_dir=None, samples: int = 1000, log=print) -> pd.DataFrame:
+    """Every available estimator's ranking metrics against a grid, one row per (main task, estimator)."""
     from pathlib import Path
 
     from .grid import load_results
-    from .plots import prediction_scores
 
     res = load_results(grid_dir)
     default = res.grid.base.data.data
@@ -150,7 +148,17 @@ def run_predict_transfer(grid_dir, emb_dir=None, aff_dir=None, out=None, samples
     sizes = _data_size(res.grid)
     estimators["data_size"] = lambda m, s: sizes[key[s]][0] * 1e6 + sizes[key[s]][1]
     alone = res.alone()["mean"].to_dict()
-    table = predict_transfer(res.transfer, alone, estimators, samples)
+    return predict_transfer(res.transfer, alone, estimators, samples)
+
+
+def run_predict_transfer(grid_dir, emb_dir=None, aff_dir=None, out=None, samples: int = 1000, log=print):
+    """``score_estimators``, written to ``prediction.csv``, ``prediction_summary.csv`` and ``prediction.png``
+    in ``out`` (default: ``GRID_DIR/prediction``); returns the summary."""
+    from pathlib import Path
+
+    from .plots import prediction_scores
+
+    table = score_estimators(grid_dir, emb_dir, aff_dir, samples, log)
     out = Path(out or Path(grid_dir) / "prediction")
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "prediction.csv", index=False)

@@ -195,7 +195,7 @@ def train(
         saved = torch.load(out / CHECKPOINT / "optim.pt", map_location=device, weights_only=True)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        weighting.load_state_dict(saved["weighting"])
+        weighting.load_state_dict(saved.get("weighting", {}))  # checkpoints before dynamic weighting: static
         start_epoch, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
         _truncate_metrics(out / "metrics.jsonl", state["epoch"])
         log(f"resuming {out} after epoch {state['epoch']}")

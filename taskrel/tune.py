@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import optuna
+import pandas as pd
 from optuna.trial import TrialState
 
 from .config import POOLINGS, RunConfig, TuneConfig
@@ -161,3 +162,41 @@ def figures(study: optuna.Study, out: Path) -> None:
             fig.tight_layout()
         fig.savefig(out / name, dpi=130)
         plt.close(fig)
+
+
+@dataclass
+class TuneResults:
+    """A tuning folder as the notebooks and reports read it; absent parts are None."""
+
+    folder: Path
+    config: TuneConfig
+    best: dict
+    trials: pd.DataFrame
+    pruning: dict | None
+    pruning_trials: pd.DataFrame | None
+    comparison: pd.DataFrame | None
+    confirm_runs: pd.DataFrame | None
+
+    def study(self, storage: str | None = None, name: str = "taskrel-tune") -> optuna.Study:
+        """The Optuna study itself (for Optuna's own plots), from its storage."""
+        url = storage or f"sqlite:///{self.folder / 'study.db'}"
+        return optuna.load_study(study_name=name, storage=url)
+
+
+def load_results(folder) -> TuneResults:
+    from .confirm import load_tune
+
+    folder = Path(folder)
+    tc, best = load_tune(folder)
+    csv = lambda name: pd.read_csv(folder / name) if (folder / name).is_file() else None  # noqa: E731
+    pruning = json.loads((folder / "pruning.json").read_text()) if (folder / "pruning.json").is_file() else None
+    return TuneResults(
+        folder,
+        tc,
+        best,
+        csv("trials.csv"),
+        pruning,
+        csv("pruning.csv"),
+        csv("confirm/comparison.csv"),
+        csv("confirm/runs.csv"),
+    )
