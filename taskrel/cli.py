@@ -295,6 +295,11 @@ def add_report_parser(sub):
     p = sub.add_parser("report", help="Markdown and HTML report of a grid or study folder")
     p.add_argument("folder", help="grid or study results folder")
     p.add_argument("--out", required=True, help="report folder, e.g. reports/NAME")
+    p.add_argument(
+        "--notebooks",
+        metavar="DIR",
+        help="also run the analysis notebooks in DIR on the results and export them to HTML",
+    )
     p.set_defaults(func=run_report)
 
 
@@ -302,6 +307,20 @@ def run_report(a) -> int:
     from .report import write_report
 
     print(f"report: {write_report(a.folder, a.out)}")
+    if a.notebooks:
+        from .notebooks import NOTEBOOKS, export_for
+
+        src = Path(a.folder)
+        has = lambda d, m: (d / m).is_file()  # noqa: E731
+        folders = [src] if any(has(src, m) for m in NOTEBOOKS) else sorted(d for d in src.iterdir() if d.is_dir())
+        grids = [d for d in folders if has(d, "grid.json")]
+        tags = [d for d in folders if has(d, "affinity.json")]
+        extra = {
+            "GRID_DIR": str(grids[0].resolve()) if grids else None,
+            "AFF_DIR": str(tags[0].resolve()) if tags else None,
+        }
+        for path in export_for(folders, a.notebooks, a.out, extra):
+            print(f"notebook: {path}")
     return 0
 
 

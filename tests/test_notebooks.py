@@ -6,23 +6,12 @@ import pytest
 
 from taskrel.config import DataConfig, GridConfig, ModelConfig, RunConfig, TrainConfig
 from taskrel.grid import run_grid
+from taskrel.notebooks import execute
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-
-
-def execute(path: Path, params: dict, cwd: Path):
-    """Run a notebook with its ``parameters`` cell replaced (as papermill does); errors fail the test."""
-    nb = nbformat.read(path, as_version=4)
-    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1, f"{path.name}: one cell tagged 'parameters' expected"
-    tagged[0].source = "\n".join(f"{k} = {v!r}" for k, v in params.items())
-    nbclient.NotebookClient(
-        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
-    ).execute()
-    return nb
 
 
 def images(nb) -> int:

@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -76,9 +77,11 @@ def test_predict_transfer_cli_on_a_tiny_grid_with_embeddings_and_affinities(tiny
     assert table["rho"].between(1, 2).all() and table["regret_at_1"].ge(0).all()
     assert (tmp_path / "g/prediction/prediction.png").stat().st_size > 0
     # one report gathers the grid, the prediction, the embeddings and the affinities
-    assert main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    notebooks = str(Path(__file__).resolve().parents[1] / "notebooks")
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "report"), "--notebooks", notebooks]) == 0
     text = (tmp_path / "report/report.md").read_text()
     for heading in ("Pairwise transfer grid", "Do the estimators predict", "Fisher task embeddings", "TAG look-ahead"):
         assert heading in text, heading
-    for f in ("g_transfer.csv", "g_prediction_prediction.csv", "e_purity.csv", "a_affinity.csv", "report.html"):
+    exported = ("notebook-pairwise_transfer-g.html", "notebook-task_embeddings-e.html")
+    for f in ("g_transfer.csv", "g_prediction_prediction.csv", "e_purity.csv", "a_affinity.csv", *exported):
         assert (tmp_path / "report" / f).is_file(), f
