@@ -83,10 +83,9 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
             ),
             ("table", t),
         ]
-    for name, caption in (("heatmap.png", "Transfer heatmap"), ("learning_curves.png", "Dev score by epoch")):
-        if (folder / name).is_file():
-            blocks.append(("img", folder / name, caption))
-    return blocks
+    return blocks + _images(
+        folder, (("heatmap.png", "Transfer heatmap"), ("learning_curves.png", "Dev score by epoch"))
+    )
 
 
 def study_blocks(folder: Path) -> list[Block]:
@@ -108,6 +107,11 @@ def study_blocks(folder: Path) -> list[Block]:
         table["seeds"] = s[f"{metrics[0]}_count"]
         blocks += [("h2", "Test scores of the main task, mean ± std over seeds"), ("table", table)]
     return blocks
+
+
+def _images(folder: Path, figures) -> list[Block]:
+    """Image blocks for the ``(file, caption)`` pairs that exist in ``folder``."""
+    return [("img", folder / name, caption) for name, caption in figures if (folder / name).is_file()]
 
 
 def tune_blocks(folder: Path) -> list[Block]:
@@ -161,15 +165,15 @@ def tune_blocks(folder: Path) -> list[Block]:
             ("p", "Same data, epochs and seeds for every arm; Δ and p against the main task alone."),
             ("md", confirm.read_text()),
         ]
-    for name, caption in (
-        ("confirm/comparison.png", "Test score per arm and seed"),
-        ("history.png", "Optimisation history"),
-        ("importances.png", "Parameter importances"),
-        ("slices.png", "Dev score against each weight"),
-    ):
-        if (folder / name).is_file():
-            blocks.append(("img", folder / name, caption))
-    return blocks
+    return blocks + _images(
+        folder,
+        (
+            ("confirm/comparison.png", "Test score per arm and seed"),
+            ("history.png", "Optimisation history"),
+            ("importances.png", "Parameter importances"),
+            ("slices.png", "Dev score against each weight"),
+        ),
+    )
 
 
 def embed_blocks(folder: Path) -> list[Block]:
@@ -187,14 +191,15 @@ def embed_blocks(folder: Path) -> list[Block]:
         purity = pd.read_csv(folder / "purity.csv")
         blocks += [("h2", "Nearest-neighbour purity (beside chance)"), ("table", purity.round(3))]
     for comp in meta["components"]:
-        for name, caption in (
-            (f"similarity-{comp}.png", f"{comp}: clustered similarity"),
-            (f"map-{comp}-tsne.png", f"{comp}: t-SNE"),
-            (f"map-{comp}-mds.png", f"{comp}: MDS"),
-            (f"map-{comp}-layers-tsne.png", f"{comp}: t-SNE, one point per task and layer"),
-        ):
-            if (folder / name).is_file():
-                blocks.append(("img", folder / name, caption))
+        blocks += _images(
+            folder,
+            (
+                (f"similarity-{comp}.png", f"{comp}: clustered similarity"),
+                (f"map-{comp}-tsne.png", f"{comp}: t-SNE"),
+                (f"map-{comp}-mds.png", f"{comp}: MDS"),
+                (f"map-{comp}-layers-tsne.png", f"{comp}: t-SNE, one point per task and layer"),
+            ),
+        )
     return blocks
 
 
@@ -208,9 +213,7 @@ def affinity_blocks(folder: Path) -> list[Block]:
             f"{100 * info['overhead_vs_plain_run']:.0f}% on top of the run's own training time.",
         ),
     ]
-    if (folder / "affinity.png").is_file():
-        blocks.append(("img", folder / "affinity.png", "Affinity source → target"))
-    return blocks
+    return blocks + _images(folder, (("affinity.png", "Affinity source → target"),))
 
 
 def prediction_blocks(folder: Path) -> list[Block]:
@@ -222,9 +225,7 @@ def prediction_blocks(folder: Path) -> list[Block]:
         ("p", "Mean over main tasks of each ranking metric (ρ: rank of the truly best secondary; lower is better)."),
         ("table", summary.round(3)),
     ]
-    if (folder / "prediction.png").is_file():
-        blocks.append(("img", folder / "prediction.png", "Ranking metrics per estimator"))
-    return blocks
+    return blocks + _images(folder, (("prediction.png", "Ranking metrics per estimator"),))
 
 
 KINDS = {  # marker file -> blocks; data files copied next to the report
