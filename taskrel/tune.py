@@ -97,7 +97,8 @@ def tune(
             scores = record["dev"][main]
             metric = metric or ("f1" if "f1" in scores else "accuracy")
             trial.report(scores[metric], record["epoch"])
-            if trial.should_prune():
+            # a trial at its last epoch has cost all it will cost: let it complete
+            if record["epoch"] < cfg.train.epochs and trial.should_prune():
                 raise optuna.TrialPruned(f"epoch {record['epoch']}")
 
         metrics = train(cfg, callbacks=[report], progress=False, log=lambda *_: None, test=False)

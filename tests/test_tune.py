@@ -172,3 +172,18 @@ def test_continuing_pruned_trials_gives_what_a_rerun_from_scratch_gives(tiny_cor
         assert continued[key] == scratch[key], key
     a, b = pd.read_csv(tmp_path / "a/pruning.csv"), pd.read_csv(tmp_path / "b/pruning.csv")
     assert list(a["dev_unpruned"]) == list(b["dev_unpruned"])
+
+
+class PruneAll(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return True
+
+
+def test_a_trial_is_never_pruned_at_its_last_epoch(tiny_corpus, tmp_path):
+    tc = tiny_tune(tiny_corpus, trials=2)
+    tc.base.train.epochs = 1
+    best = tune(tc, tmp_path / "one", pruner=PruneAll(), **QUIET)
+    assert best["trials"]["complete"] == 2 and best["trials"]["pruned"] == 0
+    tc.base.train.epochs = 2
+    with pytest.raises(RuntimeError, match="no trial"):  # every trial pruned after its first of two epochs
+        tune(tc, tmp_path / "two", pruner=PruneAll(), **QUIET)
