@@ -71,7 +71,7 @@ class TagAffinity:
         device = shared[0].device
         with autocast(device):
             out = model(batch, tasks=tasks)
-        before = {t: float(out[t]["loss"]) for t in tasks}
+        before = {t: float(out[t]["loss"].detach()) for t in tasks}
         grads = {}  # all gradients first: the look-aheads change the parameters the graph saved
         for k, i in enumerate(tasks):
             g = torch.autograd.grad(
