@@ -134,6 +134,7 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=print) -> dict:
         info[spec] = {
             "corpus": task_corpus(spec, ec.base.data.data),
             "kind": split_spec(spec)[1],
+            "level": model.tasks[head].level,
             "model": str(folder),
             "head": head,
             "examples": len(enc),
@@ -182,6 +183,13 @@ class Embeddings:
 
     def kinds(self) -> list[str]:
         return [self.meta["per_task"][t]["kind"] for t in self.tasks]
+
+    def levels(self) -> list[str]:
+        """``token`` or ``sentence`` per task."""
+        from .tasks import TASKS
+
+        per = self.meta["per_task"]
+        return [per[t].get("level") or TASKS[per[t]["kind"]](["O"], {"mcls_cap": 3}).level for t in self.tasks]
 
     def corpora(self) -> list[str]:
         return [self.meta["per_task"][t]["corpus"] for t in self.tasks]

@@ -12,8 +12,9 @@ and metric MDS, both on the distance 1 − similarity. With few tasks the
 ``layer_outputs`` component can place one point per task and layer.
 
 Nearest-neighbour purity: the share of points whose most similar other point
-has the same task kind (resp. corpus), beside the share expected if the
-nearest neighbour were drawn at random.
+has the same task kind (ner, mtcls, ...), the same level (token or sentence)
+or the same corpus, beside the share expected if the nearest neighbour were
+drawn at random.
 """
 
 from __future__ import annotations
@@ -105,24 +106,15 @@ def embed_2d(sim: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray
 
 
 def purity_table(emb, components=None, measures=MEASURES) -> pd.DataFrame:
-    """Nearest-neighbour purity by task kind and by corpus, per component and measure."""
+    """Nearest-neighbour purity by task kind, by level and by corpus, per component and measure."""
     rows = []
     for comp in components or emb.meta["components"]:
         for measure in measures:
             sim = similarity_matrix(emb.vectors(comp), measure)
-            kind = nn_purity(sim, emb.kinds())
-            corpus = nn_purity(sim, emb.corpora())
-            rows.append(
-                {
-                    "component": comp,
-                    "measure": measure,
-                    "points": len(emb.tasks),
-                    "purity_kind": kind[0],
-                    "chance_kind": kind[1],
-                    "purity_corpus": corpus[0],
-                    "chance_corpus": corpus[1],
-                }
-            )
+            row = {"component": comp, "measure": measure, "points": len(emb.tasks)}
+            for name, groups in (("kind", emb.kinds()), ("level", emb.levels()), ("corpus", emb.corpora())):
+                row[f"purity_{name}"], row[f"chance_{name}"] = nn_purity(sim, groups)
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

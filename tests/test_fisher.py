@@ -123,7 +123,8 @@ def test_embed_pipeline_trains_models_resumes_and_analyses(tiny_corpus, chem_cor
     embed_tasks(again, tmp_path / "emb", progress=False, log=logs.append)
     assert sum("done" in line for line in logs) == 4
     purity = analyse(emb, log=lambda *_: None)
-    assert len(purity) == 2 * 2 and purity["chance_kind"].eq(1 / 3).all()
+    assert len(purity) == 2 * 2 and purity["chance_kind"].eq(1 / 3).all() and purity["chance_level"].eq(1 / 3).all()
+    assert emb.levels() == ["token", "sentence", "token", "sentence"]
     sims = pd.read_csv(tmp_path / "emb/similarity.csv")
     assert len(sims) == 2 * 2 * 4 * 3
     for f in ("similarity-head.png", "map-head-tsne.png", "map-layer_outputs-layers-mds.png"):
