@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from .evaluate import autocast
+from .train import read_epochs
 
 
 def adamw_lookahead(params, grads, optimizer) -> None:
@@ -119,7 +120,7 @@ def run_affinity(cfg, every: int = 10, progress: bool = True, log=print) -> pd.D
     out = Path(cfg.out)
     table = tag.table(cfg.data.data)
     table.to_csv(out / "affinity.csv", index=False)
-    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    records = read_epochs(out)
     train_seconds = sum(r["train_seconds"] for r in records)
     summary = {
         "every": every,

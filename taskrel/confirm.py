@@ -30,6 +30,7 @@ import pandas as pd
 from .config import AUTHORS_WEIGHTS, DEFAULT_TASKS, ConfigError, RunConfig, TuneConfig
 from .significance import paired_bootstrap, prediction_stats, seed_ttest
 from .sources import all_tasks, load_sources
+from .train import read_epochs
 
 ARMS = ("single", "equal", "authors", "tuned", "uncertainty", "gradnorm", "pcgrad")
 
@@ -116,7 +117,7 @@ def collect(out: Path, arms: list[str], seeds: list[int]) -> pd.DataFrame:
                 continue
             metrics = json.loads((run / "metrics.json").read_text())
             cfg = json.loads((run / "config.json").read_text())
-            epochs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+            epochs = read_epochs(run)
             main = metrics["main_task"]
             rows.append(
                 {

@@ -71,13 +71,13 @@ def single_task_config(ec: EmbedConfig, spec: str, out: Path) -> RunConfig:
 
 def _model_for(ec: EmbedConfig, spec: str, out: Path, progress: bool, log) -> tuple[Path, float | None]:
     """The model folder of a task, trained if needed; and a training epoch's seconds per sentence."""
-    from .train import train
+    from .train import read_epochs, train
 
     if spec in ec.models:
         return Path(ec.models[spec]), None
     cfg = single_task_config(ec, spec, out)
     train(cfg, resume=True, progress=progress, log=log, test=False)  # only the model is needed
-    records = [json.loads(x) for x in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    records = read_epochs(cfg.out)
     n_train = json.loads((Path(cfg.out) / "config.json").read_text())["resolved"]["train_sentences"]
     per_sentence = float(np.mean([r["train_seconds"] for r in records])) / n_train
     return Path(cfg.out) / "model", per_sentence

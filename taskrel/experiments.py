@@ -152,6 +152,8 @@ def run_study(path, out=None, workers: int = 1, progress: bool = True, log=print
 
 
 def results_table(out: Path, study: Study) -> pd.DataFrame:
+    from .train import read_epochs
+
     rows = []
     for variant, corpus, seed, cfg in study.run_configs(out):
         metrics_path = Path(cfg.out) / "metrics.json"
@@ -160,7 +162,7 @@ def results_table(out: Path, study: Study) -> pd.DataFrame:
         metrics = json.loads(metrics_path.read_text())
         main = metrics["main_task"]
         test = metrics["test"][main]
-        epochs = [json.loads(x) for x in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        epochs = read_epochs(cfg.out)
         rows.append(
             {
                 "variant": variant,
@@ -181,6 +183,7 @@ def results_table(out: Path, study: Study) -> pd.DataFrame:
 
 def summarise(out: Path, study: Study) -> pd.DataFrame:
     """``results.csv`` and ``summary.csv`` (mean and std over seeds per variant and corpus)."""
+
     results = results_table(out, study)
     results.to_csv(out / "results.csv", index=False)
     if not len(results):

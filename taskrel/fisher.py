@@ -93,11 +93,10 @@ def component_params(model, spec: str, component: str) -> dict[str, torch.nn.Par
 
 def _reduce(component: str, grads: dict[str, torch.Tensor]) -> torch.Tensor:
     """Squared per-example gradients (E, ...) to (E, D) vectors."""
-    sq = [grads[n].float().pow(2).flatten(1) for n in sorted(grads)]
     if component == "head":
-        (w,) = [grads[n].float().pow(2) for n in sorted(grads)]  # (E, L, H)
-        return w.sum(1)
-    return torch.cat(sq, 1)
+        (w,) = grads.values()  # the classifier weight: (E, L, H)
+        return w.float().pow(2).sum(1)
+    return torch.cat([grads[n].float().pow(2).flatten(1) for n in sorted(grads)], 1)
 
 
 class FisherAccumulator:

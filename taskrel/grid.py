@@ -185,6 +185,8 @@ def _flat_scores(prefix: str, scores: dict | None) -> dict:
 
 def collect_runs(out: Path, grid: GridConfig) -> pd.DataFrame:
     """``runs.csv``: one tidy row per finished cell and seed."""
+    from .train import read_epochs
+
     rows = []
     for cell in grid_cells(grid.tasks, grid.seeds):
         run = out / cell.folder
@@ -192,7 +194,7 @@ def collect_runs(out: Path, grid: GridConfig) -> pd.DataFrame:
             continue
         metrics = json.loads((run / "metrics.json").read_text())
         cfg = json.loads((run / "config.json").read_text())
-        epochs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        epochs = read_epochs(run)
         metric = "f1" if "f1" in metrics["test"][cell.main] else "accuracy"
         weights = cfg["train"]["weights"]
         rows.append(

@@ -28,16 +28,9 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from .config import RunConfig, TuneConfig
-from .train import CHECKPOINT
+from .train import CHECKPOINT, read_epochs
 
 CONTINUED = "continued_from_checkpoint"  # marker file in a re-run folder
-
-
-def _epochs(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
 def _seconds(records: list[dict]) -> float:
@@ -86,8 +79,8 @@ def measure_pruning(
         train(cfg, resume=True, progress=False, log=lambda *_: None, test=False)
     for trial in trials:
         run = Path(trial.user_attrs.get("run_dir") or out / "trials" / f"{trial.number:04d}")
-        ran = _epochs(run)
-        full = ran if trial.state == TrialState.COMPLETE else _epochs(out / "unpruned" / f"{trial.number:04d}")
+        ran = read_epochs(run)
+        full = ran if trial.state == TrialState.COMPLETE else read_epochs(out / "unpruned" / f"{trial.number:04d}")
         metric = "f1" if "f1" in full[-1]["dev"][main] else "accuracy"
         curve = [r["dev"][main][metric] for r in full]
         reported = [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)]

@@ -271,6 +271,14 @@ def train(
     return finish(cfg, out, best_epoch, progress, log, test, sources)
 
 
+def read_epochs(run_dir) -> list[dict]:
+    """A run's per-epoch records (``metrics.jsonl``); empty if it has none yet."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
 def _truncate_metrics(path: Path, epochs: int) -> None:
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()][:epochs]
     path.write_text("".join(ln + "\n" for ln in lines))

@@ -55,10 +55,15 @@ def trial_config(tc: TuneConfig, trial: optuna.Trial, out: Path) -> RunConfig:
     )
 
 
+def storage_url(out: Path, storage: str | None = None) -> str:
+    """The study's storage: ``storage`` if given, else ``sqlite:///OUT/study.db``."""
+    return storage or f"sqlite:///{Path(out) / 'study.db'}"
+
+
 def open_study(tc: TuneConfig, out: Path, storage: str | None, name: str, pruner=None) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    url = storage or f"sqlite:///{out / 'study.db'}"
+    url = storage_url(out, storage)
     rdb = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
     return optuna.create_study(
         study_name=name,
@@ -134,7 +139,7 @@ def write_outputs(study: optuna.Study, tc: TuneConfig, out: Path, storage: str |
         "params": best.params,
         "run_dir": best.user_attrs.get("run_dir"),
         "trials": {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState},
-        "dashboard": f"optuna-dashboard {storage or 'sqlite:///' + str(out / 'study.db')}",
+        "dashboard": f"optuna-dashboard {storage_url(out, storage)}",
     }
     (out / "best.json").write_text(json.dumps(result, indent=2) + "\n")
     figures(study, out)
@@ -180,8 +185,7 @@ class TuneResults:
 
     def study(self, storage: str | None = None, name: str = "taskrel-tune") -> optuna.Study:
         """The Optuna study itself (for Optuna's own plots), from its storage."""
-        url = storage or f"sqlite:///{self.folder / 'study.db'}"
-        return optuna.load_study(study_name=name, storage=url)
+        return optuna.load_study(study_name=name, storage=storage_url(self.folder, storage))
 
 
 def load_results(folder) -> TuneResults:
