@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .evaluate import autocast
+from .precision import autocast
 from .train import read_epochs
 
 

@@ -12,9 +12,12 @@ import sys
 from pathlib import Path
 
 from .config import (
+    CONVERGE_TOL,
     DEFAULT_TASKS,
     POOLINGS,
+    PRECISIONS,
     PRUNERS,
+    SCHEDULES,
     STRATEGIES,
     WEIGHTINGS,
     ConfigError,
@@ -37,8 +40,20 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _subset_seed(text: str):
+    if text == "vary":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'vary', got {text!r}") from None
+
+
 def _add_common(p):
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--precision", default="auto", choices=PRECISIONS, help="auto: bf16 autocast on CUDA, fp32 on the CPU"
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -62,7 +77,31 @@ def _add_run_args(p, tasks_help: str) -> None:
     p.add_argument("--pooling", choices=POOLINGS, default="max")
     p.add_argument("--crf", action="store_true", help="CRF on the NER head")
     p.add_argument("--encoder", default="minilm", help="minilm, tiny, a local model folder or a hub id")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=3, help="the maximum budget in epochs (the schedule's horizon)")
+    stop = p.add_argument_group("convergence")
+    stop.add_argument(
+        "--patience", type=int, default=None, help="stop after P evaluations without a better main dev score"
+    )
+    stop.add_argument("--min-epochs", type=int, default=1, help="never stop by patience before this many epochs")
+    stop.add_argument("--eval-every", type=int, default=None, help="evaluate on dev every N steps (default: per epoch)")
+    stop.add_argument(
+        "--dev-max-sentences",
+        type=int,
+        default=None,
+        help="a fixed, seeded subset of devel for selection and early stopping (test is never subsampled)",
+    )
+    stop.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="linear",
+        help="after warm-up: linear decay to 0 at the maximum budget, or constant",
+    )
+    stop.add_argument(
+        "--converge-tol",
+        type=float,
+        default=CONVERGE_TOL,
+        help="a run stopped by --epochs counts as converged if its last evaluations gained less than this",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--eval-batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=5e-5)
@@ -71,6 +110,12 @@ def _add_run_args(p, tasks_help: str) -> None:
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--train-fraction", type=float, default=1.0)
+    p.add_argument(
+        "--subset-seed",
+        type=_subset_seed,
+        default=1,
+        help="seed of the --train-fraction subset, shared by every training seed; 'vary': the training seed",
+    )
     p.add_argument(
         "--merge-dev", action="store_true", help="train on train+devel, keep the last epoch (paper protocol)"
     )
@@ -108,7 +153,16 @@ def config_from_args(a) -> RunConfig:
             "names its corpus as CORPUS:TASK"
         )
     return RunConfig(
-        DataConfig(a.data or "", a.train_fraction, a.merge_dev, a.max_length, a.unseen_tags, a.mcls_cap),
+        DataConfig(
+            a.data or "",
+            a.train_fraction,
+            a.merge_dev,
+            a.max_length,
+            a.unseen_tags,
+            a.mcls_cap,
+            subset_seed=a.subset_seed,
+            dev_max_sentences=a.dev_max_sentences,
+        ),
         ModelConfig(a.encoder, a.tasks, a.pooling, a.crf, a.dropout),
         TrainConfig(
             a.strategy,
@@ -126,6 +180,12 @@ def config_from_args(a) -> RunConfig:
             weighting=a.weighting,
             weighting_lr=a.weighting_lr,
             gradnorm_alpha=a.gradnorm_alpha,
+            patience=a.patience,
+            min_epochs=a.min_epochs,
+            eval_every=a.eval_every,
+            schedule=a.schedule,
+            precision=a.precision,
+            converge_tol=a.converge_tol,
         ),
         a.out,
     )
@@ -347,7 +407,7 @@ def run_evaluate(a) -> int:
     from .sources import split_spec
 
     root = resolve_data(a.data)
-    tagger = Tagger(a.model, a.device, a.batch_size)
+    tagger = Tagger(a.model, a.device, a.batch_size, a.precision)
     sents = read_conll(find_split(root, a.split))
     main = tagger.meta["tasks"][0]
     tasks = {n: t for n, t in tagger.tasks.items() if split_spec(n)[0] == split_spec(main)[0]}  # main's corpus
@@ -355,7 +415,7 @@ def run_evaluate(a) -> int:
     enc = encode(sents, tagger.tokenizer, tasks, tagger.meta["max_length"])
     bar = None if a.no_progress else a.split
     pad_id = tagger.tokenizer.pad_token_id or 0
-    scores = evaluate(tagger.model, enc, sents, pad_id, a.batch_size, tagger.device, bar, list(tasks))
+    scores = evaluate(tagger.model, enc, sents, pad_id, a.batch_size, tagger.device, bar, list(tasks), a.precision)
     out = Path(a.output) if a.output else Path(a.model).resolve().parent / f"eval_{root.name}_{a.split}.json"
     out.write_text(
         json.dumps({"model": str(a.model), "data": str(root), "split": a.split, "scores": scores}, indent=2) + "\n"
@@ -387,7 +447,7 @@ def add_predict_parser(sub):
 def run_predict(a) -> int:
     from .predict import predict_file
 
-    n = predict_file(a.model, a.input, a.output, a.format, a.device, a.batch_size, not a.no_progress)
+    n = predict_file(a.model, a.input, a.output, a.format, a.device, a.batch_size, not a.no_progress, a.precision)
     print(f"tagged {n} sentences -> {a.output}")
     return 0
 

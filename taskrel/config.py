@@ -18,6 +18,12 @@ POOLINGS = ("cls", "mean", "max")
 STRATEGIES = ("joint", "alternating")
 DEVICES = ("auto", "cpu", "cuda")
 WEIGHTINGS = ("static", "uncertainty", "gradnorm", "pcgrad")  # see weighting.py
+PRECISIONS = ("auto", "fp32", "bf16")  # see precision.py
+SCHEDULES = ("linear", "constant")  # after warm-up: linear decay to 0 at the maximum budget, or constant
+# A run that the maximum budget stopped counts as converged when its best main dev score of the last
+# `patience` evaluations (CONVERGE_WINDOW without patience) beats the best before them by less than this.
+CONVERGE_TOL = 0.002
+CONVERGE_WINDOW = 3
 
 
 # Keys that config.json records about a run but that are not settings.
@@ -55,8 +61,24 @@ class DataConfig(_Dict):
     max_length: int = 256  # sub-words per window, [CLS] and [SEP] included
     unseen_tags: str = "error"  # devel/test tags never seen in train: "error" or "o"
     mcls_cap: int = 3
+    # which sentences train_fraction keeps: a fixed seed shared by every training seed, or "vary" (the training seed)
+    subset_seed: int | str = 1
+    dev_max_sentences: int | None = None  # a seeded, fixed subset of devel for selection and early stopping
 
     def __post_init__(self):
+        _check(
+            self.subset_seed == "vary"
+            or (isinstance(self.subset_seed, int) and not isinstance(self.subset_seed, bool)),
+            f"subset_seed must be an integer or 'vary', got {self.subset_seed!r}",
+        )
+        _check(
+            self.dev_max_sentences is None or self.dev_max_sentences >= 1,
+            f"dev_max_sentences must be positive, got {self.dev_max_sentences}",
+        )
+        _check(
+            not (self.merge_dev and self.train_fraction < 1),
+            "merge_dev with train_fraction < 1 would add the whole devel set to a subset of train: refused",
+        )
         _check(0 < self.train_fraction <= 1, f"train_fraction must be in (0, 1], got {self.train_fraction}")
         _check(self.max_length >= 8, f"max_length must be at least 8, got {self.max_length}")
         _check(self.unseen_tags in ("error", "o"), f"unseen_tags must be 'error' or 'o', got {self.unseen_tags!r}")
@@ -103,8 +125,20 @@ class TrainConfig(_Dict):
     weighting: str = "static"  # how task losses combine: static weights or a dynamic method (weighting.py)
     weighting_lr: float = 0.025  # learning rate of learnable task weights (uncertainty, gradnorm)
     gradnorm_alpha: float = 1.5
+    patience: int | None = None  # stop after this many evaluations without a better main dev score
+    min_epochs: int = 1  # never stop by patience before this many epochs
+    eval_every: int | None = None  # evaluate on dev every N optimizer steps (None: at the end of each epoch)
+    schedule: str = "linear"  # after warm-up; the horizon of "linear" is the maximum budget
+    precision: str = "auto"
+    converge_tol: float = CONVERGE_TOL
 
     def __post_init__(self):
+        _check(self.patience is None or self.patience >= 1, f"patience must be positive, got {self.patience}")
+        _check(1 <= self.min_epochs <= self.epochs, f"min_epochs must be in [1, epochs], got {self.min_epochs}")
+        _check(self.eval_every is None or self.eval_every >= 1, f"eval_every must be positive, got {self.eval_every}")
+        _check(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        _check(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        _check(self.converge_tol >= 0, f"converge_tol must be non-negative, got {self.converge_tol}")
         _check(self.weighting in WEIGHTINGS, f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
         _check(
             self.strategy == "joint" or self.weighting not in ("gradnorm", "pcgrad"),

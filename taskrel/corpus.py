@@ -289,6 +289,22 @@ def subsample(sentences: list, fraction: float, seed: int) -> list:
     return [sentences[i] for i in keep]
 
 
+def take(sentences: list, k: int | None, seed: int) -> list:
+    """A seeded subset of at most ``k`` items (all when ``k`` is None or not smaller), original order kept."""
+    if k is None or k >= len(sentences):
+        return list(sentences)
+    keep = np.sort(np.random.default_rng([seed, 7]).permutation(len(sentences))[:k])
+    return [sentences[i] for i in keep]
+
+
+def subset_sha1(sentences) -> str:
+    """A hash of which sentences a subset holds (file name and line of each), the same on every machine."""
+    import hashlib
+
+    ids = "\n".join(f"{Path(s.path).name}:{s.line}" for s in sentences)
+    return hashlib.sha1(ids.encode()).hexdigest()
+
+
 WORD_RE = re.compile(r"\w+|[^\w\s]")
 
 

@@ -7,7 +7,6 @@ Sentence tasks (``bcls``, ``mcls``): accuracy and macro-F1.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import torch
@@ -17,18 +16,19 @@ from sklearn.metrics import accuracy_score, f1_score
 from tqdm.auto import tqdm
 
 from .data import bucket_batches, collate, to_device
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; full precision on the CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+from .precision import autocast
 
 
 @torch.no_grad()
 def predict(
-    model, encoded, pad_id: int, batch_size: int = 64, device=None, progress: str | None = None, tasks=None
+    model,
+    encoded,
+    pad_id: int,
+    batch_size: int = 64,
+    device=None,
+    progress: str | None = None,
+    tasks=None,
+    precision: str = "auto",
 ) -> dict:
     """Label strings per sentence: ``{task: [labels per word | label]}``, in input order.
 
@@ -43,7 +43,7 @@ def predict(
     for idx in tqdm(batches, desc=progress or "predict", disable=True if progress is None else None, leave=False):
         items = [encoded[i] for i in idx]
         batch = to_device(collate(items, tasks, pad_id, with_labels=False), device)
-        with autocast(device):
+        with autocast(device, precision):
             out = model(batch, tasks=list(tasks), with_loss=False)
         for name, task in tasks.items():
             head = model.head(name)
@@ -101,10 +101,18 @@ def gold_labels(task, sentences) -> list:
 
 
 def evaluate(
-    model, encoded, sentences, pad_id: int, batch_size: int = 64, device=None, progress=None, tasks=None
+    model,
+    encoded,
+    sentences,
+    pad_id: int,
+    batch_size: int = 64,
+    device=None,
+    progress=None,
+    tasks=None,
+    precision: str = "auto",
 ) -> dict:
     """``{task: scores}`` of a model on labelled sentences (encoded with ``data.encode``)."""
-    preds = predict(model, encoded, pad_id, batch_size, device, progress, tasks)
+    preds = predict(model, encoded, pad_id, batch_size, device, progress, tasks, precision)
     return score_all({n: model.tasks[n] for n in preds}, sentences, preds)
 
 

@@ -16,8 +16,9 @@ CONLL_SUFFIXES = (".tsv", ".conll", ".iob", ".bio")
 class Tagger:
     """A loaded model folder: ``Tagger(path).tag(sentences)`` gives every task's predictions."""
 
-    def __init__(self, model_dir, device: str = "auto", batch_size: int = 64):
+    def __init__(self, model_dir, device: str = "auto", batch_size: int = 64, precision: str = "auto"):
         self.device = resolve_device(device)
+        self.precision = precision
         self.model, self.tokenizer, self.meta = load(model_dir, self.device)
         self.batch_size = batch_size
 
@@ -36,7 +37,7 @@ class Tagger:
     def tag(self, sentences, progress: str | None = None) -> dict:
         enc = encode(sentences, self.tokenizer, self.tasks, self.meta["max_length"], with_labels=False)
         pad_id = self.tokenizer.pad_token_id or 0
-        return predict(self.model, enc, pad_id, self.batch_size, self.device, progress)
+        return predict(self.model, enc, pad_id, self.batch_size, self.device, progress, precision=self.precision)
 
     def tag_text(self, lines, progress: str | None = None) -> list[dict]:
         """One result per line of raw text: tokens, tags, entities with character offsets."""
@@ -64,12 +65,13 @@ def predict_file(
     device: str = "auto",
     batch_size: int = 64,
     progress: bool = True,
+    precision: str = "auto",
 ) -> int:
     """Tag a file; returns the number of sentences. ``fmt``: auto, conll or text."""
     input_path, output_path = Path(input_path), Path(output_path)
     if fmt == "auto":
         fmt = "conll" if input_path.suffix.lower() in CONLL_SUFFIXES else "text"
-    tagger = Tagger(model_dir, device, batch_size)
+    tagger = Tagger(model_dir, device, batch_size, precision)
     bar = "predict" if progress else None
     if fmt == "text":
         lines = read_lines(input_path)

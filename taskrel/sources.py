@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError, RunConfig
-from .corpus import Corpus, Sentence, load_corpus, subsample
+from .corpus import Corpus, Sentence, load_corpus, subsample, take
 from .tasks import TASKS, Task
 
 
@@ -58,10 +58,18 @@ def corpus_key(spec: str, default: str) -> str:
     return key
 
 
+def subset_seed(cfg: RunConfig) -> int:
+    """The seed of the training subset: fixed across training seeds unless ``subset_seed`` is "vary"."""
+    return cfg.train.seed if cfg.data.subset_seed == "vary" else int(cfg.data.subset_seed)
+
+
 def load_sources(cfg: RunConfig, splits=("train", "devel", "test")) -> dict[str, Source]:
     """The corpora of a run's tasks, the main task's first; train subsets are seeded and nested.
 
-    Without ``"test"`` in ``splits`` no test file is opened (tuning never reads test).
+    ``Source.dev`` is the devel set used for selection and early stopping:
+    capped at ``dev_max_sentences`` (a fixed, seeded subset, the same for
+    every training seed). Test is never subsampled. Without ``"test"`` in
+    ``splits`` no test file is opened (tuning never reads test).
     """
     groups: dict[str, list[str]] = {}
     for spec in cfg.model.tasks:
@@ -70,8 +78,8 @@ def load_sources(cfg: RunConfig, splits=("train", "devel", "test")) -> dict[str,
     for key, specs in groups.items():
         corpus = load_corpus(key, splits, unseen_tags=cfg.data.unseen_tags)
         tasks = {s: build_task(s, corpus.tag_set, cfg.data.mcls_cap) for s in specs}
-        train = subsample(corpus.splits["train"], cfg.data.train_fraction, cfg.train.seed)
-        dev = corpus.splits["devel"]
+        train = subsample(corpus.splits["train"], cfg.data.train_fraction, subset_seed(cfg))
+        dev = take(corpus.splits["devel"], cfg.data.dev_max_sentences, subset_seed(cfg))
         if cfg.data.merge_dev:
             train, dev = train + dev, []
         sources[key] = Source(key, corpus, tasks, train, dev)

@@ -28,15 +28,17 @@ import numpy as np
 import torch
 from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
+from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
 from . import __version__
-from .config import ConfigError, RunConfig
+from .config import CONVERGE_WINDOW, ConfigError, RunConfig
+from .corpus import subset_sha1
 from .data import bucket_batches, collate, encode, to_device
 from .encoders import load_encoder
-from .evaluate import autocast, evaluate, main_score, predict, score_all
+from .evaluate import evaluate, main_score, predict, score_all
 from .model import MultiTaskModel, resolve_device
-from .sources import all_tasks, load_sources
+from .precision import autocast, resolve_precision
+from .sources import all_tasks, load_sources, subset_seed
 from .weighting import make_weighting
 
 CHECKPOINT = "checkpoint"
@@ -51,6 +53,35 @@ def write_json(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def provenance() -> dict:
+    """Where and with what a run was made: versions, and the git commit when run from a checkout."""
+    import platform
+    import subprocess
+
+    import transformers
+
+    info = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if commit.returncode == 0:
+            info["git_commit"] = commit.stdout.strip()
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10
+            )
+            info["git_dirty"] = bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
 
 
 def seed_everything(seed: int) -> None:
@@ -104,7 +135,8 @@ def _start_run_dir(cfg: RunConfig, resume: bool) -> tuple[Path, dict | None]:
     return out, None
 
 
-def _save_checkpoint(out: Path, model, optimizer, scheduler, weighting, state: dict) -> None:
+def _save_checkpoint(out: Path, model, optimizer, scheduler, weighting, state: dict, device=None) -> None:
+    """What ``resume`` needs after an evaluation, written to a temporary folder and renamed into place."""
     tmp = out / (CHECKPOINT + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -113,7 +145,10 @@ def _save_checkpoint(out: Path, model, optimizer, scheduler, weighting, state: d
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "weighting": weighting.state_dict(),
+        "rng": torch.get_rng_state(),  # dropout masks of a run resumed within an epoch
     }
+    if device is not None and torch.device(device).type == "cuda":
+        saved["cuda_rng"] = torch.cuda.get_rng_state(device)
     torch.save(saved, tmp / "optim.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
     shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
@@ -160,6 +195,7 @@ def train(
     tasks = model.tasks
     model.to(device)
     main = cfg.model.main_task
+    precision = resolve_precision(device, cfg.train.precision)
     weighting = make_weighting(cfg.train.weighting, cfg.train.weights, model, cfg.train.gradnorm_alpha).to(device)
     if state is None:  # a resumed run keeps the configuration and command line it was started with
         write_json(
@@ -174,6 +210,11 @@ def train(
                     "ner_labels": {k: list(src.corpus.tag_set) for k, src in sources.items()},
                     "train_sentences": sum(len(src.train) for src in sources.values()),
                     "dev_sentences": sum(len(src.dev) for src in sources.values()),
+                    "train_subset_sha1": {k: subset_sha1(src.train) for k, src in sources.items()},
+                    "subset_seed": subset_seed(cfg),
+                    "precision": precision,
+                    "threads": torch.get_num_threads(),
+                    **provenance(),
                 },
             },
         )
@@ -184,91 +225,253 @@ def train(
     dev_enc = {k: encode(src.dev, tokenizer, src.tasks, max_len) for k, src in sources.items()}
     lengths = {k: [e.length for e in enc] for k, enc in train_enc.items()}
     steps_per_epoch = len(epoch_schedule(cfg, sources, lengths, 0))
-    total_steps = steps_per_epoch * cfg.train.epochs
+    total_steps = steps_per_epoch * cfg.train.epochs  # the maximum budget: the schedule's horizon
+    eval_every = cfg.train.eval_every or steps_per_epoch
     groups = param_groups(model, cfg.train.weight_decay) + weighting.param_groups(cfg.train.weighting_lr)
     optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.train.warmup * total_steps), total_steps)
+    scheduler = make_scheduler(cfg, optimizer, total_steps)
 
-    start_epoch, best, best_epoch = 1, -math.inf, None
+    # the state of the run after its last evaluation: what a checkpoint holds
+    run = {"step": 0, "evals": 0, "best": -math.inf, "best_epoch": None, "best_step": None, "bad": 0, "stopped": None}
     if state is not None:
         load_model(model, str(out / CHECKPOINT / "model.safetensors"), device=str(device))
         saved = torch.load(out / CHECKPOINT / "optim.pt", map_location=device, weights_only=True)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         weighting.load_state_dict(saved.get("weighting", {}))  # checkpoints before dynamic weighting: static
-        start_epoch, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
-        _truncate_metrics(out / "metrics.jsonl", state["epoch"])
-        log(f"resuming {out} after epoch {state['epoch']}")
+        run |= _state_from_checkpoint(state, steps_per_epoch)
+        if "rng" in saved:
+            torch.set_rng_state(saved["rng"].cpu())
+        if "cuda_rng" in saved and device.type == "cuda":
+            torch.cuda.set_rng_state(saved["cuda_rng"].cpu(), device)
+        _truncate_metrics(out / "metrics.jsonl", run["evals"])
+        log(f"resuming {out} after step {run['step']} (evaluation {run['evals']})")
 
-    for epoch in range(start_epoch, cfg.train.epochs + 1):
-        torch.manual_seed(cfg.train.seed * 100_003 + epoch)
+    acc = _Accumulator(tasks)
+    while run["step"] < total_steps and run["stopped"] is None:
+        epoch, offset = run["step"] // steps_per_epoch + 1, run["step"] % steps_per_epoch
+        if offset == 0:  # a run resumed within an epoch restored its RNG state from the checkpoint
+            torch.manual_seed(cfg.train.seed * 100_003 + epoch)
         model.train()
         schedule = epoch_schedule(cfg, sources, lengths, epoch)
-        loss_sum = {t: 0.0 for t in tasks}
-        loss_n = {t: 0 for t in tasks}
-        n_sent = n_pieces = 0
-        t0 = time.perf_counter()
-        bar = tqdm(schedule, desc=f"epoch {epoch}/{cfg.train.epochs}", disable=None if progress else True, leave=False)
-        for n_step, (key, step_tasks, idx) in enumerate(bar, start=(epoch - 1) * steps_per_epoch):
+        bar = tqdm(
+            schedule[offset:],
+            desc=f"epoch {epoch}/{cfg.train.epochs}",
+            disable=None if progress else True,
+            leave=False,
+        )
+        for key, step_tasks, idx in bar:
             items = [train_enc[key][i] for i in idx]
             batch = to_device(collate(items, sources[key].tasks, pad_id), device)
             for hook in step_hooks:
-                hook(n_step, model, optimizer, batch, step_tasks)
-            with autocast(device):
+                hook(run["step"], model, optimizer, batch, step_tasks)
+            with autocast(device, precision):
                 outputs = model(batch, tasks=step_tasks)
-            loss = weighting.backward({t: o["loss"] for t, o in outputs.items()}, model)
+            losses = {t: o["loss"] for t, o in outputs.items()}
+            loss = weighting.backward(losses, model)
+            if not math.isfinite(float(loss)):
+                raise TrainingDiverged(
+                    f"{out}: the loss became {float(loss)} at epoch {epoch}, step {run['step'] + 1}; "
+                    "the last good checkpoint is kept (lower --lr or check --weights)"
+                )
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
             optimizer.step()
             weighting.after_step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            for t, o in outputs.items():
-                loss_sum[t] += o["loss"].item()
-                loss_n[t] += 1
-            n_sent += len(idx)
-            n_pieces += int(batch["attention_mask"].sum())
+            acc.add(outputs, len(idx), int(batch["attention_mask"].sum()))
+            run["step"] += 1
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        train_seconds = time.perf_counter() - t0
+            if run["step"] % eval_every and run["step"] < total_steps:
+                continue  # not an evaluation point (with eval_every, epoch ends are not either)
+            record = _evaluate_and_record(
+                cfg,
+                run,
+                epoch,
+                steps_per_epoch,
+                acc,
+                model,
+                tokenizer,
+                sources,
+                dev_enc,
+                pad_id,
+                device,
+                weighting,
+                scheduler,
+                progress,
+                out,
+            )
+            _save_checkpoint(out, model, optimizer, scheduler, weighting, dict(run), device)
+            log(_progress_line(record, run, tasks, main))
+            for cb in callbacks:
+                cb(record)
+            acc = _Accumulator(tasks)
+            if run["stopped"] is not None:
+                break
+            model.train()
+        bar.close()
+    if run["stopped"] is None:
+        run["stopped"] = "max_epochs"
 
-        t1 = time.perf_counter()
-        dev_scores = {}
-        for key, src in sources.items():
-            if src.dev:
-                bar_name = "dev" if progress else None
-                dev_scores |= evaluate(
-                    model, dev_enc[key], src.dev, pad_id, cfg.train.eval_batch_size, device, bar_name, list(src.tasks)
-                )
-        score = main_score(tasks[main], dev_scores[main]) if dev_scores else float(epoch)
-        improved = score > best
-        if improved:
-            best, best_epoch = score, epoch
-            _save_model(out, model, tokenizer, cfg)
-        record = {
-            "epoch": epoch,
-            "loss": {t: loss_sum[t] / max(loss_n[t], 1) for t in tasks},
-            "weights": weighting.current(),
-            "dev": dev_scores,
-            "selected": improved,
-            "train_seconds": train_seconds,
-            "eval_seconds": time.perf_counter() - t1,
-            "sentences_per_s": n_sent / train_seconds,
-            "wordpieces_per_s": n_pieces / train_seconds,
-            "lr": scheduler.get_last_lr()[0],
-        }
-        with open(out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        _save_checkpoint(
-            out, model, optimizer, scheduler, weighting, {"epoch": epoch, "best": best, "best_epoch": best_epoch}
-        )
-        dev_txt = f" dev {main} {tasks[main].main_metric} {score:.4f}" if dev_scores else ""
-        log(
-            f"epoch {epoch}: loss {float(sum(record['weights'][t] * record['loss'][t] for t in tasks)):.4f}{dev_txt}"
-            f" ({record['sentences_per_s']:.1f} sent/s){' *' if improved else ''}"
-        )
-        for cb in callbacks:
-            cb(record)
+    info = run_outcome(cfg, read_epochs(out), run, tasks[main].main_metric)
+    return finish(cfg, out, run["best_epoch"], progress, log, test, sources, info)
 
-    return finish(cfg, out, best_epoch, progress, log, test, sources)
+
+class TrainingDiverged(ConfigError):
+    pass
+
+
+def make_scheduler(cfg: RunConfig, optimizer, total_steps: int):
+    """Linear warm-up, then linear decay to 0 at the maximum budget, or a constant rate."""
+    warmup = math.ceil(cfg.train.warmup * total_steps)
+    if cfg.train.schedule == "constant":
+        return get_constant_schedule_with_warmup(optimizer, warmup)
+    return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+
+
+class _Accumulator:
+    """Training losses and throughput since the last evaluation."""
+
+    def __init__(self, tasks):
+        self.loss_sum = {t: 0.0 for t in tasks}
+        self.loss_n = {t: 0 for t in tasks}
+        self.sentences = self.pieces = 0
+        self.t0 = time.perf_counter()
+
+    def add(self, outputs, n_sentences: int, n_pieces: int) -> None:
+        for t, o in outputs.items():
+            self.loss_sum[t] += o["loss"].item()
+            self.loss_n[t] += 1
+        self.sentences += n_sentences
+        self.pieces += n_pieces
+
+    def losses(self) -> dict:
+        return {t: self.loss_sum[t] / max(self.loss_n[t], 1) for t in self.loss_sum}
+
+
+def _state_from_checkpoint(state: dict, steps_per_epoch: int) -> dict:
+    """The run state a checkpoint saved; checkpoints from before step-based evaluation saved epochs."""
+    if "step" in state:
+        return {k: state[k] for k in ("step", "evals", "best", "best_epoch", "best_step", "bad", "stopped")}
+    return {
+        "step": state["epoch"] * steps_per_epoch,
+        "evals": state["epoch"],
+        "best": state["best"],
+        "best_epoch": state["best_epoch"],
+        "best_step": None if state["best_epoch"] is None else state["best_epoch"] * steps_per_epoch,
+        "bad": 0,
+        "stopped": None,
+    }
+
+
+def _evaluate_and_record(
+    cfg,
+    run,
+    epoch,
+    steps_per_epoch,
+    acc,
+    model,
+    tokenizer,
+    sources,
+    dev_enc,
+    pad_id,
+    device,
+    weighting,
+    scheduler,
+    progress,
+    out,
+) -> dict:
+    """Score dev, keep the model if it is the best so far, decide on early stopping, append the record."""
+    train_seconds = time.perf_counter() - acc.t0
+    main = cfg.model.main_task
+    t1 = time.perf_counter()
+    dev_scores = {}
+    for key, src in sources.items():
+        if src.dev:
+            dev_scores |= evaluate(
+                model,
+                dev_enc[key],
+                src.dev,
+                pad_id,
+                cfg.train.eval_batch_size,
+                device,
+                "dev" if progress else None,
+                list(src.tasks),
+                cfg.train.precision,
+            )
+    run["evals"] += 1
+    # without dev (merge_dev) every evaluation "improves": the last one is kept
+    score = main_score(model.tasks[main], dev_scores[main]) if dev_scores else float(run["step"])
+    improved = score > run["best"]
+    if improved:
+        run.update(best=score, best_epoch=epoch, best_step=run["step"], bad=0)
+        _save_model(out, model, tokenizer, cfg)
+    else:
+        run["bad"] += 1
+    patience = cfg.train.patience
+    if (
+        dev_scores
+        and patience is not None
+        and run["bad"] >= patience
+        and run["step"] >= cfg.train.min_epochs * steps_per_epoch
+    ):
+        run["stopped"] = "patience"
+    record = {
+        "epoch": epoch,
+        "step": run["step"],
+        "eval": run["evals"],
+        "epochs_done": run["step"] / steps_per_epoch,
+        "loss": acc.losses(),
+        "weights": weighting.current(),
+        "dev": dev_scores,
+        "selected": improved,
+        "train_seconds": train_seconds,
+        "eval_seconds": time.perf_counter() - t1,
+        "sentences_per_s": acc.sentences / max(train_seconds, 1e-9),
+        "wordpieces_per_s": acc.pieces / max(train_seconds, 1e-9),
+        "lr": scheduler.get_last_lr()[0],
+    }
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    return record
+
+
+def _progress_line(record: dict, run: dict, tasks: dict, main: str) -> str:
+    loss = float(sum(record["weights"][t] * record["loss"][t] for t in tasks))
+    dev = record["dev"]
+    dev_txt = f" dev {main} {tasks[main].main_metric} {main_score(tasks[main], dev[main]):.4f}" if dev else ""
+    stop = " (stopped: patience)" if run["stopped"] == "patience" else ""
+    return (
+        f"epoch {record['epoch']} step {record['step']}: loss {loss:.4f}{dev_txt}"
+        f" ({record['sentences_per_s']:.1f} sent/s){' *' if record['selected'] else ''}{stop}"
+    )
+
+
+def run_outcome(cfg: RunConfig, records: list[dict], run: dict, metric: str) -> dict:
+    """How the run ended: ``stopped``, ``converged``, ``steps``, ``evaluations``, ``best_step``.
+
+    ``converged`` is true when patience stopped the run; when the maximum
+    budget stopped it, true only if the best main dev score of the last
+    ``patience`` evaluations (``CONVERGE_WINDOW`` without patience) beats the
+    best before them by less than ``converge_tol``. Without dev (merge_dev)
+    it cannot be told: null.
+    """
+    main = cfg.model.main_task
+    scores = [r["dev"][main][metric] for r in records if r.get("dev")]
+    if run["stopped"] == "patience":
+        converged = True
+    elif not scores:
+        converged = None
+    else:
+        window = cfg.train.patience or CONVERGE_WINDOW
+        converged = len(scores) > window and max(scores[-window:]) - max(scores[:-window]) < cfg.train.converge_tol
+    return {
+        "stopped": run["stopped"],
+        "converged": converged,
+        "steps": run["step"],
+        "evaluations": run["evals"],
+        "best_step": run["best_step"],
+    }
 
 
 def read_epochs(run_dir) -> list[dict]:
@@ -295,9 +498,18 @@ def write_predictions(path: Path, preds: dict) -> None:
 
 
 def finish(
-    cfg: RunConfig, out: Path, best_epoch, progress: bool = True, log=print, test: bool = True, sources=None
+    cfg: RunConfig,
+    out: Path,
+    best_epoch,
+    progress: bool = True,
+    log=print,
+    test: bool = True,
+    sources=None,
+    outcome: dict | None = None,
 ) -> dict:
-    """Evaluate the selected model on dev and test of every corpus; write ``metrics.json``.
+    """Evaluate the selected model on the full dev and test of every corpus; write ``metrics.json``.
+
+    ``outcome`` (see ``run_outcome``: stopped, converged, steps) goes into ``metrics.json`` too.
 
     The main task's corpus's test predictions go to ``test_predictions.jsonl``,
     another corpus's to ``test_predictions-CORPUS.jsonl``.
@@ -315,6 +527,7 @@ def finish(
         "selection": "last epoch (merge_dev)" if cfg.data.merge_dev else f"best dev {main}",
         "dev": None if cfg.data.merge_dev else {},  # devel was trained on with merge_dev
         "test": {} if test else None,
+        **(outcome or {}),
     }
     pad_id = tokenizer.pad_token_id or 0
     for i, (key, src) in enumerate(sources.items()):
@@ -325,7 +538,14 @@ def finish(
             sents = src.corpus.splits[split]
             enc = encode(sents, tokenizer, src.tasks, cfg.data.max_length)
             preds = predict(
-                model, enc, pad_id, cfg.train.eval_batch_size, device, split if progress else None, list(src.tasks)
+                model,
+                enc,
+                pad_id,
+                cfg.train.eval_batch_size,
+                device,
+                split if progress else None,
+                list(src.tasks),
+                cfg.train.precision,
             )
             results[name] |= score_all(src.tasks, sents, preds)
             if split == "test":

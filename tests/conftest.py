@@ -8,7 +8,9 @@ torch.set_num_threads(1)  # tiny models run much faster single-threaded
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # CLI flags of a fast tiny-encoder run, shared by the CLI tests
+# (TASKREL_TEST_DEVICE=cuda runs them on the GPU: benchmarks/gpu/run.sh)
 TINY_RUN = ["--encoder", "tiny", "--threads", "1", "--no-progress", "--lr", "1e-3", "--batch-size", "4"]
+TINY_RUN += ["--device", os.environ.get("TASKREL_TEST_DEVICE", "cpu")]
 SHARED_DATA = Path(os.environ.get("TASKREL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 

@@ -1,15 +1,22 @@
-"""Tiny models and data for the model tests."""
+"""Tiny models and data for the model tests.
+
+``TASKREL_TEST_DEVICE=cuda`` runs the model, weighting, Fisher and training
+tests on the GPU (``benchmarks/gpu/run.sh``); the default is the CPU.
+"""
 
 import json
+import os
 
 import torch
 
 from taskrel.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from taskrel.corpus import Sentence
-from taskrel.data import collate, encode
+from taskrel.data import collate, encode, to_device
 from taskrel.encoders import tiny_encoder
 from taskrel.model import MultiTaskModel
 from taskrel.tasks import build_tasks
+
+DEVICE = torch.device(os.environ.get("TASKREL_TEST_DEVICE", "cpu"))
 
 NER_LABELS = ["O", "B-Disease", "I-Disease"]
 SENTENCES = [
@@ -23,12 +30,12 @@ def tiny_model(tasks=("ner", "mtcls", "bcls", "mcls"), pooling="max", crf=False,
     torch.manual_seed(seed)
     encoder, tokenizer = tiny_encoder()
     model = MultiTaskModel(encoder, build_tasks(list(tasks), NER_LABELS), pooling, crf, dropout)
-    return model, tokenizer
+    return model.to(DEVICE), tokenizer
 
 
 def batch_of(model, tokenizer, sentences=SENTENCES, max_length=64):
     enc = encode(sentences, tokenizer, model.tasks, max_length)
-    return enc, collate(enc, model.tasks, tokenizer.pad_token_id)
+    return enc, to_device(collate(enc, model.tasks, tokenizer.pad_token_id), DEVICE)
 
 
 def read_jsonl(path):
@@ -40,6 +47,6 @@ def tiny_config(corpus, out, **train_kw):
     return RunConfig(
         DataConfig(str(corpus)),
         ModelConfig("tiny"),
-        TrainConfig(**{"epochs": 2, "batch_size": 4, "lr": 1e-3, "threads": 1, **train_kw}),
+        TrainConfig(**{"epochs": 2, "batch_size": 4, "lr": 1e-3, "threads": 1, "device": DEVICE.type, **train_kw}),
         str(out),
     )

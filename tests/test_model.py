@@ -9,7 +9,7 @@ from taskrel.data import encode
 from taskrel.evaluate import evaluate, predict
 from taskrel.model import load
 
-from helpers import SENTENCES, batch_of, tiny_model
+from helpers import DEVICE, SENTENCES, batch_of, tiny_model
 
 
 @pytest.mark.parametrize("pooling, crf", [("max", False), ("mean", True), ("cls", False)])
@@ -39,7 +39,7 @@ def test_save_then_load_gives_identical_outputs(tmp_path, crf):
     model.eval()
     _, batch = batch_of(model, tok)
     model.save(tmp_path / "m", tok, max_length=64, mcls_cap=3)
-    loaded, tok2, meta = load(tmp_path / "m")
+    loaded, tok2, meta = load(tmp_path / "m", DEVICE)
     assert meta["crf"] is crf and meta["tasks"] == ["ner", "mtcls", "bcls", "mcls"]
     assert not list(tmp_path.glob("m/*.bin")) and not list(tmp_path.glob("m/*.pt"))  # no pickle
     with torch.no_grad():
