@@ -53,11 +53,20 @@ def write_subset(corpus, n: int, seed: int, folder: Path) -> list:
     return sents
 
 
-def run_taskrel(folder: Path, tasks: list, batch_size: int, threads: int, seed: int, out: Path) -> dict:
+def run_taskrel(
+    folder: Path,
+    tasks: list,
+    batch_size: int,
+    threads: int,
+    seed: int,
+    out: Path,
+    device: str = "auto",
+    precision: str = "auto",
+) -> dict:
     cfg = RunConfig(
         DataConfig(str(folder)),
         ModelConfig("minilm", tasks),
-        TrainConfig(epochs=1, batch_size=batch_size, threads=threads, seed=seed),
+        TrainConfig(epochs=1, batch_size=batch_size, threads=threads, seed=seed, device=device, precision=precision),
         str(out),
     )
     train(cfg, progress=False, log=lambda *_: None)
@@ -69,12 +78,19 @@ def run_taskrel(folder: Path, tasks: list, batch_size: int, threads: int, seed: 
     }
 
 
-def run_hf(sents, labels: list, batch_size: int, seed: int, pad_to: int | None) -> dict:
-    """The plain loop a user would write from the transformers token-classification example."""
+def run_hf(
+    sents, labels: list, batch_size: int, seed: int, pad_to: int | None, device: str = "cpu", precision: str = "fp32"
+) -> dict:
+    """The plain loop a user would write from the transformers token-classification example.
+
+    On CUDA the batches move to the GPU and ``precision="bf16"`` runs the forward pass under autocast.
+    """
+    from taskrel.precision import autocast
+
     torch.manual_seed(seed)
     path = str(minilm_path())
     _, tokenizer = load_encoder("minilm")
-    model = AutoModelForTokenClassification.from_pretrained(path, num_labels=len(labels))
+    model = AutoModelForTokenClassification.from_pretrained(path, num_labels=len(labels)).float().to(device)
     label_id = {lab: i for i, lab in enumerate(labels)}
     features = []
     for s in sents:
@@ -100,7 +116,9 @@ def run_hf(sents, labels: list, batch_size: int, seed: int, pad_to: int | None) 
     n_sent = n_pieces = 0
     t0 = time.perf_counter()
     for batch in loader:
-        loss = model(**batch).loss
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with autocast(device, precision):
+            loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -108,6 +126,8 @@ def run_hf(sents, labels: list, batch_size: int, seed: int, pad_to: int | None) 
         optimizer.zero_grad(set_to_none=True)
         n_sent += batch["input_ids"].shape[0]
         n_pieces += int(batch["attention_mask"].sum())
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     return {"sentences_per_s": n_sent / seconds, "wordpieces_per_s": n_pieces / seconds, "seconds": seconds}
 

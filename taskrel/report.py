@@ -105,7 +105,24 @@ def study_blocks(folder: Path) -> list[Block]:
         for m in metrics:
             table[f"{m} (×100)"] = [_pm(a, b) for a, b in zip(s[f"{m}_mean"], s[f"{m}_std"])]
         table["seeds"] = s[f"{metrics[0]}_count"]
+        if "converged" in s:
+            table["converged"] = [f"{c}/{n}" for c, n in zip(s["converged"], s[f"{metrics[0]}_count"])]
         blocks += [("h2", "Test scores of the main task, mean ± std over seeds"), ("table", table)]
+    if (folder / "comparisons.csv").is_file():
+        from .compare import format_comparisons
+
+        comp = pd.read_csv(folder / "comparisons.csv")
+        blocks += [
+            ("h2", f"Each variant against {comp['baseline'].iloc[0]}, seeds paired"),
+            (
+                "p",
+                "Δ is the mean over paired seeds; its interval and p come from a hierarchical paired bootstrap "
+                "(seeds, then blocks of 10 test sentences); intervals unadjusted, verdicts on Holm-adjusted p "
+                "over the whole table, and only where every run converged. MDE: the smallest |Δ| this design "
+                "detects at 5% with 80% power.",
+            ),
+            ("table", format_comparisons(comp)),
+        ]
     return blocks
 
 

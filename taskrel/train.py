@@ -34,7 +34,7 @@ from . import __version__
 from .config import CONVERGE_WINDOW, ConfigError, RunConfig
 from .corpus import subset_sha1
 from .data import bucket_batches, collate, encode, to_device
-from .encoders import load_encoder
+from .encoders import encoder_source, load_encoder
 from .evaluate import evaluate, main_score, predict, score_all
 from .model import MultiTaskModel, resolve_device
 from .precision import autocast, resolve_precision
@@ -81,6 +81,8 @@ def provenance() -> dict:
             info["git_dirty"] = bool(dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         pass
+    if "git_commit" not in info and os.environ.get("TASKREL_GIT_COMMIT"):  # a copied tree without .git (GPU runs)
+        info["git_commit"] = os.environ["TASKREL_GIT_COMMIT"]
     return info
 
 
@@ -213,6 +215,7 @@ def train(
                     "train_subset_sha1": {k: subset_sha1(src.train) for k, src in sources.items()},
                     "subset_seed": subset_seed(cfg),
                     "precision": precision,
+                    "encoder": encoder_source(cfg.model.encoder),
                     "threads": torch.get_num_threads(),
                     **provenance(),
                 },

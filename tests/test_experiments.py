@@ -110,3 +110,28 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 def test_report_of_something_else_is_an_error(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     assert "no results found" in capsys.readouterr().err
+
+
+def test_a_runs_study_with_a_baseline_compares_paired_seeds_in_parallel(tiny_corpus, tmp_path):
+    text = RUNS_STUDY.format(corpus=tiny_corpus).replace("kind: runs", "kind: runs\nbaseline: single")
+    text = text.replace("epochs: 1,", "epochs: 3, patience: 1,")
+    f = write(tmp_path, text)
+    out, rep = tmp_path / "out", tmp_path / "report"
+    assert main(["run", str(f), "--out", str(out), "--report", str(rep), "--workers", "2", "--no-progress"]) == 0
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 4 and set(results["stopped"]) <= {"patience", "max_epochs"}
+    comp = pd.read_csv(out / "comparisons.csv")
+    assert list(comp["variant"]) == ["mt-mean"] and comp["seeds"].iloc[0] == 2
+    single = results[results["variant"] == "single"].sort_values("seed")["f1"].to_numpy()
+    mt = results[results["variant"] == "mt-mean"].sort_values("seed")["f1"].to_numpy()
+    assert comp["delta"].iloc[0] == pytest.approx((mt - single).mean())
+    assert comp["verdict"].iloc[0] in ("helps", "hurts", "undetermined")
+    assert comp["p_adjusted"].iloc[0] >= comp["p"].iloc[0]
+    md = (rep / "report.md").read_text()
+    assert "mt-mean vs single" in md and "converged" in md
+
+
+def test_a_baseline_must_be_a_variant(tmp_path):
+    f = write(tmp_path, RUNS_STUDY.format(corpus="x").replace("kind: runs", "kind: runs\nbaseline: nope"))
+    with pytest.raises(ConfigError, match="baseline 'nope'"):
+        load_study(f)

@@ -12,14 +12,14 @@ from taskrel.fisher import COMPONENTS, fisher_embedding
 from taskrel.similarity import analyse, cosine_matrix, nn_purity, task2vec_matrix
 from taskrel.train import train
 
-from helpers import SENTENCES, tiny_model
+from helpers import DEVICE, SENTENCES, tiny_model
 
 ALL = COMPONENTS
 
 
 def embed(model, tok, spec, sentences=SENTENCES, max_length=64, **kw):
     enc = encode(sentences, tok, model.tasks, max_length)
-    return fisher_embedding(model, enc, spec, tok.pad_token_id, "cpu", **{"components": ALL, **kw})
+    return fisher_embedding(model, enc, spec, tok.pad_token_id, DEVICE, **{"components": ALL, **kw})
 
 
 def close(a, b, rtol=1e-4):

@@ -135,7 +135,7 @@ def test_bf16_autocast_path_runs(pooling):
     """The CUDA path trains under bf16 autocast; CPU autocast exercises the same dtype handling."""
     model, tok = tiny_model(pooling=pooling, crf=True)
     _, batch = batch_of(model, tok)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
         out = model(batch)
     loss = sum(o["loss"] for o in out.values())
     assert loss.dtype == torch.float32 and torch.isfinite(loss)

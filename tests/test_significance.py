@@ -63,3 +63,74 @@ def test_seed_ttest():
     assert np.isnan(seed_ttest([0.1]))
     assert seed_ttest([0.01, 0.012, 0.011, 0.013]) < 0.01
     assert seed_ttest([0.01, -0.01, 0.02, -0.02]) > 0.5
+
+
+def test_seed_ttest_has_no_p_value_without_spread():
+    assert np.isnan(seed_ttest([0.02, 0.02, 0.02]))  # was 0.0: an infinite t is not evidence
+    assert seed_ttest([0.0, 0.0]) == 1.0
+
+
+def accuracy_stats(correct):
+    return np.asarray(correct, dtype=float).reshape(-1, 1)
+
+
+def test_block_resampling_widens_the_interval_when_errors_cluster():
+    from taskrel.significance import hierarchical_bootstrap
+
+    rng = np.random.default_rng(0)
+    n = 400
+    # system A errs in whole blocks of 20 consecutive sentences; B errs at random, with the same accuracy
+    blocks = rng.random(n // 20) < 0.3
+    a = accuracy_stats(~np.repeat(blocks, 20))
+    b = accuracy_stats(rng.random(n) >= blocks.mean())
+    by_sentence = hierarchical_bootstrap([a], [b], samples=1000, unit="sentence")
+    by_block = hierarchical_bootstrap([a], [b], samples=1000, unit="block:20")
+    width = lambda r: r["ci_high"] - r["ci_low"]  # noqa: E731
+    assert width(by_block) > 1.5 * width(by_sentence)
+    assert by_block["delta"] == by_sentence["delta"] and not by_block["seeds_covered"]
+
+
+def test_hierarchical_bootstrap_covers_seed_variance_and_floors_p():
+    from taskrel.significance import format_p, hierarchical_bootstrap
+
+    rng = np.random.default_rng(1)
+    n = 300
+    base = [accuracy_stats(rng.random(n) < 0.7) for _ in range(3)]
+    # seeds that disagree: one much better, two slightly worse -> undetermined sign
+    noisy = [accuracy_stats(rng.random(n) < p) for p in (0.9, 0.66, 0.65)]
+    r = hierarchical_bootstrap(noisy, base, samples=500, unit="block:10")
+    assert r["seeds"] == 3 and r["seeds_covered"] and r["p"] > 0.05
+    # a clear, consistent effect: p is a bound at 1/B, never 0
+    strong = [accuracy_stats(np.ones(n)) for _ in range(3)]
+    r = hierarchical_bootstrap(strong, base, samples=500)
+    assert r["p"] == pytest.approx(1 / 500) and r["p_floor"] and format_p(r["p"], r["p_floor"]) == "< 0.002"
+    with pytest.raises(ValueError):
+        hierarchical_bootstrap(strong[:2], base)
+
+
+def test_holm_by_hand_and_verdicts():
+    from taskrel.significance import holm, verdict
+
+    adjusted = holm([0.01, 0.04, 0.03, float("nan")])
+    # sorted 0.01, 0.03, 0.04 times 3, 2, 1, made monotone: 0.03, 0.06, 0.06
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and np.isnan(adjusted[3])
+    assert verdict(0.02, 0.01, True) == "helps" and verdict(-0.02, 0.01, True) == "hurts"
+    assert verdict(0.02, 0.2, True) == "undetermined"
+    assert verdict(0.02, 0.01, False) == "undetermined"  # a run did not converge
+
+
+def test_verdicts_are_calibrated_under_the_null():
+    """Two arms drawn alike (A/A): helps/hurts at most at the nominal rate (a small, seeded simulation)."""
+    from taskrel.significance import hierarchical_bootstrap, verdict
+
+    rng = np.random.default_rng(3)
+    calls = 0
+    trials = 60
+    for _ in range(trials):
+        seeds = int(rng.integers(2, 6))
+        skill = lambda: 0.7 + rng.normal(0, 0.02)  # noqa: E731  per-seed training variance
+        a = [accuracy_stats(rng.random(200) < skill()) for _ in range(seeds)]
+        b = [accuracy_stats(rng.random(200) < skill()) for _ in range(seeds)]
+        r = hierarchical_bootstrap(a, b, samples=300, seed=int(rng.integers(1e6)))
+        calls += verdict(r["delta"], r["p"], True) != "undetermined"
+    assert calls / trials <= 0.1  # nominal 0.05; 60 trials leave room for chance
