@@ -33,8 +33,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from . import __version__
+from . import __version__, plots
 from .config import DEFAULT_TASKS, ConfigError, GridConfig, RunConfig
+from .tasks import main_metric_of
 
 KINDS = ("runs", "grid")
 
@@ -217,6 +218,33 @@ def results_table(out: Path, study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def dev_curves_table(out: Path, study: Study) -> pd.DataFrame:
+    """The main task's dev score at every evaluation of every finished run (for ``plots.dev_curves``)."""
+    from .train import read_epochs
+
+    rows = []
+    for variant, corpus, seed, cfg in study.run_configs(out):
+        metrics_path = Path(cfg.out) / "metrics.json"
+        if not metrics_path.is_file():
+            continue
+        main = json.loads(metrics_path.read_text())["main_task"]
+        metric = main_metric_of(main)
+        for r in read_epochs(cfg.out):
+            if not r.get("dev"):
+                continue
+            rows.append(
+                {
+                    "corpus": Path(corpus).name,
+                    "variant": variant,
+                    "seed": seed,
+                    "epochs_done": r.get("epochs_done", r["epoch"]),
+                    "score": r["dev"][main][metric],
+                    "selected": r["selected"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def summarise(out: Path, study: Study) -> pd.DataFrame:
     """``results.csv`` and ``summary.csv`` (mean and std over seeds per variant and corpus)."""
 
@@ -237,5 +265,9 @@ def summarise(out: Path, study: Study) -> pd.DataFrame:
         comparisons = compare_study(out, study)
         if len(comparisons):
             comparisons.to_csv(out / "comparisons.csv", index=False)
+            plots.comparison_forest(comparisons, out / "comparison.png")
+    curves = dev_curves_table(out, study)
+    if len(curves):
+        plots.dev_curves(curves, out / "dev_curves.png")
     summary.to_csv(out / "summary.csv", index=False)
     return summary

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure  # no pyplot: no global figure state, no GUI backend
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from .sources import spec_label
@@ -221,4 +222,62 @@ def affinity_heatmap(table: pd.DataFrame, tasks: list[str], path: Path | None = 
     ax.set_xlabel("source task (look-ahead step on its loss)")
     ax.set_ylabel("target task (relative loss decrease)")
     ax.set_title("TAG look-ahead affinity, mean over the run", fontsize=10)
+    return _finish(fig, path)
+
+
+def comparison_forest(table: pd.DataFrame, path: Path | None = None):
+    """Δ of each variant against the baseline per corpus: mean with its 95% interval, the per-seed Δ as dots,
+    the minimum detectable effect as a grey band around 0, and the verdict in the label."""
+    rows = list(table.itertuples())
+    fig = Figure(figsize=(7, 0.7 * len(rows) + 1.6))
+    ax = fig.subplots()
+    for y, r in enumerate(rows):
+        ax.add_patch(Rectangle((-100 * r.mde, y - 0.35), 200 * r.mde, 0.7, color="0.9", zorder=0))
+        ax.errorbar(
+            100 * r.delta,
+            y,
+            xerr=[[100 * (r.delta - r.ci_low)], [100 * (r.ci_high - r.delta)]],
+            fmt="o",
+            color="black" if r.verdict == "undetermined" else ("tab:blue" if r.verdict == "helps" else "tab:red"),
+            capsize=4,
+            zorder=3,
+        )
+        seeds = json.loads(r.deltas)
+        ax.scatter([100 * d for d in seeds], [y + 0.2] * len(seeds), s=12, color="0.4", zorder=2)
+    ax.axvline(0, color="0.3", lw=0.8)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{r.corpus}: {r.variant}\n({r.verdict}, {r.seeds} seeds)" for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"Δ test {rows[0].metric} vs {rows[0].baseline} (points)")
+    ax.set_title(
+        "Mean Δ with 95% interval (hierarchical bootstrap)\ndots: per-seed Δ; grey: ± minimum detectable effect",
+        fontsize=8,
+    )
+    return _finish(fig, path)
+
+
+def dev_curves(curves: pd.DataFrame, path: Path | None = None):
+    """Main-task dev score per evaluation, one panel per corpus, one line per run (colour by variant);
+    a marker where each run's selected (best) evaluation was and an x where it stopped.
+
+    ``curves``: columns corpus, variant, seed, epochs_done, score, selected (bool).
+    """
+    corpora = list(dict.fromkeys(curves["corpus"]))
+    variants = list(dict.fromkeys(curves["variant"]))
+    colours = dict(zip(variants, sns.color_palette("tab10", len(variants))))
+    fig = Figure(figsize=(4.2 * len(corpora), 3.4))
+    axes = np.atleast_1d(fig.subplots(1, len(corpora), squeeze=False)[0])
+    for ax, corpus in zip(axes, corpora):
+        for (variant, _seed), run in curves[curves["corpus"] == corpus].groupby(["variant", "seed"], sort=False):
+            run = run.sort_values("epochs_done")
+            ax.plot(run["epochs_done"], 100 * run["score"], color=colours[variant], lw=0.9, alpha=0.8)
+            best = run[run["selected"]].iloc[-1]
+            ax.plot(best["epochs_done"], 100 * best["score"], "o", color=colours[variant], ms=4)
+            last = run.iloc[-1]
+            ax.plot(last["epochs_done"], 100 * last["score"], "x", color=colours[variant], ms=5)
+        ax.set_title(corpus, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("dev score (×100)")
+    handles = [axes[0].plot([], [], color=colours[v], label=v)[0] for v in variants]
+    axes[-1].legend(handles=handles, fontsize=8, title="o selected, x stopped", title_fontsize=7)
     return _finish(fig, path)

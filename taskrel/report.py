@@ -123,6 +123,16 @@ def study_blocks(folder: Path) -> list[Block]:
             ),
             ("table", format_comparisons(comp)),
         ]
+    blocks += _images(
+        folder,
+        (
+            ("comparison.png", "Δ against the baseline: mean, 95% interval, per-seed Δ, minimum detectable effect"),
+            (
+                "dev_curves.png",
+                "Dev score of the main task per run: o where the model was selected, x where it stopped",
+            ),
+        ),
+    )
     return blocks
 
 
@@ -257,6 +267,9 @@ KINDS = {  # marker file -> blocks; data files copied next to the report
 }
 
 
+STUDY_FILES = ("study.json", "results.csv", "summary.csv", "comparisons.csv")
+
+
 def folder_blocks(folder: Path) -> tuple[list[Block], list[Path]]:
     """Blocks and data files of whatever the folder holds (and, if it holds nothing known, its sub-folders)."""
     blocks, data = [], []
@@ -332,6 +345,7 @@ def write_report(src, out) -> Path:
     data: list[Path] = []
     if (src / "study.json").is_file():
         blocks = study_blocks(src)
+        data = [src / f for f in STUDY_FILES if (src / f).is_file()]
     else:
         found, data = folder_blocks(src) if src.is_dir() else ([], [])
         if not found:

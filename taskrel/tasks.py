@@ -74,6 +74,11 @@ TASKS: dict[str, Callable[[list[str], dict], Task]] = {
 }
 
 
+def main_metric_of(spec: str) -> str:
+    """The main metric of a task spec (``TASK`` or ``CORPUS:TASK``), from the registry."""
+    return TASKS[spec.rpartition(":")[2]](["O", "B-X", "I-X"], {"mcls_cap": 3}).main_metric
+
+
 def build_tasks(names, ner_labels, options: dict | None = None) -> dict[str, Task]:
     """The named tasks, in the given order (the first is the main task)."""
     options = options or {}

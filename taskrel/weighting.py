@@ -171,4 +171,6 @@ assert tuple(WEIGHTINGS) == NAMES, "config.WEIGHTINGS lists the methods for vali
 
 
 def make_weighting(name: str, weights: dict[str, float], model, alpha: float = 1.5) -> Weighting:
-    return WEIGHTINGS[name](weights, model, alpha)
+    """The weighting method ``name``, on the model's device (its learnable weights and buffers follow the model)."""
+    device = next(model.parameters()).device
+    return WEIGHTINGS[name](weights, model, alpha).to(device)

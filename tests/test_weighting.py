@@ -148,3 +148,12 @@ def test_training_records_weights_and_resumes_them(tiny_corpus, tmp_path, name):
     same = lambda r: (r["loss"], r["weights"], r["dev"])  # noqa: E731 (not the timings)
     assert [same(r) for r in read_jsonl(tmp_path / "cut" / "metrics.jsonl")] == [same(r) for r in records]
     assert json.loads((tmp_path / "cut" / "config.json").read_text())["train"]["weighting"] == name
+
+
+@pytest.mark.parametrize("name", sorted(WEIGHTINGS))
+def test_weighting_state_lives_on_the_model_device(name):
+    """Found on an H100: a GradNorm built for a CUDA model kept its buffers on the CPU."""
+    model, _ = tiny_model()
+    model.to("meta")  # any device other than the default stands in for CUDA here
+    weighting = make_weighting(name, {"ner": 0.8, "mtcls": 0.1, "bcls": 0.05, "mcls": 0.05}, model)
+    assert all(t.device.type == "meta" for t in [*weighting.parameters(), *weighting.buffers()])
