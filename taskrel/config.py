@@ -24,6 +24,9 @@ SCHEDULES = ("linear", "constant")  # after warm-up: linear decay to 0 at the ma
 # `patience` evaluations (CONVERGE_WINDOW without patience) beats the best before them by less than this.
 CONVERGE_TOL = 0.002
 CONVERGE_WINDOW = 3
+# Threads per cell of a study (grid): thread counts change the numbers, so every cell of a study runs with the
+# same count, whatever --workers; a study that sets train.threads uses its own.
+CELL_THREADS = 2
 
 
 # Keys that config.json records about a run but that are not settings.
@@ -245,6 +248,8 @@ class GridConfig(_WithBase):
         _check(self.workers >= 1, "workers must be at least 1")
         _check(self.bootstrap_samples >= 100, "bootstrap_samples must be at least 100")
         _check(0 < self.alpha < 1, "alpha must be in (0, 1)")
+        if self.base.train.threads is None:
+            self.base.train.threads = CELL_THREADS
         if self.base.model.tasks != self.tasks:  # the base run reads every task of the grid
             model = dataclasses.replace(self.base.model, tasks=self.tasks)
             train = dataclasses.replace(self.base.train, weights=None)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
@@ -27,9 +26,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import __version__
+from .compare import MDE_FACTOR
 from .config import ConfigError, GridConfig, RunConfig
-from .significance import paired_bootstrap, prediction_stats, seed_ttest
+from .significance import hierarchical_bootstrap, holm, prediction_stats, seed_ttest, verdict
 from .sources import all_tasks, load_sources, spec_label
+from .tasks import main_metric_of
+from .train import read_epochs
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ def run_grid(
     todo = [c for c in cells if not is_done(out, c)]
     log(f"grid {out}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run")
     workers = max(1, min(grid.workers, len(todo) or 1))
-    threads = grid.base.train.threads or max(1, (os.cpu_count() or 1) // workers)
+    threads = grid.base.train.threads  # one count for every cell, whatever the number of workers (CELL_THREADS)
     if storage:
         name = study or f"taskrel-grid-{out.resolve().name}"
         if workers == 1:
@@ -185,8 +187,6 @@ def _flat_scores(prefix: str, scores: dict | None) -> dict:
 
 def collect_runs(out: Path, grid: GridConfig) -> pd.DataFrame:
     """``runs.csv``: one tidy row per finished cell and seed."""
-    from .train import read_epochs
-
     rows = []
     for cell in grid_cells(grid.tasks, grid.seeds):
         run = out / cell.folder
@@ -195,7 +195,7 @@ def collect_runs(out: Path, grid: GridConfig) -> pd.DataFrame:
         metrics = json.loads((run / "metrics.json").read_text())
         cfg = json.loads((run / "config.json").read_text())
         epochs = read_epochs(run)
-        metric = "f1" if "f1" in metrics["test"][cell.main] else "accuracy"
+        metric = main_metric_of(cell.main)
         weights = cfg["train"]["weights"]
         rows.append(
             {
@@ -211,6 +211,12 @@ def collect_runs(out: Path, grid: GridConfig) -> pd.DataFrame:
                 "score": metrics["test"][cell.main][metric],
                 "dev_score": (metrics["dev"] or {}).get(cell.main, {}).get(metric, math.nan),
                 "best_epoch": metrics["best_epoch"],
+                "stopped": metrics.get("stopped"),  # runs from before early stopping have none
+                "converged": metrics.get("converged"),
+                "steps": metrics.get("steps"),
+                "threads": cfg.get("resolved", {}).get("threads"),
+                "aulc": aulc(epochs, cell.main, metric),
+                "epochs_run": epochs[-1].get("epochs_done", epochs[-1]["epoch"]) if epochs else math.nan,
                 "train_seconds": sum(e["train_seconds"] for e in epochs),
                 "seconds": sum(e["train_seconds"] + e["eval_seconds"] for e in epochs),
                 **_flat_scores("test", metrics["test"]),
@@ -225,13 +231,48 @@ def collect_runs(out: Path, grid: GridConfig) -> pd.DataFrame:
     return runs[first + scores + ["run_dir"]] if len(runs) else runs
 
 
+def curve(records: list[dict], main: str, metric: str) -> list[tuple[float, float]]:
+    """``(epochs of training done, main dev score)`` at every evaluation of a run."""
+    return [(r.get("epochs_done", r["epoch"]), r["dev"][main][metric]) for r in records if r.get("dev")]
+
+
+def aulc(records: list[dict], main: str, metric: str, horizon: float | None = None) -> float:
+    """Area under the main task's dev curve over ``[0, horizon]`` epochs, divided by ``horizon``.
+
+    The curve is a step function: 0 before the first evaluation, then each
+    evaluation's score until the next; after the run's last evaluation (an
+    early-stopped run) its last score is carried forward to ``horizon``
+    (default: the run's own length). A run that learns faster scores higher.
+    """
+    points = curve(records, main, metric)
+    if not points:
+        return math.nan
+    horizon = horizon or points[-1][0]
+    area = 0.0
+    for (x, y), nxt in zip(points, points[1:] + [(horizon, None)]):
+        area += y * max(0.0, min(nxt[0], horizon) - min(x, horizon))
+    return area / horizon
+
+
 def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFrame:
-    """``transfer.csv``: per ordered pair, Δ(M|S) per seed, mean, std and p-values."""
+    """``transfer.csv``: per ordered pair, final and speed transfer per seed, their means, and the verdict.
+
+    Final transfer ``mean_delta``: Δ of the dev-selected test scores. Its
+    interval and ``p_bootstrap`` come from the hierarchical paired bootstrap
+    (seeds, then blocks of 10 test sentences: ``significance.hierarchical_bootstrap``);
+    ``p_adjusted`` is Holm over the grid's pairs (one family: one grid at one
+    pair weight); ``verdict`` is ``helps``/``hurts`` only where the adjusted p
+    is below alpha, every run of both arms converged and there are two seeds
+    or more; else ``undetermined``. ``significant`` means a verdict other than
+    undetermined. Speed transfer ``delta_aulc``: Δ of the area under the main
+    task's dev curve over the longer run's epochs (``aulc``), mean over seeds.
+    """
     sources = load_sources(grid.base)
     tasks = all_tasks(sources)
     test_of = {spec: src.test for src in sources.values() for spec in src.tasks}
     rows = []
     score = {(r.main, r.secondary, r.seed): r.score for r in runs.itertuples()} if len(runs) else {}
+    conv = {(r.main, r.secondary, r.seed): r.converged for r in runs.itertuples()} if len(runs) else {}
     for m in grid.tasks:
         gold = [tasks[m].derive(s.tags) for s in test_of[m]]
         for x in grid.tasks:
@@ -244,10 +285,24 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFr
             preds = lambda cell: out / cell.folder / "test_predictions.jsonl"  # noqa: E731
             with_s = [prediction_stats(preds(Cell(m, x, s)), m, tasks[m], gold) for s in seeds]
             alone = [prediction_stats(preds(Cell(m, None, s)), m, tasks[m], gold) for s in seeds]
-            boot = {"p_bootstrap": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+            boot = {"p_bootstrap": math.nan, "p_floor": False, "ci_low": math.nan, "ci_high": math.nan, "mde": math.nan}
             if all(a is not None for a in with_s + alone):
-                boot = paired_bootstrap(with_s, alone, grid.bootstrap_samples, seed=0)
-                boot.pop("delta")
+                h = hierarchical_bootstrap(with_s, alone, grid.bootstrap_samples, seed=0)
+                boot = {
+                    "p_bootstrap": h["p"],
+                    "p_floor": h["p_floor"],
+                    "ci_low": h["ci_low"],
+                    "ci_high": h["ci_high"],
+                    "mde": MDE_FACTOR * h["se"],
+                }
+            speed = []
+            converged = True
+            for s in seeds:
+                rec_w, rec_a = read_epochs(out / Cell(m, x, s).folder), read_epochs(out / Cell(m, None, s).folder)
+                metric = tasks[m].main_metric
+                horizon = max(p[0] for p in curve(rec_w, m, metric) + curve(rec_a, m, metric))
+                speed.append(aulc(rec_w, m, metric, horizon) - aulc(rec_a, m, metric, horizon))
+                converged &= bool(conv.get((m, x, s))) and bool(conv.get((m, "", s)))
             rows.append(
                 {
                     "main": m,
@@ -257,12 +312,22 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFr
                     "std_delta": float(np.std(deltas, ddof=1)) if len(deltas) > 1 else math.nan,
                     **boot,
                     "p_seeds": seed_ttest(deltas),
-                    "significant": bool(boot["p_bootstrap"] < grid.alpha),
                     "n_seeds": len(seeds),
+                    "converged": converged,
                     "deltas": ";".join(f"{d:.6f}" for d in deltas),
+                    "delta_aulc": float(np.mean(speed)),
+                    "deltas_aulc": ";".join(f"{d:.6f}" for d in speed),
                 }
             )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["p_adjusted"] = holm(table["p_bootstrap"])
+        table["verdict"] = [
+            verdict(d, p, c and n > 1, grid.alpha)
+            for d, p, c, n in zip(table["mean_delta"], table["p_adjusted"], table["converged"], table["n_seeds"])
+        ]
+        table["significant"] = table["verdict"] != "undetermined"
+    return table
 
 
 def analyse(out: Path, grid: GridConfig, log=print) -> pd.DataFrame:
@@ -276,6 +341,7 @@ def analyse(out: Path, grid: GridConfig, log=print) -> pd.DataFrame:
     transfer.to_csv(out / "transfer.csv", index=False)
     if len(transfer):
         heatmap(transfer, grid.tasks, out / "heatmap.png", grid.alpha)
+        heatmap(transfer, grid.tasks, out / "heatmap_speed.png", grid.alpha, value="delta_aulc")
     if len(runs):
         learning_curves(out, grid, runs, out / "learning_curves.png")
     log(f"wrote {out / 'runs.csv'}, {out / 'transfer.csv'} and figures")

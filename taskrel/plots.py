@@ -27,21 +27,35 @@ def _finish(fig, path):
     return None
 
 
-def heatmap(transfer: pd.DataFrame, tasks: list[str], path: Path | None = None, alpha: float = 0.05):
-    """Mean Δ in points (×100): main task on y, secondary on x, as the paper's Figure 5.
+def heatmap(
+    transfer: pd.DataFrame,
+    tasks: list[str],
+    path: Path | None = None,
+    alpha: float = 0.05,
+    value: str = "mean_delta",
+):
+    """Transfer in points (×100): main task on y (with its metric), secondary on x, as the paper's Figure 5.
 
-    Diverging palette centred on 0; ``*`` marks p_bootstrap < alpha.
+    ``value``: ``mean_delta`` (final transfer: Δ of the dev-selected test scores) or ``delta_aulc``
+    (speed transfer: Δ of the area under the main task's dev curve). Diverging palette centred on 0.
+    For final transfer the verdict is written in each cell, and undetermined cells are hatched:
+    only ``helps``/``hurts`` cells are findings.
     """
+    speed = value == "delta_aulc"
     delta = pd.DataFrame(np.nan, index=tasks, columns=tasks)
     notes = pd.DataFrame("", index=tasks, columns=tasks)
+    undetermined = []
     for r in transfer.itertuples():
-        delta.loc[r.main, r.secondary] = 100 * r.mean_delta
-        star = "*" if r.significant else ""
-        spread = f"\n±{100 * r.std_delta:.2f}" if np.isfinite(r.std_delta) else ""
-        notes.loc[r.main, r.secondary] = f"{100 * r.mean_delta:+.2f}{star}{spread}"
+        v = getattr(r, value)
+        delta.loc[r.main, r.secondary] = 100 * v
+        spread = f"\n±{100 * r.std_delta:.2f}" if not speed and np.isfinite(r.std_delta) else ""
+        word = "" if speed else "\n" + str(getattr(r, "verdict", ""))
+        notes.loc[r.main, r.secondary] = f"{100 * v:+.2f}{spread}{word}"
+        if not speed and getattr(r, "verdict", "undetermined") == "undetermined":
+            undetermined.append((tasks.index(r.main), tasks.index(r.secondary)))
     # symmetric colour range, at least ±0.5 points so that a flat grid stays readable
     limit = max(float(np.nanmax(np.abs(delta.values))), 0.5) if delta.notna().any().any() else 0.5
-    fig = Figure(figsize=(1.3 * len(tasks) + 2.5, 1.1 * len(tasks) + 1.5))
+    fig = Figure(figsize=(1.4 * len(tasks) + 2.8, 1.2 * len(tasks) + 1.6))
     ax = fig.subplots()
     sns.heatmap(
         delta,
@@ -53,20 +67,26 @@ def heatmap(transfer: pd.DataFrame, tasks: list[str], path: Path | None = None, 
         vmax=limit,
         linewidths=0.5,
         linecolor="white",
-        cbar_kws={"label": "Δ score (points)"},
+        cbar_kws={"label": ("Δ area under the dev curve" if speed else "Δ test score") + " (points)"},
+        annot_kws={"fontsize": 8},
         ax=ax,
     )
-    labels = [spec_label(t) for t in tasks]
-    ax.set_xticklabels(labels, rotation=30, ha="right")
-    ax.set_yticklabels(labels, rotation=0)
+    for row, col in undetermined:
+        ax.add_patch(Rectangle((col, row), 1, 1, fill=False, hatch="///", edgecolor="0.6", lw=0))
+    metric = dict(zip(transfer["main"], transfer["metric"]))
+    ax.set_xticklabels([spec_label(t) for t in tasks], rotation=30, ha="right")
+    ax.set_yticklabels([f"{spec_label(t)} ({metric.get(t, '')})" for t in tasks], rotation=0)
     n_seeds = int(transfer["n_seeds"].max())
-    ax.set_title(
-        f"Transfer Δ(main | secondary) in points, mean ± std over {n_seeds} seed(s)\n"
-        f"* p < {alpha} (paired bootstrap over test sentences)",
-        fontsize=10,
-    )
+    if speed:
+        title = f"Speed transfer: Δ area under the main task's dev curve, mean over {n_seeds} seed(s)"
+    else:
+        title = (
+            f"Final transfer Δ(main | secondary), mean ± std over {n_seeds} seed(s)\n"
+            f"verdict: Holm-adjusted p < {alpha} and converged; hatched: undetermined"
+        )
+    ax.set_title(title, fontsize=9)
     ax.set_xlabel("secondary task")
-    ax.set_ylabel("main task")
+    ax.set_ylabel("main task (metric)")
     return _finish(fig, path)
 
 

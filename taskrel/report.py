@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import ConfigError
+from .significance import format_p
 
 Block = tuple  # ("h1"|"h2"|"p", text) | ("table", DataFrame) | ("img", path, caption)
 
@@ -27,6 +28,16 @@ def _pm(mean: float, std: float, scale: float = 100, signed: bool = False) -> st
     sign = "+" if signed else ""
     text = f"{scale * mean:{sign}.2f}"
     return text + (f" ± {scale * std:.2f}" if pd.notna(std) else "")
+
+
+def _budget(train) -> str:
+    if train.patience is None:
+        return f"{train.epochs} epochs, no early stopping"
+    return f"up to {train.epochs} epochs, early stopping with patience {train.patience} (at least {train.min_epochs})"
+
+
+def _dev_cap(data) -> str:
+    return f" (a fixed subset of {data.dev_max_sentences} devel sentences)" if data.dev_max_sentences else ""
 
 
 def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
@@ -40,9 +51,10 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
         (
             "p",
             f"Tasks {', '.join(grid.tasks)}; seeds {', '.join(map(str, grid.seeds))}; encoder `{base.model.encoder}`; "
-            f"{100 * base.data.train_fraction:g}% of train; {base.train.epochs} epochs; lr {base.train.lr:g}; "
-            f"batch {base.train.batch_size}; pair weights main {grid.pair_weights[0]:g}, secondary "
-            f"{grid.pair_weights[1]:g}; model selected on dev, scored on test.",
+            f"{100 * base.data.train_fraction:g}% of train; {_budget(base.train)}; lr {base.train.lr:g}; "
+            f"batch {base.train.batch_size}; precision {base.train.precision}; {base.train.threads} thread(s) per "
+            f"cell; pair weights main {grid.pair_weights[0]:g}, secondary {grid.pair_weights[1]:g}; model selected "
+            f"on dev{_dev_cap(base.data)}, scored on test.",
         ),
     ]
     if len(runs):
@@ -67,24 +79,41 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
                 "95% CI": [
                     f"[{100 * lo:+.2f}, {100 * hi:+.2f}]" for lo, hi in zip(transfer["ci_low"], transfer["ci_high"])
                 ],
-                "p (bootstrap)": transfer["p_bootstrap"].map(lambda p: f"{p:.3f}"),
-                "p (seeds)": transfer["p_seeds"].map(lambda p: "n/a" if pd.isna(p) else f"{p:.3f}"),
-                "significant": transfer["significant"].map(lambda s: "yes" if s else ""),
+                "p": [format_p(p, f) for p, f in zip(transfer["p_bootstrap"], transfer.get("p_floor", False))],
+                "p Holm": transfer["p_adjusted"].map(format_p) if "p_adjusted" in transfer else "n/a",
+                "p (seeds)": transfer["p_seeds"].map(format_p),
+                "MDE": transfer["mde"].map(lambda m: f"{100 * m:.2f}") if "mde" in transfer else "n/a",
+                "converged": transfer["converged"].map(lambda c: "yes" if c else "**no**")
+                if "converged" in transfer
+                else "unknown",
+                "verdict": transfer["verdict"] if "verdict" in transfer else "",
+                "speed Δ (points)": transfer["delta_aulc"].map(lambda d: f"{100 * d:+.2f}")
+                if "delta_aulc" in transfer
+                else "",
             }
         )
         blocks += [
             ("h2", "Transfer Δ(main | secondary)"),
             (
                 "p",
-                "Δ = score(main trained with secondary) − score(main alone), per seed, then mean ± std over seeds, "
-                "in points (×100). p (bootstrap): paired bootstrap over test sentences of the seed-averaged Δ; "
-                "p (seeds): t-test of the per-seed Δ; significant: p (bootstrap) < "
-                f"{grid.alpha}.",
+                "Final transfer Δ = score(main trained with secondary) − score(main alone), each selected on dev, "
+                "per seed, then mean ± std over seeds, in points (×100). Its unadjusted 95% interval and p come "
+                "from a hierarchical paired bootstrap (seeds, then blocks of 10 test sentences); p Holm is adjusted "
+                "over the grid; p (seeds): t-test of the per-seed Δ. Verdict: helps or hurts only where the "
+                f"adjusted p < {grid.alpha}, every run converged and there are at least 2 seeds; otherwise "
+                "undetermined, and an undetermined cell is not a finding. MDE: the smallest |Δ| this design detects "
+                "(5%, 80% power). Speed Δ: difference of the areas under the main task's dev curve (how fast it "
+                "learns), which says nothing about the final score.",
             ),
             ("table", t),
         ]
     return blocks + _images(
-        folder, (("heatmap.png", "Transfer heatmap"), ("learning_curves.png", "Dev score by epoch"))
+        folder,
+        (
+            ("heatmap.png", "Final transfer (verdicts; hatched cells undetermined)"),
+            ("heatmap_speed.png", "Speed transfer: Δ area under the dev curve"),
+            ("learning_curves.png", "Dev score by epoch"),
+        ),
     )
 
 

@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -250,6 +251,9 @@ def train(
         _truncate_metrics(out / "metrics.jsonl", run["evals"])
         log(f"resuming {out} after step {run['step']} (evaluation {run['evals']})")
 
+    evaluator = _Evaluator(
+        cfg, out, model, tokenizer, sources, dev_enc, pad_id, device, weighting, scheduler, steps_per_epoch, progress
+    )
     acc = _Accumulator(tasks)
     while run["step"] < total_steps and run["stopped"] is None:
         epoch, offset = run["step"] // steps_per_epoch + 1, run["step"] % steps_per_epoch
@@ -287,23 +291,7 @@ def train(
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if run["step"] % eval_every and run["step"] < total_steps:
                 continue  # not an evaluation point (with eval_every, epoch ends are not either)
-            record = _evaluate_and_record(
-                cfg,
-                run,
-                epoch,
-                steps_per_epoch,
-                acc,
-                model,
-                tokenizer,
-                sources,
-                dev_enc,
-                pad_id,
-                device,
-                weighting,
-                scheduler,
-                progress,
-                out,
-            )
+            record = evaluator(run, epoch, acc)
             _save_checkpoint(out, model, optimizer, scheduler, weighting, dict(run), device)
             log(_progress_line(record, run, tasks, main))
             for cb in callbacks:
@@ -367,76 +355,78 @@ def _state_from_checkpoint(state: dict, steps_per_epoch: int) -> dict:
     }
 
 
-def _evaluate_and_record(
-    cfg,
-    run,
-    epoch,
-    steps_per_epoch,
-    acc,
-    model,
-    tokenizer,
-    sources,
-    dev_enc,
-    pad_id,
-    device,
-    weighting,
-    scheduler,
-    progress,
-    out,
-) -> dict:
-    """Score dev, keep the model if it is the best so far, decide on early stopping, append the record."""
-    train_seconds = time.perf_counter() - acc.t0
-    main = cfg.model.main_task
-    t1 = time.perf_counter()
-    dev_scores = {}
-    for key, src in sources.items():
-        if src.dev:
-            dev_scores |= evaluate(
-                model,
-                dev_enc[key],
-                src.dev,
-                pad_id,
-                cfg.train.eval_batch_size,
-                device,
-                "dev" if progress else None,
-                list(src.tasks),
-                cfg.train.precision,
-            )
-    run["evals"] += 1
-    # without dev (merge_dev) every evaluation "improves": the last one is kept
-    score = main_score(model.tasks[main], dev_scores[main]) if dev_scores else float(run["step"])
-    improved = score > run["best"]
-    if improved:
-        run.update(best=score, best_epoch=epoch, best_step=run["step"], bad=0)
-        _save_model(out, model, tokenizer, cfg)
-    else:
-        run["bad"] += 1
-    patience = cfg.train.patience
-    if (
-        dev_scores
-        and patience is not None
-        and run["bad"] >= patience
-        and run["step"] >= cfg.train.min_epochs * steps_per_epoch
-    ):
-        run["stopped"] = "patience"
-    record = {
-        "epoch": epoch,
-        "step": run["step"],
-        "eval": run["evals"],
-        "epochs_done": run["step"] / steps_per_epoch,
-        "loss": acc.losses(),
-        "weights": weighting.current(),
-        "dev": dev_scores,
-        "selected": improved,
-        "train_seconds": train_seconds,
-        "eval_seconds": time.perf_counter() - t1,
-        "sentences_per_s": acc.sentences / max(train_seconds, 1e-9),
-        "wordpieces_per_s": acc.pieces / max(train_seconds, 1e-9),
-        "lr": scheduler.get_last_lr()[0],
-    }
-    with open(out / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
-    return record
+@dataclass
+class _Evaluator:
+    """Scores dev after some training, keeps the model if it is the best so far, decides on early stopping
+    and appends the evaluation's record to ``metrics.jsonl``."""
+
+    cfg: RunConfig
+    out: Path
+    model: object
+    tokenizer: object
+    sources: dict
+    dev_enc: dict
+    pad_id: int
+    device: object
+    weighting: object
+    scheduler: object
+    steps_per_epoch: int = 1
+    progress: bool = False
+
+    def __call__(self, run: dict, epoch: int, acc: _Accumulator) -> dict:
+        cfg, model = self.cfg, self.model
+        train_seconds = time.perf_counter() - acc.t0
+        main = cfg.model.main_task
+        t1 = time.perf_counter()
+        dev_scores = {}
+        for key, src in self.sources.items():
+            if src.dev:
+                dev_scores |= evaluate(
+                    model,
+                    self.dev_enc[key],
+                    src.dev,
+                    self.pad_id,
+                    cfg.train.eval_batch_size,
+                    self.device,
+                    "dev" if self.progress else None,
+                    list(src.tasks),
+                    cfg.train.precision,
+                )
+        run["evals"] += 1
+        # without dev (merge_dev) every evaluation "improves": the last one is kept
+        score = main_score(model.tasks[main], dev_scores[main]) if dev_scores else float(run["step"])
+        improved = score > run["best"]
+        if improved:
+            run.update(best=score, best_epoch=epoch, best_step=run["step"], bad=0)
+            _save_model(self.out, model, self.tokenizer, cfg)
+        else:
+            run["bad"] += 1
+        patience = cfg.train.patience
+        if (
+            dev_scores
+            and patience is not None
+            and run["bad"] >= patience
+            and run["step"] >= cfg.train.min_epochs * self.steps_per_epoch
+        ):
+            run["stopped"] = "patience"
+        record = {
+            "epoch": epoch,
+            "step": run["step"],
+            "eval": run["evals"],
+            "epochs_done": run["step"] / self.steps_per_epoch,
+            "loss": acc.losses(),
+            "weights": self.weighting.current(),
+            "dev": dev_scores,
+            "selected": improved,
+            "train_seconds": train_seconds,
+            "eval_seconds": time.perf_counter() - t1,
+            "sentences_per_s": acc.sentences / max(train_seconds, 1e-9),
+            "wordpieces_per_s": acc.pieces / max(train_seconds, 1e-9),
+            "lr": self.scheduler.get_last_lr()[0],
+        }
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        return record
 
 
 def _progress_line(record: dict, run: dict, tasks: dict, main: str) -> str:

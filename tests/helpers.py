@@ -50,3 +50,14 @@ def tiny_config(corpus, out, **train_kw):
         TrainConfig(**{"epochs": 2, "batch_size": 4, "lr": 1e-3, "threads": 1, "device": DEVICE.type, **train_kw}),
         str(out),
     )
+
+
+def overfit(model, batch, steps: int = 150, lr: float = 3e-3):
+    """Train a tiny model on one batch until it fits it (dropout should be 0)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = sum(o["loss"] for o in model(batch).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model

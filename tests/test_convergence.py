@@ -14,7 +14,7 @@ from taskrel.sources import load_sources
 from taskrel.train import train
 
 from conftest import TINY_RUN, conll, write_corpus
-from helpers import DEVICE, SENTENCES, batch_of, read_jsonl, tiny_config, tiny_model
+from helpers import DEVICE, SENTENCES, batch_of, overfit, read_jsonl, tiny_config, tiny_model
 
 QUIET = {"progress": False, "log": lambda *_: None}
 
@@ -195,12 +195,7 @@ def test_a_bf16_training_step_keeps_fp32_master_weights():
 def test_bf16_predictions_match_fp32_on_a_trained_model():
     model, tok = tiny_model(dropout=0.0)
     enc, batch = batch_of(model, tok)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss = sum(o["loss"] for o in model(batch).values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    overfit(model, batch)
     fp32 = predict(model, enc, tok.pad_token_id, precision="fp32")
     bf16 = predict(model, enc, tok.pad_token_id, precision="bf16")
     assert fp32 == bf16

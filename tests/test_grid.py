@@ -2,6 +2,7 @@ import json
 import os
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -183,3 +184,40 @@ def test_a_cross_corpus_grid_uses_the_same_code_path(tiny_corpus, chem_corpus, t
     chem_with = runs[(runs["main"] == tasks[1]) & (runs["secondary"] == tasks[0])]["score"].iloc[0]
     row = transfer[transfer["main"] == tasks[1]].iloc[0]
     assert row["mean_delta"] == pytest.approx(chem_with - chem_alone) and 0 <= row["p_bootstrap"] <= 1
+
+
+def test_transfer_carries_convergence_verdicts_and_speed_transfer(tiny_corpus, tmp_path):
+    grid = tiny_grid(tiny_corpus)
+    transfer = run_grid(grid, tmp_path / "g", **QUIET)
+    runs = pd.read_csv(tmp_path / "g" / "runs.csv")
+    assert {"stopped", "converged", "steps", "threads", "aulc"} <= set(runs.columns)
+    assert (tmp_path / "g" / "heatmap_speed.png").stat().st_size > 0
+    for r in transfer.itertuples():
+        assert r.verdict in ("helps", "hurts", "undetermined") and r.p_adjusted >= r.p_bootstrap
+        if not r.converged:  # two epochs rarely converge: never a finding then
+            assert r.verdict == "undetermined" and not r.significant
+        assert np.isfinite(r.delta_aulc) and len(r.deltas_aulc.split(";")) == 2
+
+
+def test_aulc_by_hand():
+    from taskrel.grid import aulc
+
+    rec = [{"epoch": e, "epochs_done": e, "dev": {"ner": {"f1": f}}} for e, f in ((1, 0.2), (2, 0.6), (3, 0.5))]
+    # step function: 0 on [0,1), 0.2 on [1,2), 0.6 on [2,3), 0.5 at 3 carried to the horizon
+    assert aulc(rec, "ner", "f1") == pytest.approx((0.2 + 0.6) / 3)
+    assert aulc(rec, "ner", "f1", horizon=5) == pytest.approx((0.2 + 0.6 + 0.5 * 2) / 5)
+    assert aulc(rec[:1], "ner", "f1", horizon=5) > aulc([{**rec[0], "epochs_done": 2}], "ner", "f1", horizon=5)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_cell_gets_the_study_thread_count_whatever_the_workers(tiny_corpus, tmp_path, workers):
+    from taskrel.config import CELL_THREADS
+
+    base = RunConfig(
+        DataConfig(str(tiny_corpus)), ModelConfig("tiny", ["ner", "bcls"]), TrainConfig(epochs=1, batch_size=4)
+    )
+    grid = GridConfig(base, ["ner", "bcls"], [1], [1.0, 1.0], workers, bootstrap_samples=100)
+    assert grid.base.train.threads == CELL_THREADS
+    run_grid(grid, tmp_path / "g", **QUIET)
+    runs = pd.read_csv(tmp_path / "g" / "runs.csv")
+    assert set(runs["threads"]) == {CELL_THREADS}

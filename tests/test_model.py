@@ -9,7 +9,7 @@ from taskrel.data import encode
 from taskrel.evaluate import evaluate, predict
 from taskrel.model import load
 
-from helpers import DEVICE, SENTENCES, batch_of, tiny_model
+from helpers import DEVICE, SENTENCES, batch_of, overfit, tiny_model
 
 
 @pytest.mark.parametrize("pooling, crf", [("max", False), ("mean", True), ("cls", False)])
@@ -69,12 +69,7 @@ def test_batch_predictions_equal_one_by_one(pooling):
 def test_a_tiny_fixture_can_be_overfit():
     model, tok = tiny_model(dropout=0.0)
     enc, batch = batch_of(model, tok)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss = sum(o["loss"] for o in model(batch).values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    overfit(model, batch)
     scores = evaluate(model, enc, SENTENCES, tok.pad_token_id)
     assert scores["ner"]["f1"] == 1.0 and scores["mtcls"]["f1"] == 1.0
     assert scores["bcls"]["accuracy"] == 1.0 and scores["mcls"]["accuracy"] == 1.0
