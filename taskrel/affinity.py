@@ -60,9 +60,15 @@ class TagAffinity:
         self.counts: dict[tuple[str, str], int] = {}
         self.seconds = 0.0
         self.lookaheads = 0
+        self.skipped_lr0 = 0
 
     def __call__(self, step: int, model, optimizer, batch, tasks) -> None:
         if step % self.every or len(tasks) < 2:
+            return
+        if all(group["lr"] == 0 for group in optimizer.param_groups):
+            # step 0 of the warm-up (or the end of a linear decay): a look-ahead would move nothing, and its
+            # all-zero affinities would be averaged in
+            self.skipped_lr0 += 1
             return
         t0 = time.perf_counter()
         was_training = model.training
@@ -125,6 +131,7 @@ def run_affinity(cfg, every: int = 10, progress: bool = True, log=print) -> pd.D
     summary = {
         "every": every,
         "lookaheads": tag.lookaheads,
+        "lookaheads_skipped_at_lr_0": tag.skipped_lr0,
         "lookahead_seconds": tag.seconds,
         "train_seconds_with_lookaheads": train_seconds,
         "overhead_vs_plain_run": tag.seconds / max(train_seconds - tag.seconds, 1e-9),

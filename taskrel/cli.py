@@ -19,6 +19,7 @@ from .config import (
     PRUNERS,
     SCHEDULES,
     STRATEGIES,
+    TOKEN_LOSSES,
     WEIGHTINGS,
     ConfigError,
     DataConfig,
@@ -67,12 +68,24 @@ def _add_run_args(p, tasks_help: str) -> None:
     p.add_argument("--tasks", type=_csv, default=list(DEFAULT_TASKS), help=tasks_help)
     p.add_argument("--strategy", choices=STRATEGIES, default="joint")
     p.add_argument(
+        "--alternating-updates",
+        choices=["per-task", "matched"],
+        default="per-task",
+        help="alternating: every task's batches each epoch, or as many optimizer steps as joint",
+    )
+    p.add_argument(
         "--weighting",
         choices=WEIGHTINGS,
         default="static",
         help="static loss weights, or a dynamic method that starts from them (uncertainty, gradnorm, pcgrad)",
     )
     p.add_argument("--weighting-lr", type=float, default=0.025, help="lr of learnable task weights")
+    p.add_argument(
+        "--token-loss",
+        choices=TOKEN_LOSSES,
+        default="word-mean",
+        help="token losses: mean over labelled words, or sum over a sentence's words averaged over sentences (Eq. 3)",
+    )
     p.add_argument("--gradnorm-alpha", type=float, default=1.5)
     p.add_argument("--pooling", choices=POOLINGS, default="max")
     p.add_argument("--crf", action="store_true", help="CRF on the NER head")
@@ -186,6 +199,8 @@ def config_from_args(a) -> RunConfig:
             schedule=a.schedule,
             precision=a.precision,
             converge_tol=a.converge_tol,
+            token_loss=a.token_loss,
+            alternating_updates=a.alternating_updates,
         ),
         a.out,
     )
@@ -225,6 +240,11 @@ def add_grid_parser(sub):
     )
     p.add_argument("--study", help="queue name in --storage (default: taskrel-grid-<folder name>)")
     p.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap samples")
+    p.add_argument(
+        "--bootstrap-unit",
+        default="block:10",
+        help="test units the bootstrap resamples: sentence, or block:N consecutive sentences",
+    )
     p.add_argument("--alpha", type=float, default=0.05, help="significance level")
     p.set_defaults(func=run_grid_cmd)
 
@@ -239,7 +259,16 @@ def run_grid_cmd(a) -> int:
         grid.workers = a.workers
     else:
         base = config_from_args(a)
-        grid = GridConfig(base, a.tasks, [int(x) for x in a.seeds], a.pair_weights, a.workers, a.bootstrap, a.alpha)
+        grid = GridConfig(
+            base,
+            a.tasks,
+            [int(x) for x in a.seeds],
+            a.pair_weights,
+            a.workers,
+            a.bootstrap,
+            a.alpha,
+            bootstrap_unit=a.bootstrap_unit,
+        )
     transfer = run_grid(grid, a.out, progress=not a.no_progress, storage=a.storage, study=a.study)
     if len(transfer):
         cols = ["main", "secondary", "mean_delta", "std_delta", "p_bootstrap", "significant"]

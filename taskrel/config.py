@@ -19,7 +19,10 @@ STRATEGIES = ("joint", "alternating")
 DEVICES = ("auto", "cpu", "cuda")
 WEIGHTINGS = ("static", "uncertainty", "gradnorm", "pcgrad")  # see weighting.py
 PRECISIONS = ("auto", "fp32", "bf16")  # see precision.py
-SCHEDULES = ("linear", "constant")  # after warm-up: linear decay to 0 at the maximum budget, or constant
+SCHEDULES = ("linear", "constant")
+# token losses: mean over a batch's labelled words, or the sum over each sentence's words averaged over sentences
+# (the paper's Eq. 3; about 25x larger relative to the sentence losses on these corpora)
+TOKEN_LOSSES = ("word-mean", "sentence-sum")  # after warm-up: linear decay to 0 at the maximum budget, or constant
 # A run that the maximum budget stopped counts as converged when its best main dev score of the last
 # `patience` evaluations (CONVERGE_WINDOW without patience) beats the best before them by less than this.
 CONVERGE_TOL = 0.002
@@ -134,8 +137,17 @@ class TrainConfig(_Dict):
     schedule: str = "linear"  # after warm-up; the horizon of "linear" is the maximum budget
     precision: str = "auto"
     converge_tol: float = CONVERGE_TOL
+    token_loss: str = "word-mean"
+    # alternating strategy: every task sees all its batches each epoch ("per-task": T times joint's optimizer
+    # steps), or the epoch keeps joint's number of steps ("matched")
+    alternating_updates: str = "per-task"
 
     def __post_init__(self):
+        _check(
+            self.alternating_updates in ("per-task", "matched"),
+            f"alternating_updates must be 'per-task' or 'matched', got {self.alternating_updates!r}",
+        )
+        _check(self.token_loss in TOKEN_LOSSES, f"token_loss must be one of {TOKEN_LOSSES}, got {self.token_loss!r}")
         _check(self.patience is None or self.patience >= 1, f"patience must be positive, got {self.patience}")
         _check(1 <= self.min_epochs <= self.epochs, f"min_epochs must be in [1, epochs], got {self.min_epochs}")
         _check(self.eval_every is None or self.eval_every >= 1, f"eval_every must be positive, got {self.eval_every}")
@@ -237,8 +249,20 @@ class GridConfig(_WithBase):
     workers: int = 1
     bootstrap_samples: int = 1000
     alpha: float = 0.05
+    # test units the bootstrap resamples: "sentence", or "block:N" consecutive sentences (the benchmark files keep
+    # no document boundaries; abstracts are about 10 sentences)
+    bootstrap_unit: str = "block:10"
 
     def __post_init__(self):
+        _check(
+            self.bootstrap_unit == "sentence"
+            or (
+                self.bootstrap_unit.startswith("block:")
+                and self.bootstrap_unit[6:].isdigit()
+                and int(self.bootstrap_unit[6:]) >= 1
+            ),
+            f"bootstrap_unit must be 'sentence' or 'block:N', got {self.bootstrap_unit!r}",
+        )
         self.tasks, self.seeds = list(self.tasks), [int(s) for s in self.seeds]
         self.pair_weights = [float(w) for w in self.pair_weights]
         ModelConfig(tasks=self.tasks)  # validates the task names

@@ -25,6 +25,7 @@ per run and ``summary.csv`` the mean and standard deviation over seeds.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
@@ -78,7 +79,7 @@ class Study:
             base.setdefault("model", {})["tasks"] = g["tasks"]
             base_cfg = RunConfig.from_dict(base)
             g["seeds"] = self.seeds
-            unknown = sorted(set(g) - {"tasks", "seeds", "pair_weights", "workers", "bootstrap_samples", "alpha"})
+            unknown = sorted(set(g) - ({f.name for f in dataclasses.fields(GridConfig)} - {"base"}))
             if unknown:
                 raise ConfigError(f"study {self.name}: unknown grid key(s) {unknown}")
             items.append((corpus, GridConfig(base_cfg, **g)))

@@ -287,7 +287,7 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFr
             alone = [prediction_stats(preds(Cell(m, None, s)), m, tasks[m], gold) for s in seeds]
             boot = {"p_bootstrap": math.nan, "p_floor": False, "ci_low": math.nan, "ci_high": math.nan, "mde": math.nan}
             if all(a is not None for a in with_s + alone):
-                h = hierarchical_bootstrap(with_s, alone, grid.bootstrap_samples, seed=0)
+                h = hierarchical_bootstrap(with_s, alone, grid.bootstrap_samples, seed=0, unit=grid.bootstrap_unit)
                 boot = {
                     "p_bootstrap": h["p"],
                     "p_floor": h["p_floor"],

@@ -24,15 +24,26 @@ class TokenHead(nn.Module):
         self.classifier = nn.Linear(hidden, num_labels)
         self.crf = CRF(num_labels) if crf else None
 
-    def forward(self, hidden, mask, labels=None):
-        """hidden (R, W, H) word vectors; mask (R, W) bool; labels (R, W) with -100 off-word."""
+    def forward(self, hidden, mask, labels=None, sentences: int | None = None):
+        """hidden (R, W, H) word vectors; mask (R, W) bool; labels (R, W) with -100 off-word.
+
+        The loss is a mean over the batch's labelled words (``word-mean``; with a CRF, a mean over rows of
+        each row's sequence NLL), or, given ``sentences`` (the batch's sentence count), the sum over every
+        word divided by the number of sentences (``sentence-sum``, the paper's Eq. 3).
+        """
         logits = self.classifier(hidden)  # (R, W, L)
         out = {"logits": logits}
         if labels is not None:
             if self.crf is not None:
-                out["loss"] = self.crf.neg_log_likelihood(logits.float(), labels, mask)
-            else:
+                loss = self.crf.neg_log_likelihood(logits.float(), labels, mask)  # mean over rows
+                out["loss"] = loss if sentences is None else loss * logits.shape[0] / sentences
+            elif sentences is None:
                 out["loss"] = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)
+            else:
+                total = F.cross_entropy(
+                    logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE, reduction="sum"
+                )
+                out["loss"] = total / sentences
         return out
 
     def decode(self, logits, mask) -> list[list[int]]:

@@ -42,6 +42,7 @@ class MultiTaskModel(nn.Module):
         self.ner_labels = ner_labels or {n: list(t.labels) if t.name == "ner" else ["O"] for n, t in tasks.items()}
         self.pooling = pooling
         self.crf = crf
+        self.token_loss = "word-mean"  # how token losses reduce (a training setting, TrainConfig.token_loss)
         self.dropout = nn.Dropout(dropout)
         hidden = encoder.config.hidden_size
         self.heads = nn.ModuleDict(
@@ -77,7 +78,8 @@ class MultiTaskModel(nn.Module):
                 if words is None:
                     index = batch["word_index"].unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
                     words = hidden.gather(1, index)  # (R, W, H)
-                out[name] = self.head(name)(words, batch["word_mask"], lab)
+                per = batch["n_sentences"] if self.token_loss == "sentence-sum" else None
+                out[name] = self.head(name)(words, batch["word_mask"], lab, per)
             else:
                 if sentences is None:
                     sentences = pool(

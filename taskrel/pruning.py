@@ -33,6 +33,11 @@ from .train import CHECKPOINT, read_epochs
 CONTINUED = "continued_from_checkpoint"  # marker file in a re-run folder
 
 
+def _all_or_none(flags: pd.Series) -> bool | None:
+    flags = flags.dropna()
+    return bool(flags.all()) if len(flags) else None
+
+
 def _seconds(records: list[dict]) -> float:
     return float(sum(r["train_seconds"] + r["eval_seconds"] for r in records))
 
@@ -121,7 +126,11 @@ def measure_pruning(
             ((table["state"] == "PRUNED") & (table["dev_unpruned"] > best_pruned)).sum()
         ),
         "reruns_from_scratch": int((~table["continued_from_checkpoint"] & (table["state"] == "PRUNED")).sum()),
-        "all_reruns_from_scratch_reproduce_pruned_scores": bool(table["reproduced"].dropna().all()),
+        # null when no pruned trial was re-run from scratch: there is nothing to check (a completed trial's
+        # "rerun" is the trial itself)
+        "all_reruns_from_scratch_reproduce_pruned_scores": _all_or_none(
+            table.loc[(table["state"] == "PRUNED") & ~table["continued_from_checkpoint"], "reproduced"]
+        ),
     }
     summary["epochs_saved_fraction"] = 1 - summary["epochs_with_pruning"] / max(summary["epochs_without_pruning"], 1)
     summary["seconds_saved_fraction"] = 1 - summary["seconds_with_pruning"] / max(

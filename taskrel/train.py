@@ -37,6 +37,7 @@ from .corpus import subset_sha1
 from .data import bucket_batches, collate, encode, to_device
 from .encoders import encoder_source, load_encoder
 from .evaluate import evaluate, main_score, predict, score_all
+from .locks import RunLock
 from .model import MultiTaskModel, resolve_device
 from .precision import autocast, resolve_precision
 from .sources import all_tasks, load_sources, subset_seed
@@ -103,17 +104,24 @@ def epoch_schedule(cfg: RunConfig, sources: dict, lengths: dict, epoch: int) -> 
     """``(corpus, tasks, sentence indices)`` per step; every batch comes from one corpus.
 
     Joint: each batch serves all tasks of its corpus. Alternating (MT-DNN):
-    each batch serves one task, every task's batches shuffled together.
+    each batch serves one task, every task's batches shuffled together; with
+    ``alternating_updates="per-task"`` every task sees all its batches (T times
+    the optimizer steps of joint), with ``"matched"`` the epoch keeps as many
+    steps as joint would take (a seeded share of the task batches).
     """
     rng = np.random.default_rng([cfg.train.seed, epoch])
     bs = cfg.train.batch_size
-    steps = []
+    steps, joint_steps = [], 0
     for key, src in sources.items():
         if cfg.train.strategy == "joint":
             steps += [(key, list(src.tasks), b) for b in bucket_batches(lengths[key], bs, rng)]
         else:
             steps += [(key, [t], b) for t in src.tasks for b in bucket_batches(lengths[key], bs, rng)]
-    return [steps[i] for i in rng.permutation(len(steps))]
+            joint_steps += len(bucket_batches(lengths[key], bs, np.random.default_rng(0)))
+    order = [steps[i] for i in rng.permutation(len(steps))]
+    if cfg.train.strategy == "alternating" and cfg.train.alternating_updates == "matched":
+        order = order[:joint_steps]
+    return order
 
 
 def prepare(cfg: RunConfig, splits=("train", "devel", "test")):
@@ -185,9 +193,19 @@ def train(
     """
     if not cfg.out:
         raise ValueError("the run needs an output folder (out)")
-    if resume and (Path(cfg.out) / "metrics.json").is_file():
+    done = Path(cfg.out) / "metrics.json"
+    if resume and done.is_file():
         log(f"{cfg.out} is already complete")
-        return json.loads((Path(cfg.out) / "metrics.json").read_text())
+        return json.loads(done.read_text())
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    with RunLock(cfg.out):  # one writer per run folder: a second process gets RunLocked
+        if resume and done.is_file():  # finished by another process while we waited for nothing
+            log(f"{cfg.out} is already complete")
+            return json.loads(done.read_text())
+        return _train(cfg, resume, callbacks, progress, log, test, step_hooks)
+
+
+def _train(cfg: RunConfig, resume: bool, callbacks, progress: bool, log, test: bool, step_hooks) -> dict:
     out, state = _start_run_dir(cfg, resume)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -196,6 +214,7 @@ def train(
     splits = ("train", "devel", "test") if test else ("train", "devel")
     sources, model, tokenizer = prepare(cfg, splits)
     tasks = model.tasks
+    model.token_loss = cfg.train.token_loss
     model.to(device)
     main = cfg.model.main_task
     precision = resolve_precision(device, cfg.train.precision)

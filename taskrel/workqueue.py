@@ -34,6 +34,7 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .config import ConfigError
+from .locks import RunLocked
 
 LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
 
@@ -107,9 +108,19 @@ def work(study: optuna.Study, names: list[str], run, log_path: Path, poll: float
         heartbeat.start()
         try:
             score = run(cell)
+        except RunLocked:
+            # another worker is training this cell (on SQLite two workers can pop the same waiting trial):
+            # leave the trial to it, and wait for the queue to move on
+            log(f"{worker}: {cell} is being trained by another worker (trial {trial.number})")
+            time.sleep(poll)
+            continue
         finally:
             heartbeat.join()
-        study.tell(trial, score)
+        try:
+            study.tell(trial, score)
+        except (RuntimeError, ValueError) as e:  # the same trial, already told by the worker that shares it
+            log(f"{worker}: {cell} (trial {trial.number}) was finished elsewhere: {e}")
+            continue
         done_here += 1
         with open(log_path, "a") as f:  # one short line per append: safe across processes
             f.write(json.dumps({"cell": cell, "trial": trial.number, "worker": worker, "time": time.time()}) + "\n")

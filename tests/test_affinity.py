@@ -69,3 +69,18 @@ def test_a_tag_run_trains_exactly_like_a_plain_run(tiny_corpus, tmp_path):
 def test_tag_needs_joint_static_runs(tiny_corpus, tmp_path):
     with pytest.raises(ValueError, match="joint"):
         run_affinity(tiny_config(tiny_corpus, tmp_path / "r", strategy="alternating"), every=1)
+
+
+def test_lookaheads_at_learning_rate_zero_are_skipped():
+    model, tok = tiny_model()
+    _, batch = batch_of(model, tok)
+    optimizer = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-3)
+    tag = TagAffinity({t: 1.0 for t in TASKS}, every=1)
+    for group in optimizer.param_groups:
+        group["lr"] = 0.0  # step 0 of a linear warm-up
+    tag(0, model, optimizer, batch, TASKS)
+    assert tag.lookaheads == 0 and tag.skipped_lr0 == 1 and not tag.sums
+    for group in optimizer.param_groups:
+        group["lr"] = 1e-3
+    tag(1, model, optimizer, batch, TASKS)
+    assert tag.lookaheads == 1 and len(tag.sums) == len(TASKS) ** 2

@@ -206,3 +206,40 @@ def test_bf16_predictions_match_fp32_on_a_trained_model():
             b = model(batch, with_loss=False)["ner"]["logits"].float()
     assert (torch.linalg.norm(a - b) / torch.linalg.norm(a)).item() < 2e-2  # bf16 operands: 1e-3 to 1e-2
     assert len(SENTENCES) == len(fp32["ner"])
+
+
+def test_sentence_sum_token_loss_by_hand():
+    import torch.nn.functional as F
+
+    model, tok = tiny_model(dropout=0.0)
+    model.eval()
+    _, batch = batch_of(model, tok)
+    word_mean = model(batch)["ner"]["loss"]
+    model.token_loss = "sentence-sum"
+    out = model(batch)
+    logits, labels = out["ner"]["logits"], batch["labels"]["ner"]
+    by_hand = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum") / 3
+    torch.testing.assert_close(out["ner"]["loss"], by_hand)
+    words = sum(len(s.tokens) for s in SENTENCES)  # every word labelled: the ratio is words per sentence
+    torch.testing.assert_close(out["ner"]["loss"] / word_mean, torch.tensor(words / 3, device=word_mean.device))
+    # sentence losses are untouched
+    model.token_loss = "word-mean"
+    torch.testing.assert_close(out["bcls"]["loss"], model(batch)["bcls"]["loss"])
+
+
+def test_token_loss_is_a_recorded_training_setting(tiny_corpus, tmp_path):
+    train(tiny_config(tiny_corpus, tmp_path / "r", epochs=1, token_loss="sentence-sum"), **QUIET)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["train"]["token_loss"] == "sentence-sum"
+    with pytest.raises(ConfigError, match="token_loss"):
+        TrainConfig(token_loss="sum")
+
+
+def test_alternating_at_matched_updates_takes_as_many_steps_as_joint(tiny_corpus, tmp_path):
+    steps = {}
+    for name, kw in {
+        "joint": {},
+        "per-task": {"strategy": "alternating"},
+        "matched": {"strategy": "alternating", "alternating_updates": "matched"},
+    }.items():
+        steps[name] = train(tiny_config(tiny_corpus, tmp_path / name, epochs=2, **kw), **QUIET)["steps"]
+    assert steps["matched"] == steps["joint"] == 4 and steps["per-task"] == 4 * steps["joint"]

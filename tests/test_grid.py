@@ -221,3 +221,12 @@ def test_every_cell_gets_the_study_thread_count_whatever_the_workers(tiny_corpus
     run_grid(grid, tmp_path / "g", **QUIET)
     runs = pd.read_csv(tmp_path / "g" / "runs.csv")
     assert set(runs["threads"]) == {CELL_THREADS}
+
+
+def test_bootstrap_unit_is_a_grid_setting():
+    base = RunConfig(DataConfig("x"), ModelConfig("tiny", ["ner", "bcls"]), TrainConfig())
+    assert GridConfig(base, ["ner", "bcls"], [1]).bootstrap_unit == "block:10"
+    assert GridConfig(base, ["ner", "bcls"], [1], bootstrap_unit="sentence").bootstrap_unit == "sentence"
+    for bad in ("block:0", "block:x", "document"):
+        with pytest.raises(ConfigError, match="bootstrap_unit"):
+            GridConfig(base, ["ner", "bcls"], [1], bootstrap_unit=bad)

@@ -272,3 +272,46 @@ def test_cross_corpus_tasks_train_on_both_corpora(tiny_corpus, chem_corpus, tmp_
 def test_tasks_without_a_corpus_need_data(tmp_path, capsys):
     assert main(["train", "--tasks", "ner", "--out", str(tmp_path / "r"), *TINY_RUN]) == 2
     assert "--data is required" in capsys.readouterr().err
+
+
+def test_a_run_folder_has_one_writer_at_a_time(tiny_corpus, tmp_path):
+    from taskrel.locks import RunLock, RunLocked
+
+    cfg = tiny_config(tiny_corpus, tmp_path / "r", epochs=1)
+    (tmp_path / "r").mkdir()
+    with RunLock(tmp_path / "r"):  # another writer holds the folder
+        with pytest.raises(RunLocked, match="another process is writing"):
+            train(cfg, progress=False, log=lambda *_: None)
+        assert not (tmp_path / "r" / "metrics.jsonl").exists()  # nothing was written
+    metrics = train(cfg, progress=False, log=lambda *_: None)  # released: the run goes ahead
+    assert metrics["steps"] == 2
+
+
+def test_the_lock_is_held_by_another_process(tiny_corpus, tmp_path):
+    import multiprocessing as mp
+
+    from taskrel.locks import RunLock, RunLocked
+
+    (tmp_path / "r").mkdir()
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(tmp_path / "r"), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(RunLocked):
+            with RunLock(tmp_path / "r"):
+                pass
+    finally:
+        release.set()
+        holder.join(60)
+    with RunLock(tmp_path / "r"):  # free once its holder is gone
+        pass
+
+
+def _hold_lock(folder, ready, release):
+    from taskrel.locks import RunLock
+
+    with RunLock(folder):
+        ready.set()
+        release.wait(60)

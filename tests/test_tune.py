@@ -187,3 +187,11 @@ def test_a_trial_is_never_pruned_at_its_last_epoch(tiny_corpus, tmp_path):
     tc.base.train.epochs = 2
     with pytest.raises(RuntimeError, match="no trial"):  # every trial pruned after its first of two epochs
         tune(tc, tmp_path / "two", pruner=PruneAll(), **QUIET)
+
+
+def test_no_rerun_from_scratch_means_nothing_was_checked():
+    from taskrel.pruning import _all_or_none
+
+    assert _all_or_none(pd.Series([None, None], dtype=object)) is None  # was True: vacuous
+    assert _all_or_none(pd.Series([True, None], dtype=object)) is True
+    assert _all_or_none(pd.Series([True, False])) is False
