@@ -19,6 +19,8 @@ from .config import (
     PRUNERS,
     SCHEDULES,
     STRATEGIES,
+    STUDY_MAX_EPOCHS,
+    STUDY_PATIENCE,
     TOKEN_LOSSES,
     WEIGHTINGS,
     ConfigError,
@@ -225,6 +227,8 @@ def run_train(a) -> int:
 def add_grid_parser(sub):
     p = sub.add_parser("grid", help="pairwise transfer grid: every task alone and every ordered pair")
     _add_run_args(p, "comma-separated tasks of the grid")
+    # a grid measures transfer at convergence: early stopping is on unless --patience says otherwise
+    p.set_defaults(patience=STUDY_PATIENCE, epochs=STUDY_MAX_EPOCHS)
     p.add_argument("--out", required=True, help="grid folder (run again to resume)")
     p.add_argument("--seeds", type=_csv, default=["1", "2", "3"])
     p.add_argument(

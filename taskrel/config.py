@@ -27,6 +27,10 @@ TOKEN_LOSSES = ("word-mean", "sentence-sum")  # after warm-up: linear decay to 0
 # `patience` evaluations (CONVERGE_WINDOW without patience) beats the best before them by less than this.
 CONVERGE_TOL = 0.002
 CONVERGE_WINDOW = 3
+# Studies measure transfer at convergence: `taskrel grid` stops each run after this many evaluations without a
+# better main dev score, within this maximum budget (plain `train` has no early stopping unless asked)
+STUDY_PATIENCE = 5
+STUDY_MAX_EPOCHS = 40
 # Threads per cell of a study (grid): thread counts change the numbers, so every cell of a study runs with the
 # same count, whatever --workers; a study that sets train.threads uses its own.
 CELL_THREADS = 2

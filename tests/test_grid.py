@@ -230,3 +230,13 @@ def test_bootstrap_unit_is_a_grid_setting():
     for bad in ("block:0", "block:x", "document"):
         with pytest.raises(ConfigError, match="bootstrap_unit"):
             GridConfig(base, ["ner", "bcls"], [1], bootstrap_unit=bad)
+
+
+def test_grids_stop_early_by_default_and_train_does_not():
+    from taskrel.cli import build_parser
+    from taskrel.config import STUDY_MAX_EPOCHS, STUDY_PATIENCE
+
+    grid = build_parser().parse_args(["grid", "--data", "x", "--out", "o"])
+    assert grid.patience == STUDY_PATIENCE and grid.epochs == STUDY_MAX_EPOCHS
+    assert build_parser().parse_args(["grid", "--data", "x", "--out", "o", "--patience", "2"]).patience == 2
+    assert build_parser().parse_args(["train", "--data", "x", "--out", "o"]).patience is None
