@@ -7,6 +7,7 @@ and ``RunConfig.from_dict`` reads it back; unknown keys are errors.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from .tasks import TASKS
@@ -189,7 +190,10 @@ def resolve_weights(tasks: list[str], weights) -> dict[str, float]:
         _check(len(weights) == len(tasks), f"{len(weights)} weights given for {len(tasks)} tasks {tasks}")
         weights = dict(zip(tasks, weights))
     _check(sorted(weights) == sorted(tasks), f"weights {sorted(weights)} do not match tasks {sorted(tasks)}")
-    _check(all(float(w) >= 0 for w in weights.values()), "weights must be non-negative")
+    _check(
+        all(math.isfinite(float(w)) and float(w) >= 0 for w in weights.values()),
+        f"weights must be finite and non-negative, got {weights}",
+    )
     return {t: float(weights[t]) for t in tasks}
 
 

@@ -119,11 +119,14 @@ def read_lines(path) -> list[str]:
     if not path.is_file():
         raise CorpusError(f"{path}: no such file")
     data = path.read_bytes()
-    lines = data.split(b"\n")
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is not part of the first line
+        data = data[3:]
+    # \n, \r\n and old-Mac \r line endings alike (a CR-only file would otherwise be one line)
+    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
     out = []
     for n, raw in enumerate(lines, 1):
         try:
-            out.append(raw.decode("utf-8").rstrip("\r"))
+            out.append(raw.decode("utf-8"))
         except UnicodeDecodeError as e:
             raise CorpusError(
                 f"{path}:{n}: byte {raw[e.start : e.start + 1]!r} at column {e.start + 1} "

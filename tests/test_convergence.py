@@ -243,3 +243,29 @@ def test_alternating_at_matched_updates_takes_as_many_steps_as_joint(tiny_corpus
     }.items():
         steps[name] = train(tiny_config(tiny_corpus, tmp_path / name, epochs=2, **kw), **QUIET)["steps"]
     assert steps["matched"] == steps["joint"] == 4 and steps["per-task"] == 4 * steps["joint"]
+
+
+def test_non_finite_weights_are_refused():
+    for bad in ([float("inf"), 1.0], [float("nan"), 1.0], [-1.0, 1.0]):
+        with pytest.raises(ConfigError, match="finite and non-negative"):
+            RunConfig(DataConfig("x"), ModelConfig("tiny", ["ner", "bcls"]), TrainConfig(weights=bad))
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_corpus, tmp_path, monkeypatch):
+    from taskrel.train import TrainingDiverged
+    from taskrel.weighting import WEIGHTINGS
+
+    static = WEIGHTINGS["static"]
+    calls = {"n": 0}
+
+    def exploding(self, losses, model):
+        calls["n"] += 1
+        loss = static_backward(self, losses, model)
+        return loss * float("nan") if calls["n"] > 2 else loss  # the third step diverges
+
+    static_backward = static.backward
+    monkeypatch.setattr(static, "backward", exploding)
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 3"):
+        train(tiny_config(tiny_corpus, tmp_path / "r", epochs=3), **QUIET)
+    state = json.loads((tmp_path / "r" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 2 and not (tmp_path / "r" / "metrics.json").exists()

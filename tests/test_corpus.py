@@ -129,3 +129,25 @@ def test_split_words_offsets():
 
 def test_sentence_where():
     assert Sentence(("a", "b"), None, "f.tsv", 10).where(1) == "f.tsv:11"
+
+
+@pytest.mark.parametrize("ending", [b"\r\n", b"\r"])
+def test_crlf_and_cr_only_line_endings_read_like_lf(tmp_path, ending):
+    from taskrel.corpus import read_conll
+
+    text = b"Breast\tB-Disease\ncancer\tI-Disease\n\nNo\tO\nentity\tO\n"
+    lf, other = tmp_path / "lf.tsv", tmp_path / "other.tsv"
+    lf.write_bytes(text)
+    other.write_bytes(text.replace(b"\n", ending))
+    a, b = read_conll(lf), read_conll(other)
+    assert [s.tokens for s in a] == [s.tokens for s in b] and [s.tags for s in a] == [s.tags for s in b]
+    assert len(b) == 2
+
+
+def test_a_byte_order_mark_is_not_a_token(tmp_path):
+    from taskrel.corpus import read_conll
+
+    f = tmp_path / "bom.tsv"
+    f.write_bytes(b"\xef\xbb\xbf-DOCSTART-\tO\n\nNo\tO\nentity\tO\n")
+    sents = read_conll(f)
+    assert len(sents) == 1 and sents[0].tokens == ("No", "entity")
