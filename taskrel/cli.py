@@ -622,7 +622,10 @@ def format_scores(scores: dict, title: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="taskrel", description="Multi-task BioNER and task-relationship analysis")
+    parser.add_argument("--version", action="version", version=f"taskrel {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (
         add_train_parser,
@@ -638,11 +641,22 @@ def build_parser() -> argparse.ArgumentParser:
         add_predict_transfer_parser,
     ):
         add(sub)
+    for command in sub.choices.values():  # every command reads named corpora from the same place
+        if not any("--data-root" in a.option_strings for a in command._actions):
+            command.add_argument(
+                "--data-root",
+                help="folder of the corpora named without a path (default: $TASKREL_DATA, else "
+                "../shared/data beside the checkout)",
+            )
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "data_root", None):
+        import os
+
+        os.environ["TASKREL_DATA"] = args.data_root
     if getattr(args, "threads", None):
         import torch
 

@@ -224,16 +224,32 @@ def find_split(root: Path, split: str) -> Path:
     raise CorpusError(f"{root}: missing the {split} split; expected {wanted} (found: {found})")
 
 
+# where corpora named without a path are looked up when $TASKREL_DATA is not set: ../shared/data beside
+# the checkout, where this project's machines keep the benchmark corpora
+CHECKOUT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def data_root() -> Path | None:
+    """The folder of named corpora: ``$TASKREL_DATA``, else the checkout's ``../shared/data`` if it exists."""
+    if os.environ.get("TASKREL_DATA"):
+        return Path(os.environ["TASKREL_DATA"])
+    return CHECKOUT_DATA if CHECKOUT_DATA.is_dir() else None
+
+
 def resolve_data(arg: str | os.PathLike) -> Path:
-    """A corpus folder given as a path, or as a name under ``$TASKREL_DATA``."""
+    """A corpus folder given as a path, or as a name under ``data_root()``."""
     path = Path(arg)
     if path.is_dir():
         return path
-    base = os.environ.get("TASKREL_DATA")
-    if base and (Path(base) / arg).is_dir():
-        return Path(base) / arg
+    base = data_root()
+    if base and (base / arg).is_dir():
+        return base / arg
     where = f"'{path}' is not a folder"
-    where += f", nor is '{Path(base) / arg}'" if base else " and $TASKREL_DATA is not set"
+    where += (
+        f", nor is '{base / arg}'"
+        if base
+        else f", $TASKREL_DATA is not set and {CHECKOUT_DATA} does not exist (pass --data-root)"
+    )
     raise CorpusError(f"corpus {arg!r} not found: {where}")
 
 

@@ -151,3 +151,28 @@ def test_a_byte_order_mark_is_not_a_token(tmp_path):
     f.write_bytes(b"\xef\xbb\xbf-DOCSTART-\tO\n\nNo\tO\nentity\tO\n")
     sents = read_conll(f)
     assert len(sents) == 1 and sents[0].tokens == ("No", "entity")
+
+
+def test_named_corpora_resolve_from_the_checkout_or_data_root(monkeypatch, capsys, tiny_corpus):
+    from taskrel.cli import main
+    from taskrel.corpus import CHECKOUT_DATA
+
+    monkeypatch.setenv("TASKREL_DATA", "")  # registered, so main's --data-root is undone after the test
+    monkeypatch.delenv("TASKREL_DATA")
+    assert main(["stats", "--data", tiny_corpus.name, "--data-root", str(tiny_corpus.parent)]) == 0
+    assert "train" in capsys.readouterr().out
+    monkeypatch.delenv("TASKREL_DATA", raising=False)
+    if CHECKOUT_DATA.is_dir():  # this project's machines: ../shared/data beside the checkout
+        assert main(["stats", "--data", "NCBI-disease"]) == 0
+    else:
+        assert main(["stats", "--data", "NCBI-disease"]) == 2
+        assert "--data-root" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    from taskrel import __version__
+    from taskrel.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and __version__ in capsys.readouterr().out
