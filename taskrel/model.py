@@ -1,6 +1,8 @@
 """The shared-encoder multi-task model, and its save/load format.
 
-A model folder holds ``model.safetensors`` (all weights), the encoder's
+A model folder holds ``taskrel.safetensors`` (all weights; not named
+``model.safetensors``, so that Hugging Face's ``from_pretrained`` refuses the
+folder instead of loading a randomly initialised model from it), the encoder's
 ``config.json`` and tokenizer files, and ``taskrel.json`` (tasks, label lists,
 pooling, CRF, window length). It loads without the training configuration and
 without pickle.
@@ -22,6 +24,8 @@ from .heads import HEADS, pool
 from .sources import build_task
 
 META_FILE = "taskrel.json"
+WEIGHTS_FILE = "taskrel.safetensors"
+LEGACY_WEIGHTS_FILE = "model.safetensors"
 
 
 def head_key(spec: str) -> str:
@@ -112,7 +116,7 @@ class MultiTaskModel(nn.Module):
     def save(self, folder, tokenizer, max_length: int, mcls_cap: int) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_model(self, str(folder / "model.safetensors"))
+        save_model(self, str(folder / WEIGHTS_FILE))
         self.encoder.config.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
         (folder / META_FILE).write_text(json.dumps(self.meta(max_length, mcls_cap), indent=2) + "\n")
@@ -131,7 +135,10 @@ def load(folder, device="cpu"):
             raise ValueError(f"{meta_path}: labels of {name!r} differ from the task registry's")
     encoder, tokenizer = encoder_from_folder(folder)
     model = MultiTaskModel(encoder, tasks, meta["pooling"], meta["crf"], meta["dropout"], meta["ner_labels"])
-    load_model(model, str(folder / "model.safetensors"), device=str(device))
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file() and (folder / LEGACY_WEIGHTS_FILE).is_file():  # folders written before 2026-11-26
+        weights = folder / LEGACY_WEIGHTS_FILE
+    load_model(model, str(weights), device=str(device))
     return model.to(device).eval(), tokenizer, meta
 
 

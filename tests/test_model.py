@@ -147,3 +147,16 @@ def test_cuda_asked_for_without_a_gpu_is_a_clear_error():
         assert resolve_device("auto").type == "cpu"
         with pytest.raises(RuntimeError, match="no CUDA GPU is available"):
             resolve_device("cuda")
+
+
+def test_hugging_face_refuses_a_taskrel_model_folder_instead_of_loading_random_weights(tmp_path):
+    from transformers import AutoModelForTokenClassification
+
+    model, tok = tiny_model()
+    model.save(tmp_path / "m", tok, max_length=64, mcls_cap=3)
+    with pytest.raises(OSError):
+        AutoModelForTokenClassification.from_pretrained(tmp_path / "m")
+    # folders written before the rename still load
+    (tmp_path / "m" / "taskrel.safetensors").rename(tmp_path / "m" / "model.safetensors")
+    loaded, _, _ = load(tmp_path / "m", DEVICE)
+    assert torch.equal(loaded.head("ner").classifier.weight, model.head("ner").classifier.weight)
