@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,13 +96,47 @@ def _merge(base: dict, over: dict) -> dict:
     return base
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first on line {seen[key] + 1})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+SAFE_NAME = re.compile(r"^[\w][\w.+-]*$")
+
+
+def _check_names(path: Path, study: Study) -> None:
+    """Every folder a study writes must lie under its output folder, one per corpus."""
+    bad = [v for v in study.variants if not SAFE_NAME.match(str(v)) or ".." in str(v)]
+    if bad or not SAFE_NAME.match(str(study.name)) or ".." in str(study.name):
+        raise ConfigError(
+            f"{path}: study and variant names must be plain folder names (letters, digits, . + - _), "
+            f"got {[study.name, *bad] if bad else study.name!r}"
+        )
+    names = [Path(str(c)).name for c in study.corpora]
+    if any(n in ("", ".", "..") for n in names):
+        raise ConfigError(f"{path}: corpus {study.corpora} must end in a folder name (not '..')")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{path}: two corpora share the folder name {dupes}; their runs would collide")
+
+
 def load_study(path) -> Study:
     """Read and validate a study file; errors name the file (and line for YAML syntax)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such study file")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -115,6 +150,7 @@ def load_study(path) -> Study:
     if "name" not in raw:
         raise ConfigError(f"{path}: the study needs a name")
     study = Study(**raw)
+    _check_names(path, study)
     if study.kind not in KINDS:
         raise ConfigError(f"{path}: kind must be one of {KINDS}, got {study.kind!r}")
     if not study.corpora:

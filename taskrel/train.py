@@ -134,6 +134,43 @@ def prepare(cfg: RunConfig, splits=("train", "devel", "test")):
     return sources, model, tokenizer
 
 
+class SettingsDiffer(ConfigError):
+    pass
+
+
+def settings_diff(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """``key: saved -> wanted`` for every setting that differs (nested keys dotted)."""
+    out = []
+    for key in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and key != "weights":
+            out += settings_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def check_same_settings(cfg: RunConfig, out: Path) -> None:
+    """Refuse to continue or reuse the run in ``out`` if it was made under other settings, naming them.
+
+    Settings are ``data``, ``model`` and ``train`` as ``RunConfig`` resolves them (a folder written before
+    a setting existed is read with its default); the folder's location (``out``) may differ.
+    """
+    path = out / "config.json"
+    if not path.is_file():
+        return
+    saved = RunConfig.from_dict(json.loads(path.read_text())).to_dict()
+    wanted = cfg.to_dict()
+    diff = settings_diff(
+        {k: saved[k] for k in ("data", "model", "train")}, {k: wanted[k] for k in ("data", "model", "train")}
+    )
+    if diff:
+        raise SettingsDiffer(
+            f"{out} holds a run made with other settings ({'; '.join(diff)}): choose another --out, "
+            "or remove the folder to train again"
+        )
+
+
 def _start_run_dir(cfg: RunConfig, resume: bool) -> tuple[Path, dict | None]:
     out = Path(cfg.out)
     state_file = out / CHECKPOINT / "state.json"
@@ -194,6 +231,8 @@ def train(
     if not cfg.out:
         raise ValueError("the run needs an output folder (out)")
     done = Path(cfg.out) / "metrics.json"
+    if resume:
+        check_same_settings(cfg, Path(cfg.out))  # a finished or half-done run is reused only under its own settings
     if resume and done.is_file():
         log(f"{cfg.out} is already complete")
         return json.loads(done.read_text())

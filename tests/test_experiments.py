@@ -135,3 +135,29 @@ def test_a_baseline_must_be_a_variant(tmp_path):
     f = write(tmp_path, RUNS_STUDY.format(corpus="x").replace("kind: runs", "kind: runs\nbaseline: nope"))
     with pytest.raises(ConfigError, match="baseline 'nope'"):
         load_study(f)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.replace("seeds: [1, 2]", "seeds: [1, 2]\nseeds: [3]"), "given twice"),
+        (lambda t: t.replace("  single:", "  ../x:"), "plain folder names"),
+        (lambda t: t.replace("name: tiny-runs", "name: /abs/olute"), "plain folder names"),
+    ],
+)
+def test_study_files_that_would_write_elsewhere_or_lose_a_key_are_refused(tiny_corpus, tmp_path, edit, message):
+    f = write(tmp_path, edit(RUNS_STUDY.format(corpus=tiny_corpus)))
+    with pytest.raises(ConfigError, match=message):
+        load_study(f)
+
+
+def test_corpora_whose_folders_share_a_name_are_refused(tiny_corpus, tmp_path):
+    other = tmp_path / "elsewhere" / tiny_corpus.name
+    other.mkdir(parents=True)
+    text = RUNS_STUDY.format(corpus=tiny_corpus).replace(
+        f"corpora: [{tiny_corpus}]", f"corpora: [{tiny_corpus}, {other}]"
+    )
+    with pytest.raises(ConfigError, match="share the folder name"):
+        load_study(write(tmp_path, text))
+    with pytest.raises(ConfigError, match="folder name"):
+        load_study(write(tmp_path, RUNS_STUDY.format(corpus=f"{tiny_corpus}/..")))

@@ -315,3 +315,19 @@ def _hold_lock(folder, ready, release):
     with RunLock(folder):
         ready.set()
         release.wait(60)
+
+
+def test_a_run_is_reused_only_under_its_own_settings(tiny_corpus, tmp_path):
+    from taskrel.train import SettingsDiffer
+
+    cfg = tiny_config(tiny_corpus, tmp_path / "r", epochs=1)
+    first = train(cfg, progress=False, log=lambda *_: None)
+    assert train(cfg, resume=True, progress=False, log=lambda *_: None) == first  # same settings: reused
+    edited = tiny_config(tiny_corpus, tmp_path / "r", epochs=3, lr=5e-4)
+    with pytest.raises(SettingsDiffer, match=r"train.epochs: 1 -> 3.*train.lr: 0.001 -> 0.0005"):
+        train(edited, resume=True, progress=False, log=lambda *_: None)
+    import shutil
+
+    shutil.copytree(tmp_path / "r", tmp_path / "moved")  # where the folder is, is not a setting
+    moved = tiny_config(tiny_corpus, tmp_path / "moved", epochs=1)
+    assert train(moved, resume=True, progress=False, log=lambda *_: None) == first
