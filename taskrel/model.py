@@ -117,9 +117,18 @@ class MultiTaskModel(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_model(self, str(folder / WEIGHTS_FILE))
+        _match_umask(folder / WEIGHTS_FILE)  # safetensors writes 0600; the rest of the folder follows the umask
         self.encoder.config.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
         (folder / META_FILE).write_text(json.dumps(self.meta(max_length, mcls_cap), indent=2) + "\n")
+
+
+def _match_umask(path: Path) -> None:
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def load(folder, device="cpu"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -119,7 +120,7 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
 
 def study_blocks(folder: Path) -> list[Block]:
     study = json.loads((folder / "study.json").read_text())
-    blocks: list[Block] = [("h1", f"Study {study['name']}"), ("p", study.get("description") or "")]
+    blocks: list[Block] = [("h1", f"Study {study['name']}"), ("p", md_escape(study.get("description") or ""))]
     blocks.append(("p", f"From `{study['file']}`: corpora {', '.join(study['corpora'])}; seeds {study['seeds']}."))
     if study["kind"] == "grid":
         for corpus in study["corpora"]:
@@ -314,10 +315,20 @@ def folder_blocks(folder: Path) -> tuple[list[Block], list[Path]]:
     return blocks, data
 
 
+def md_escape(text: str) -> str:
+    """User text (study descriptions, corpus and tag names) as literal Markdown."""
+    return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", str(text)).replace("\n", " ")
+
+
+def _md_cell(value) -> str:
+    # the report's own cells use backticks and ** on purpose; only what breaks a table row is escaped
+    return str(value).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _md_table(df: pd.DataFrame) -> str:
-    cols = [str(c) for c in df.columns]
+    cols = [_md_cell(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
 
 

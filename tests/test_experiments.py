@@ -161,3 +161,11 @@ def test_corpora_whose_folders_share_a_name_are_refused(tiny_corpus, tmp_path):
         load_study(write(tmp_path, text))
     with pytest.raises(ConfigError, match="folder name"):
         load_study(write(tmp_path, RUNS_STUDY.format(corpus=f"{tiny_corpus}/..")))
+
+
+def test_report_markdown_escapes_user_text(tiny_corpus, tmp_path):
+    from taskrel.report import _md_table, md_escape
+
+    assert md_escape("a <b> | c_d *e*") == r"a \<b\> \| c\_d \*e\*"
+    table = _md_table(pd.DataFrame({"tag": ["B-<x>|y"], "n": [1]}))
+    assert table.splitlines()[2].count(" | ") == 1  # the cell's | does not split the row

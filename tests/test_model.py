@@ -160,3 +160,10 @@ def test_hugging_face_refuses_a_taskrel_model_folder_instead_of_loading_random_w
     (tmp_path / "m" / "taskrel.safetensors").rename(tmp_path / "m" / "model.safetensors")
     loaded, _, _ = load(tmp_path / "m", DEVICE)
     assert torch.equal(loaded.head("ner").classifier.weight, model.head("ner").classifier.weight)
+
+
+def test_the_weights_file_has_the_mode_of_the_rest_of_the_folder(tmp_path):
+    model, tok = tiny_model()
+    model.save(tmp_path / "m", tok, max_length=64, mcls_cap=3)
+    mode = lambda f: (tmp_path / "m" / f).stat().st_mode & 0o777  # noqa: E731
+    assert mode("taskrel.safetensors") == mode("taskrel.json")
