@@ -29,7 +29,7 @@ from .config import (
     RunConfig,
     TrainConfig,
 )
-from .corpus import CorpusError
+from .errors import TaskrelError
 
 
 def _csv(text: str) -> list[str]:
@@ -41,6 +41,33 @@ def _floats(text: str) -> list[float]:
         return [float(x) for x in _csv(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _subset_seed(text: str):
@@ -57,7 +84,7 @@ def _add_common(p):
     p.add_argument(
         "--precision", default="auto", choices=PRECISIONS, help="auto: bf16 autocast on CUDA, fp32 on the CPU"
     )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -230,7 +257,7 @@ def add_grid_parser(sub):
     # a grid measures transfer at convergence: early stopping is on unless --patience says otherwise
     p.set_defaults(patience=STUDY_PATIENCE, epochs=STUDY_MAX_EPOCHS)
     p.add_argument("--out", required=True, help="grid folder (run again to resume)")
-    p.add_argument("--seeds", type=_csv, default=["1", "2", "3"])
+    p.add_argument("--seeds", type=_ints, default=[1, 2, 3])
     p.add_argument(
         "--pair-weights",
         type=_floats,
@@ -288,7 +315,7 @@ def add_tune_parser(sub):
     _add_run_args(p, "comma-separated; the first is the main task (weight 1), the others are tuned")
     p.add_argument("--out", required=True, help="tuning folder (run again to resume)")
     p.add_argument("--trials", type=int, default=20, help="total trials of the study")
-    p.add_argument("--timeout", type=float, default=None, help="seconds for this invocation")
+    p.add_argument("--timeout", type=_positive_float, default=None, help="seconds for this invocation")
     p.add_argument("--pruner", choices=PRUNERS, default="median")
     p.add_argument("--seed", type=int, default=1, help="training seed of every trial")
     p.add_argument("--sampler-seed", type=int, default=1, help="TPE sampler seed")
@@ -305,7 +332,7 @@ def add_tune_parser(sub):
         help="train the best weights and the alternatives (single task, equal, authors', uncertainty, gradnorm, "
         "pcgrad) over --seeds, score them on test, write OUT/confirm/comparison.*",
     )
-    after.add_argument("--seeds", type=_csv, default=["1", "2", "3"], help="seeds of --confirm")
+    after.add_argument("--seeds", type=_ints, default=[1, 2, 3], help="seeds of --confirm")
     after.add_argument("--arms", type=_csv, default=None, help="subset of the --confirm arms")
     after.add_argument(
         "--measure-pruning",
@@ -568,7 +595,7 @@ def add_affinity_parser(sub):
     p = sub.add_parser("affinity", help="TAG look-ahead task affinities from one joint multi-task run")
     _add_run_args(p, "comma-separated tasks, trained jointly")
     p.add_argument("--out", required=True, help="run folder; affinity.csv, affinity.json and affinity.png go there")
-    p.add_argument("--every", type=int, default=10, help="look-ahead every K steps")
+    p.add_argument("--every", type=_positive_int, default=10, help="look-ahead every K steps")
     p.add_argument("--weights", type=_floats, default=None, help="loss weights in task order (default: 1 each)")
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=run_affinity_cmd)
@@ -663,7 +690,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     try:
         return args.func(args)
-    except (CorpusError, ConfigError, FileNotFoundError) as e:
+    except (TaskrelError, FileNotFoundError) as e:
         print(f"taskrel: error: {e}", file=sys.stderr)
         return 2
 

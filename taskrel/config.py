@@ -10,6 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from .errors import TaskrelError
 from .tasks import TASKS
 
 DEFAULT_TASKS = ("ner", "mtcls", "bcls", "mcls")
@@ -41,7 +42,7 @@ CELL_THREADS = 2
 RECORD_ONLY = {"command", "taskrel_version", "resolved"}
 
 
-class ConfigError(ValueError):
+class ConfigError(TaskrelError):
     pass
 
 
@@ -307,6 +308,8 @@ class TuneConfig(_WithBase):
 
     def __post_init__(self):
         _check(self.trials >= 1, "trials must be at least 1")
+        _check(self.timeout is None or self.timeout > 0, f"timeout must be positive seconds, got {self.timeout}")
+        _check(not self.base.data.merge_dev, "tuning selects on devel: merge_dev (training on devel) is refused")
         _check(self.pruner in PRUNERS, f"pruner must be one of {PRUNERS}, got {self.pruner!r}")
         _check(0 < self.min_weight < self.max_weight, "need 0 < min_weight < max_weight")
         _check(len(self.base.model.tasks) >= 2 or self.tune_pooling or self.tune_lr, "nothing to tune")

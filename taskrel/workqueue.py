@@ -42,6 +42,10 @@ LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
 def open_study(url: str, name: str, heartbeat: int = 60, grace: int = 180) -> optuna.Study:
     if not url.startswith(("sqlite:", "postgresql", "mysql")):  # also postgresql+psycopg2://, mysql+pymysql://
         raise ConfigError(f"--storage {url!r}: expected an Optuna RDB URL (sqlite:///FILE, postgresql://, mysql://)")
+    if url.startswith("sqlite:///"):
+        folder = Path(url[len("sqlite:///") :].split("?")[0]).parent
+        if not folder.is_dir():
+            raise ConfigError(f"--storage {url!r}: the folder {folder} does not exist")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")

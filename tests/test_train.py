@@ -331,3 +331,47 @@ def test_a_run_is_reused_only_under_its_own_settings(tiny_corpus, tmp_path):
     shutil.copytree(tmp_path / "r", tmp_path / "moved")  # where the folder is, is not a setting
     moved = tiny_config(tiny_corpus, tmp_path / "moved", epochs=1)
     assert train(moved, resume=True, progress=False, log=lambda *_: None) == first
+
+
+BAD_INPUTS = [
+    (["train", "--threads", "-1"], "positive integer"),
+    (["train", "--device", "cuda"], "cuda"),
+    (["train", "--encoder", "/no/such/encoder"], "encoder '/no/such/encoder'"),
+    (["train", "--max-length", "100000"], "positions"),
+    (["grid", "--seeds", "a,b"], "comma-separated integers"),
+    (["grid", "--storage", "sqlite:////no/such/dir/q.db"], "does not exist"),
+    (["tune", "--timeout", "-5"], "positive number"),
+    (["tune", "--merge-dev"], "merge_dev"),
+    (["affinity", "--every", "0"], "positive integer"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUTS, ids=lambda x: " ".join(x) if isinstance(x, list) else "")
+def test_bad_inputs_are_clear_errors_and_never_block_the_rerun(tiny_corpus, tmp_path, capsys, args, message):
+    import torch
+
+    if args[1:3] == ["--device", "cuda"] and torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    command, rest = args[0], args[1:]
+    base = ["--data", str(tiny_corpus), "--out", str(tmp_path / "r"), "--encoder", "tiny", "--epochs", "1"]
+    try:
+        rc = main([command, *base, "--no-progress", *rest])
+    except SystemExit as e:  # argparse's own errors: usage, message, status 2
+        rc = e.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    if command == "train":  # the corrected command runs in the same folder
+        assert main(["train", *base, *TINY_RUN]) == 0
+
+
+def test_out_that_is_a_file_is_a_clear_error(tiny_corpus, tmp_path, capsys):
+    (tmp_path / "f").write_text("")
+    assert main(["train", "--data", str(tiny_corpus), "--out", str(tmp_path / "f"), *TINY_RUN]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--tasks", "ner,foo"], ["--mcls-cap", "0"]])
+def test_bad_stats_arguments_are_clear_errors(tiny_corpus, capsys, args):
+    assert main(["stats", "--data", str(tiny_corpus), *args]) == 2
+    assert "Traceback" not in capsys.readouterr().err
