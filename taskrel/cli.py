@@ -241,6 +241,7 @@ def run_train(a) -> int:
     saved = Path(a.out) / "config.json"
     if a.resume and saved.is_file():
         cfg = RunConfig.from_dict(json.loads(saved.read_text()))
+        cfg.out = a.out  # a moved run folder is continued where it is now, not where it was made
     else:
         cfg = config_from_args(a)
     metrics = train(cfg, resume=a.resume, progress=not a.no_progress)

@@ -375,3 +375,19 @@ def test_out_that_is_a_file_is_a_clear_error(tiny_corpus, tmp_path, capsys):
 def test_bad_stats_arguments_are_clear_errors(tiny_corpus, capsys, args):
     assert main(["stats", "--data", str(tiny_corpus), *args]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_moved_run_folder_resumes_where_it_is(tiny_corpus, tmp_path, monkeypatch):
+    import shutil
+
+    class Killed(Exception):
+        pass
+
+    def kill(record):
+        raise Killed
+
+    with pytest.raises(Killed):
+        train(tiny_config(tiny_corpus, tmp_path / "old", epochs=2), callbacks=[kill], progress=False, log=print)
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    assert main(["train", "--resume", "--out", str(tmp_path / "new"), "--no-progress"]) == 0
+    assert (tmp_path / "new" / "metrics.json").is_file() and not (tmp_path / "old").exists()
