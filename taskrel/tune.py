@@ -19,13 +19,17 @@ study is resumed; the study then runs until ``trials`` trials have finished.
 from __future__ import annotations
 
 import json
+import os
+import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .config import POOLINGS, RunConfig, TuneConfig
 
@@ -55,6 +59,9 @@ def trial_config(tc: TuneConfig, trial: optuna.Trial, out: Path) -> RunConfig:
     )
 
 
+HEARTBEAT, GRACE = 60, 180  # seconds: a trial whose process stopped beating for GRACE is failed at the next start
+
+
 def storage_url(out: Path, storage: str | None = None) -> str:
     """The study's storage: ``storage`` if given, else ``sqlite:///OUT/study.db``."""
     return storage or f"sqlite:///{Path(out) / 'study.db'}"
@@ -64,15 +71,34 @@ def open_study(tc: TuneConfig, out: Path, storage: str | None, name: str, pruner
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     url = storage_url(out, storage)
-    rdb = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
-    return optuna.create_study(
-        study_name=name,
-        storage=rdb,
-        load_if_exists=True,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=tc.seed),
-        pruner=pruner or make_pruner(tc.pruner),
+    for attempt in range(5):
+        try:
+            rdb = optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=HEARTBEAT,
+                grace_period=GRACE,
+                engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+            )
+            study = optuna.create_study(
+                study_name=name,
+                storage=rdb,
+                load_if_exists=True,
+                direction="maximize",
+                pruner=pruner or make_pruner(tc.pruner),
+            )
+            break
+        except (IntegrityError, OperationalError):  # another worker is creating the same schema or study
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + attempt)
+    optuna.storages.fail_stale_trials(study)  # a killed trial would stay RUNNING until a later one happened to run
+    # A sampler seeded with tc.seed alone would draw the same start-up trials again after a resume, and in two
+    # workers at once: its seed also depends on the trials already stored and on the process.
+    done = len(study.get_trials(deepcopy=False))
+    study.sampler = optuna.samplers.TPESampler(
+        seed=int(np.random.SeedSequence([tc.seed, done, os.getpid()]).generate_state(1)[0])
     )
+    return study
 
 
 def tune(

@@ -195,3 +195,31 @@ def test_no_rerun_from_scratch_means_nothing_was_checked():
     assert _all_or_none(pd.Series([None, None], dtype=object)) is None  # was True: vacuous
     assert _all_or_none(pd.Series([True, None], dtype=object)) is True
     assert _all_or_none(pd.Series([True, False])) is False
+
+
+def test_a_resumed_study_never_repeats_its_start_up_trials(tiny_corpus, tmp_path):
+    """Found by hand: a TPE sampler rebuilt with the same seed re-drew trial 0's weights after a resume."""
+    out = tmp_path / "tune"
+    tune(tiny_tune(tiny_corpus, trials=2), out, **QUIET)
+    tune(tiny_tune(tiny_corpus, trials=4), out, **QUIET)
+    study = optuna.load_study(study_name="taskrel-tune", storage=f"sqlite:///{out / 'study.db'}")
+    drawn = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(drawn) == 4 and len(set(drawn)) == 4
+
+
+def test_a_killed_trial_is_failed_when_the_study_starts_again(tiny_corpus, tmp_path, monkeypatch):
+    import time
+
+    import taskrel.tune as tune_module
+
+    monkeypatch.setattr(tune_module, "HEARTBEAT", 1)
+    monkeypatch.setattr(tune_module, "GRACE", 1)
+    tc = tiny_tune(tiny_corpus)
+    out = tmp_path / "tune"
+    out.mkdir()
+    study = tune_module.open_study(tc, out, None, "taskrel-tune")
+    trial = study.ask()  # taken; its process then dies after one heartbeat
+    study._storage.record_heartbeat(trial._trial_id)
+    time.sleep(2.5)
+    again = tune_module.open_study(tc, out, None, "taskrel-tune")
+    assert again.trials[trial.number].state == optuna.trial.TrialState.FAIL
