@@ -424,6 +424,26 @@ def run_run(a) -> int:
     return 0
 
 
+def add_estimate_parser(sub):
+    p = sub.add_parser("estimate", help="how many runs a study file holds and how long it will take here")
+    p.add_argument("study", help="experiment file")
+    p.add_argument("--out", help="results folder (finished runs there are not counted; default: runs/<study name>)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="runs trained at once")
+    p.add_argument("--steps", type=_positive_int, default=4, help="training steps timed by the probe")
+    p.add_argument("--no-probe", action="store_true", help="count the runs only")
+    p.set_defaults(func=run_estimate)
+
+
+def run_estimate(a) -> int:
+    from .estimate import estimate
+    from .experiments import load_study
+
+    study = load_study(a.study)
+    est = estimate(study, Path(a.out or Path("runs") / study.name), a.steps, not a.no_probe)
+    print("\n".join(est.lines(a.workers) if not a.no_probe else est.lines(a.workers)[:1]))
+    return 0
+
+
 def add_report_parser(sub):
     p = sub.add_parser("report", help="Markdown and HTML report of a grid or study folder")
     p.add_argument("folder", help="grid or study results folder")
@@ -660,6 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_grid_parser,
         add_tune_parser,
         add_run_parser,
+        add_estimate_parser,
         add_report_parser,
         add_evaluate_parser,
         add_predict_parser,

@@ -169,3 +169,20 @@ def test_report_markdown_escapes_user_text(tiny_corpus, tmp_path):
     assert md_escape("a <b> | c_d *e*") == r"a \<b\> \| c\_d \*e\*"
     table = _md_table(pd.DataFrame({"tag": ["B-<x>|y"], "n": [1]}))
     assert table.splitlines()[2].count(" | ") == 1  # the cell's | does not split the row
+
+
+def test_estimate_counts_the_runs_a_study_would_train(tiny_corpus, tmp_path, capsys):
+    from taskrel.estimate import estimate
+    from taskrel.grid import grid_cells
+
+    runs_file = write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus))
+    study = load_study(runs_file)
+    est = estimate(study, tmp_path / "out")
+    assert est.runs == 4 and est.done == 0 and 0 < est.low_seconds <= est.high_seconds
+    assert main(["estimate", str(runs_file), "--out", str(tmp_path / "out"), "--no-probe"]) == 0
+    assert "4 runs, 0 already finished" in capsys.readouterr().out
+    grid_text = "name: g\nkind: grid\ncorpora: [{c}]\nseeds: [1, 2]\ndefaults: {{model: {{encoder: tiny}}}}\n"
+    grid_text += "grid: {{tasks: [ner, bcls, mcls]}}\n"
+    grid = load_study(write(tmp_path, grid_text.format(c=tiny_corpus)))
+    cells = sum(len(grid_cells(g.tasks, g.seeds)) for _, g in grid.grid_configs())
+    assert cells == 2 * (3 + 6) and estimate(grid, tmp_path / "g", do_probe=False).runs == cells

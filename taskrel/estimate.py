@@ -1,0 +1,158 @@
+"""What a study will cost before it starts: ``taskrel estimate STUDY.yaml``.
+
+The runs of a study file (a ``runs`` study's variants x corpora x seeds, or a
+grid's cells for each corpus), and its wall time from a probe measured on this
+machine: a few training steps (timed on their second pass, after the kernels
+for their shapes are compiled) and a dev pass of the study's first run on each
+corpus, with the device and precision the runs will use. With early stopping
+the number of epochs is not known in advance, so the estimate is a range:
+from ``min_epochs + patience`` evaluations (a run that peaks at once) to the
+maximum budget. Finished runs are not counted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import RunConfig
+from .data import bucket_batches, collate, encode, to_device
+from .evaluate import predict
+from .model import resolve_device
+from .precision import autocast, resolve_precision
+from .train import param_groups, prepare
+
+
+@dataclass
+class Probe:
+    seconds_per_step: float
+    seconds_per_dev_sentence: float
+    device: str
+    precision: str
+
+
+@dataclass
+class Estimate:
+    runs: int
+    done: int
+    probes: dict = field(default_factory=dict)  # corpus -> Probe
+    low_seconds: float = 0.0
+    high_seconds: float = 0.0
+
+    def lines(self, workers: int = 1) -> list[str]:
+        todo = self.runs - self.done
+        out = [f"{self.runs} runs, {self.done} already finished, {todo} to train"]
+        for corpus, p in self.probes.items():
+            out.append(
+                f"  probe on {corpus}: {p.seconds_per_step:.3f} s a training step, "
+                f"{1000 * p.seconds_per_dev_sentence:.1f} ms a dev sentence ({p.device}, {p.precision}; "
+                "measured now: other work on this machine slows it)"
+            )
+        w = max(1, workers)
+        out.append(
+            f"expected wall time: {_hours(self.low_seconds / w)} to {_hours(self.high_seconds / w)}"
+            + (f" with {w} workers (if they do not slow each other down)" if w > 1 else "")
+        )
+        return out
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def study_runs(study, out: Path) -> list[RunConfig]:
+    """Every run a study file would train, as run configurations."""
+    if study.kind == "runs":
+        return [cfg for _, _, _, cfg in study.run_configs(out)]
+    from .grid import cell_config, grid_cells
+
+    return [
+        cell_config(grid, cell, out / Path(corpus).name)
+        for corpus, grid in study.grid_configs()
+        for cell in grid_cells(grid.tasks, grid.seeds)
+    ]
+
+
+def probe(cfg: RunConfig, steps: int = 4, dev_sentences: int = 64) -> Probe:
+    """Time ``steps`` training steps (after one discarded) and a dev pass of one run's set-up."""
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    precision = resolve_precision(device, cfg.train.precision)
+    sources, model, tokenizer = prepare(cfg, ("train", "devel"))
+    model.to(device).train()
+    src = next(iter(sources.values()))
+    enc = encode(src.train[: cfg.train.batch_size * steps], tokenizer, src.tasks, cfg.data.max_length)
+    batches = bucket_batches([e.length for e in enc], cfg.train.batch_size, np.random.default_rng(0))
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr)
+    pad = tokenizer.pad_token_id or 0
+    times = []
+    batches = (batches * steps)[:steps]
+    for timed in (False, True):  # a first, untimed pass: kernels are compiled per batch shape on first sight
+        for idx in batches:
+            t0 = time.perf_counter()
+            batch = to_device(collate([enc[i] for i in idx], src.tasks, pad), device)
+            with autocast(device, precision):
+                out = model(batch)
+            sum(o["loss"] for o in out.values()).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if timed:
+                times.append(time.perf_counter() - t0)
+    dev = encode(src.dev[:dev_sentences], tokenizer, src.tasks, cfg.data.max_length)
+    predict(model, dev, pad, cfg.train.eval_batch_size, device, None, list(src.tasks), cfg.train.precision)  # warm-up
+    t0 = time.perf_counter()
+    predict(model, dev, pad, cfg.train.eval_batch_size, device, None, list(src.tasks), cfg.train.precision)
+    per_sentence = (time.perf_counter() - t0) / max(len(dev), 1)
+    return Probe(float(np.median(times)), per_sentence, str(device), precision)
+
+
+def run_seconds(cfg: RunConfig, p: Probe, train_sentences: int, dev_sentences: int, test_sentences: int):
+    """(low, high) seconds of one run from a probe."""
+    steps = math.ceil(train_sentences / cfg.train.batch_size)
+    if cfg.train.strategy == "alternating" and cfg.train.alternating_updates == "per-task":
+        steps *= len(cfg.model.tasks)
+    evals_per_epoch = max(1, steps // cfg.train.eval_every) if cfg.train.eval_every else 1
+    dev_used = min(dev_sentences, cfg.data.dev_max_sentences or dev_sentences)
+    epoch = steps * p.seconds_per_step + evals_per_epoch * dev_used * p.seconds_per_dev_sentence
+    final = (dev_sentences + test_sentences) * p.seconds_per_dev_sentence
+    high_epochs = cfg.train.epochs
+    low_epochs = (
+        min(cfg.train.epochs, cfg.train.min_epochs + math.ceil(cfg.train.patience / evals_per_epoch))
+        if cfg.train.patience
+        else cfg.train.epochs
+    )
+    return low_epochs * epoch + final, high_epochs * epoch + final
+
+
+def estimate(study, out: Path, steps: int = 4, do_probe: bool = True) -> Estimate:
+    """The runs of a study and, with ``do_probe``, their expected wall time on this machine."""
+    from .sources import load_sources
+
+    runs = study_runs(study, Path(out))
+    done = [r for r in runs if (Path(r.out) / "metrics.json").is_file()]
+    est = Estimate(len(runs), len(done))
+    if not do_probe:
+        return est
+    sizes = {}
+    for cfg in runs:
+        if (Path(cfg.out) / "metrics.json").is_file():
+            continue
+        key = cfg.data.data
+        if key not in est.probes:
+            est.probes[key] = probe(cfg, steps)
+        size_key = (key, cfg.data.train_fraction)
+        if size_key not in sizes:
+            src = next(iter(load_sources(cfg).values()))
+            sizes[size_key] = (len(src.train), len(src.corpus.splits["devel"]), len(src.test))
+        low, high = run_seconds(cfg, est.probes[key], *sizes[size_key])
+        est.low_seconds += low
+        est.high_seconds += high
+    return est
