@@ -205,12 +205,13 @@ def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -
 
     from tqdm.auto import tqdm
 
-    from .grid import _run_cell
+    from .grid import _run_cell, warn_oversubscribed
 
     seeds = {s: i for i, s in enumerate(study.seeds)}
     todo = sorted([r for r in runs if not (Path(r[3].out) / "metrics.json").is_file()], key=lambda r: seeds[r[2]])
     log(f"study {study.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {workers} workers")
     threads = max(1, (os.cpu_count() or 1) // workers)
+    warn_oversubscribed(workers, max(cfg.train.threads or threads for _, _, _, cfg in runs), log)
     bar = tqdm(total=len(todo), desc=f"{study.name} runs", disable=None if progress else True)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         jobs = {pool.submit(_run_cell, cfg.to_dict(), cfg.train.threads or threads): (v, c, s) for v, c, s, cfg in todo}

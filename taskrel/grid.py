@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
@@ -70,6 +71,17 @@ def cell_config(grid: GridConfig, cell: Cell, out: Path) -> RunConfig:
         replace(base.train, seed=cell.seed, weights=weights),
         str(out / cell.folder),
     )
+
+
+def warn_oversubscribed(workers: int, threads: int, log=print) -> None:
+    """Say so when workers x threads exceed the cores: busy-waiting threads then slow every run many times over
+    (seen on 2 cores: 2 workers x 2 threads in bf16 trained several times slower than one worker alone)."""
+    cores = os.cpu_count() or 1
+    if workers > 1 and workers * threads > cores:
+        log(
+            f"warning: {workers} workers x {threads} threads on {cores} cores; expect a large slowdown. "
+            f"The thread count is a study setting (it changes the numbers): use --workers {max(1, cores // threads)}"
+        )
 
 
 def is_done(out: Path, cell: Cell) -> bool:
@@ -142,6 +154,7 @@ def run_grid(
     log(f"grid {out}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run")
     workers = max(1, min(grid.workers, len(todo) or 1))
     threads = grid.base.train.threads  # one count for every cell, whatever the number of workers (CELL_THREADS)
+    warn_oversubscribed(workers, threads, log)
     if storage:
         name = study or f"taskrel-grid-{out.resolve().name}"
         if workers == 1:

@@ -240,3 +240,14 @@ def test_grids_stop_early_by_default_and_train_does_not():
     assert grid.patience == STUDY_PATIENCE and grid.epochs == STUDY_MAX_EPOCHS
     assert build_parser().parse_args(["grid", "--data", "x", "--out", "o", "--patience", "2"]).patience == 2
     assert build_parser().parse_args(["train", "--data", "x", "--out", "o"]).patience is None
+
+
+def test_oversubscribed_workers_are_warned_about(monkeypatch):
+    from taskrel.grid import warn_oversubscribed
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    said = []
+    warn_oversubscribed(2, 2, said.append)
+    warn_oversubscribed(2, 1, said.append)
+    warn_oversubscribed(1, 4, said.append)
+    assert len(said) == 1 and "--workers 1" in said[0]
