@@ -440,7 +440,8 @@ def run_estimate(a) -> int:
 
     study = load_study(a.study)
     est = estimate(study, Path(a.out or Path("runs") / study.name), a.steps, not a.no_probe)
-    print("\n".join(est.lines(a.workers) if not a.no_probe else est.lines(a.workers)[:1]))
+    lines = est.lines(a.workers)
+    print("\n".join(lines[:1] if a.no_probe else lines))
     return 0
 
 

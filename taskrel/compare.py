@@ -103,7 +103,7 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
     if len(table):
         table["p_adjusted"] = holm(table["p"])
         table["verdict"] = [
-            verdict(d, p, c and s > 1, alpha)
+            verdict(d, p, c, s, alpha)
             for d, p, c, s in zip(table["delta"], table["p_adjusted"], table["all_converged"], table["seeds"])
         ]
     return table

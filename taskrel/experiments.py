@@ -222,18 +222,21 @@ def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -
     bar.close()
 
 
-def results_table(out: Path, study: Study) -> pd.DataFrame:
+def finished_runs(out: Path, study: Study):
+    """``(variant, corpus, seed, config, metrics, records)`` of every finished run of a ``runs`` study."""
     from .train import read_epochs
 
-    rows = []
     for variant, corpus, seed, cfg in study.run_configs(out):
         metrics_path = Path(cfg.out) / "metrics.json"
-        if not metrics_path.is_file():
-            continue
-        metrics = json.loads(metrics_path.read_text())
+        if metrics_path.is_file():
+            yield variant, corpus, seed, cfg, json.loads(metrics_path.read_text()), read_epochs(cfg.out)
+
+
+def results_table(out: Path, study: Study) -> pd.DataFrame:
+    rows = []
+    for variant, corpus, seed, cfg, metrics, epochs in finished_runs(out, study):
         main = metrics["main_task"]
         test = metrics["test"][main]
-        epochs = read_epochs(cfg.out)
         rows.append(
             {
                 "variant": variant,
@@ -258,16 +261,11 @@ def results_table(out: Path, study: Study) -> pd.DataFrame:
 
 def dev_curves_table(out: Path, study: Study) -> pd.DataFrame:
     """The main task's dev score at every evaluation of every finished run (for ``plots.dev_curves``)."""
-    from .train import read_epochs
-
     rows = []
-    for variant, corpus, seed, cfg in study.run_configs(out):
-        metrics_path = Path(cfg.out) / "metrics.json"
-        if not metrics_path.is_file():
-            continue
-        main = json.loads(metrics_path.read_text())["main_task"]
+    for variant, corpus, seed, _cfg, metrics, records in finished_runs(out, study):
+        main = metrics["main_task"]
         metric = main_metric_of(main)
-        for r in read_epochs(cfg.out):
+        for r in records:
             if not r.get("dev"):
                 continue
             rows.append(

@@ -336,7 +336,7 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFr
     if len(table):
         table["p_adjusted"] = holm(table["p_bootstrap"])
         table["verdict"] = [
-            verdict(d, p, c and n > 1, grid.alpha)
+            verdict(d, p, c, n, grid.alpha)
             for d, p, c, n in zip(table["mean_delta"], table["p_adjusted"], table["converged"], table["n_seeds"])
         ]
         table["significant"] = table["verdict"] != "undetermined"

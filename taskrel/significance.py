@@ -181,8 +181,9 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-def verdict(delta: float, p_adjusted: float, converged: bool, alpha: float = 0.05) -> str:
-    """``helps``/``hurts`` only when the adjusted p is below ``alpha`` and every run converged; else undetermined."""
-    if not converged or not p_adjusted < alpha:
+def verdict(delta: float, p_adjusted: float, converged: bool, seeds: int = 2, alpha: float = 0.05) -> str:
+    """``helps``/``hurts`` only when the adjusted p is below ``alpha``, every run converged and training variance
+    was sampled (two seeds or more); else undetermined."""
+    if not converged or seeds < 2 or not p_adjusted < alpha:
         return "undetermined"
     return "helps" if delta > 0 else "hurts"

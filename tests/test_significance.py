@@ -117,6 +117,7 @@ def test_holm_by_hand_and_verdicts():
     assert verdict(0.02, 0.01, True) == "helps" and verdict(-0.02, 0.01, True) == "hurts"
     assert verdict(0.02, 0.2, True) == "undetermined"
     assert verdict(0.02, 0.01, False) == "undetermined"  # a run did not converge
+    assert verdict(0.02, 0.01, True, seeds=1) == "undetermined"  # training variance not sampled
 
 
 def test_verdicts_are_calibrated_under_the_null():
@@ -132,5 +133,5 @@ def test_verdicts_are_calibrated_under_the_null():
         a = [accuracy_stats(rng.random(200) < skill()) for _ in range(seeds)]
         b = [accuracy_stats(rng.random(200) < skill()) for _ in range(seeds)]
         r = hierarchical_bootstrap(a, b, samples=300, seed=int(rng.integers(1e6)))
-        calls += verdict(r["delta"], r["p"], True) != "undetermined"
+        calls += verdict(r["delta"], r["p"], True, seeds) != "undetermined"
     assert calls / trials <= 0.1  # nominal 0.05; 60 trials leave room for chance
