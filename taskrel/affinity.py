@@ -23,15 +23,16 @@ Written next to the run: ``affinity.csv`` (source, target, affinity, count),
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from .config import AffinityConfig
+from .logs import say
 from .precision import autocast
-from .train import read_epochs
+from .rundir import RunDir, write_json
 
 
 def adamw_lookahead(params, grads, optimizer) -> None:
@@ -103,31 +104,29 @@ class TagAffinity:
         self.seconds += time.perf_counter() - t0
 
     def table(self, corpus_of=None) -> pd.DataFrame:
-        from .ranking import canonical
+        from .tasks import TaskSpec
 
         rows = []
         for (i, j), total in self.sums.items():
-            (ci, ti), (cj, tj) = canonical(i, corpus_of or ""), canonical(j, corpus_of or "")
+            (ci, ti), (cj, tj) = (TaskSpec.parse(t).canonical(corpus_of or "") for t in (i, j))
             rows.append({"source": i, "target": j, "affinity": total / self.counts[(i, j)],
                          "count": self.counts[(i, j)], "source_corpus": ci, "source_task": ti,
                          "target_corpus": cj, "target_task": tj})  # fmt: skip
         return pd.DataFrame(rows)
 
 
-def run_affinity(cfg, every: int = 10, progress: bool = True, log=print) -> pd.DataFrame:
+def run_affinity(cfg, every: int = 10, progress: bool = True, log=say) -> pd.DataFrame:
     """One joint run of ``cfg`` with look-aheads every ``every`` steps; writes the affinity files into it."""
+    AffinityConfig(cfg, every)  # checks the settings before the run folder is made
     from .plots import affinity_heatmap
     from .train import train
 
-    if cfg.train.strategy != "joint" or cfg.train.weighting != "static":
-        raise ValueError("TAG affinities need the joint strategy with static weights")
     tag = TagAffinity(cfg.train.weights, every, cfg.train.grad_clip)
     train(cfg, progress=progress, log=log, step_hooks=[tag])
     out = Path(cfg.out)
     table = tag.table(cfg.data.data)
     table.to_csv(out / "affinity.csv", index=False)
-    records = read_epochs(out)
-    train_seconds = sum(r["train_seconds"] for r in records)
+    train_seconds = RunDir(out).train_seconds
     summary = {
         "every": every,
         "lookaheads": tag.lookaheads,
@@ -136,7 +135,7 @@ def run_affinity(cfg, every: int = 10, progress: bool = True, log=print) -> pd.D
         "train_seconds_with_lookaheads": train_seconds,
         "overhead_vs_plain_run": tag.seconds / max(train_seconds - tag.seconds, 1e-9),
     }
-    (out / "affinity.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "affinity.json", summary)
     affinity_heatmap(table, cfg.model.tasks, out / "affinity.png")
     log(
         f"{tag.lookaheads} look-aheads took {tag.seconds:.1f} s "

@@ -7,232 +7,153 @@ the CLI parses, the library does the work. Tests call ``main([...])``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from .config import (
-    CONVERGE_TOL,
-    DEFAULT_TASKS,
-    POOLINGS,
-    PRECISIONS,
-    PRUNERS,
-    SCHEDULES,
-    STRATEGIES,
     STUDY_MAX_EPOCHS,
     STUDY_PATIENCE,
-    TOKEN_LOSSES,
-    WEIGHTINGS,
+    AffinityConfig,
     ConfigError,
     DataConfig,
+    EmbedConfig,
+    GridConfig,
     ModelConfig,
     RunConfig,
     TrainConfig,
+    TuneConfig,
+    parse_csv,
+    parse_ints,
+    parse_positive_int,
 )
 from .errors import TaskrelError
+from .logs import configure as configure_logging
 
 
-def _csv(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
+def _option_type(parse):
+    """An argparse type from a setting's parser: its ValueError becomes argparse's usage error."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in _csv(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+_csv = _option_type(parse_csv)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+_positive_int = _option_type(parse_positive_int)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+_ints = _option_type(parse_ints)
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in _csv(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+_TYPES = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float}
 
 
-def _subset_seed(text: str):
-    if text == "vary":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'vary', got {text!r}") from None
+def _flag(f) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _dest(f) -> str:
+    return _flag(f)[2:].replace("-", "_")
+
+
+def _fields(cls, only=None, skip=()):
+    return [
+        f
+        for f in dataclasses.fields(cls)
+        if "help" in f.metadata and (only is None or f.name in only) and f.name not in skip
+    ]
+
+
+def add_config_args(p, cls, only=None, skip=(), helps=None, groups=None, title=None, defaults=None) -> None:
+    """The options of a config dataclass's settings: ``--field-name`` (or the field's ``flag``), with help,
+    choices and default from the field (``config.setting``).
+
+    ``only``/``skip`` choose the fields; ``helps`` and ``defaults`` override a field's help and default for
+    one command; ``groups``
+    maps a field's ``group`` (else ``title``, if given) to an argument group, made as needed.
+    """
+    groups = {} if groups is None else groups
+    for f in _fields(cls, only, skip):
+        meta = f.metadata
+        flag = _flag(f)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = (defaults or {}).get(f.name, default)
+        help_ = (helps or {}).get(f.name, meta.get("help", ""))
+        group = p
+        if meta.get("group") or title:
+            name = meta.get("group") or title
+            group = groups[name] if name in groups else groups.setdefault(name, p.add_argument_group(name))
+        if f.type == "bool":
+            group.add_argument(flag, dest=_dest(f), action="store_true", help=help_)
+            continue
+        parse = _option_type(meta["parse"]) if meta.get("parse") else _TYPES[f.type]
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        group.add_argument(
+            flag,
+            dest=_dest(f),
+            type=parse,
+            default=default,
+            choices=meta.get("choices"),
+            help=f"{help_} (default: {shown})" if default not in (None, "") else help_,
+        )
 
 
 def _add_common(p):
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument(
-        "--precision", default="auto", choices=PRECISIONS, help="auto: bf16 autocast on CUDA, fp32 on the CPU"
-    )
-    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (torch.set_num_threads)")
+    """Device, precision and threads (``TrainConfig`` settings), and progress bars: every command that computes."""
+    add_config_args(p, TrainConfig, only=("device", "precision", "threads"))
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 # ------------------------------------------------------------------ train
 
 
-def _add_run_args(p, tasks_help: str) -> None:
-    """Options shared by every command that trains: data, model and training settings."""
-    p.add_argument("--data", help="corpus folder, or a name under $TASKREL_DATA")
-    p.add_argument("--tasks", type=_csv, default=list(DEFAULT_TASKS), help=tasks_help)
-    p.add_argument("--strategy", choices=STRATEGIES, default="joint")
-    p.add_argument(
-        "--alternating-updates",
-        choices=["per-task", "matched"],
-        default="per-task",
-        help="alternating: every task's batches each epoch, or as many optimizer steps as joint",
-    )
-    p.add_argument(
-        "--weighting",
-        choices=WEIGHTINGS,
-        default="static",
-        help="static loss weights, or a dynamic method that starts from them (uncertainty, gradnorm, pcgrad)",
-    )
-    p.add_argument("--weighting-lr", type=float, default=0.025, help="lr of learnable task weights")
-    p.add_argument(
-        "--token-loss",
-        choices=TOKEN_LOSSES,
-        default="word-mean",
-        help="token losses: mean over labelled words, or sum over a sentence's words averaged over sentences (Eq. 3)",
-    )
-    p.add_argument("--gradnorm-alpha", type=float, default=1.5)
-    p.add_argument("--pooling", choices=POOLINGS, default="max")
-    p.add_argument("--crf", action="store_true", help="CRF on the NER head")
-    p.add_argument("--encoder", default="minilm", help="minilm, tiny, a local model folder or a hub id")
-    p.add_argument("--epochs", type=int, default=3, help="the maximum budget in epochs (the schedule's horizon)")
-    stop = p.add_argument_group("convergence")
-    stop.add_argument(
-        "--patience", type=int, default=None, help="stop after P evaluations without a better main dev score"
-    )
-    stop.add_argument("--min-epochs", type=int, default=1, help="never stop by patience before this many epochs")
-    stop.add_argument("--eval-every", type=int, default=None, help="evaluate on dev every N steps (default: per epoch)")
-    stop.add_argument(
-        "--dev-max-sentences",
-        type=int,
-        default=None,
-        help="a fixed, seeded subset of devel for selection and early stopping (test is never subsampled)",
-    )
-    stop.add_argument(
-        "--schedule",
-        choices=SCHEDULES,
-        default="linear",
-        help="after warm-up: linear decay to 0 at the maximum budget, or constant",
-    )
-    stop.add_argument(
-        "--converge-tol",
-        type=float,
-        default=CONVERGE_TOL,
-        help="a run stopped by --epochs counts as converged if its last evaluations gained less than this",
-    )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--eval-batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--warmup", type=float, default=0.1, help="fraction of steps of linear warm-up")
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--train-fraction", type=float, default=1.0)
-    p.add_argument(
-        "--subset-seed",
-        type=_subset_seed,
-        default=1,
-        help="seed of the --train-fraction subset, shared by every training seed; 'vary': the training seed",
-    )
-    p.add_argument(
-        "--merge-dev", action="store_true", help="train on train+devel, keep the last epoch (paper protocol)"
-    )
-    p.add_argument("--max-length", type=int, default=256, help="sub-words per window")
-    p.add_argument("--mcls-cap", type=int, default=3)
-    _add_unseen_tags(p, "devel/test tags never seen in train")
-    _add_common(p)
-
-
-def _add_unseen_tags(p, what: str) -> None:
-    p.add_argument(
-        "--unseen-tags", choices=["error", "o"], default="error", help=f"{what}: stop with an error, or map to O"
-    )
+def _add_run_args(p, tasks_help: str, defaults=None) -> None:
+    """Options shared by every command that trains: data, model and training settings, from the configs."""
+    groups = {}
+    add_config_args(p, DataConfig, groups=groups, title="data")
+    add_config_args(p, ModelConfig, helps={"tasks": tasks_help}, groups=groups, title="model")
+    add_config_args(p, TrainConfig, skip=("weights", "seed"), groups=groups, title="training", defaults=defaults)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def add_train_parser(sub):
     p = sub.add_parser("train", help="train a multi-task model, select it on dev, score it on test")
     _add_run_args(p, "comma-separated; the first is the main task")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument(
-        "--weights",
-        type=_floats,
-        default=None,
-        help="loss weights in task order (default: 0.8,0.1,0.05,0.05 for the four paper tasks, else 1 each)",
-    )
-    p.add_argument("--seed", type=int, default=1)
+    add_config_args(p, TrainConfig, only=("weights", "seed"))
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
     p.set_defaults(func=run_train)
 
 
 def config_from_args(a) -> RunConfig:
+    """The run configuration of a command's options, built by field name."""
     if not a.data and not all(":" in t for t in a.tasks):
         raise ConfigError(
             "--data is required (a corpus folder, or a name under $TASKREL_DATA) unless every task "
             "names its corpus as CORPUS:TASK"
         )
+
+    a.data = a.data or ""
     return RunConfig(
-        DataConfig(
-            a.data or "",
-            a.train_fraction,
-            a.merge_dev,
-            a.max_length,
-            a.unseen_tags,
-            a.mcls_cap,
-            subset_seed=a.subset_seed,
-            dev_max_sentences=a.dev_max_sentences,
-        ),
-        ModelConfig(a.encoder, a.tasks, a.pooling, a.crf, a.dropout),
-        TrainConfig(
-            a.strategy,
-            getattr(a, "weights", None),
-            a.epochs,
-            a.batch_size,
-            a.eval_batch_size,
-            a.lr,
-            a.weight_decay,
-            a.warmup,
-            a.grad_clip,
-            getattr(a, "seed", 1),
-            a.device,
-            a.threads,
-            weighting=a.weighting,
-            weighting_lr=a.weighting_lr,
-            gradnorm_alpha=a.gradnorm_alpha,
-            patience=a.patience,
-            min_epochs=a.min_epochs,
-            eval_every=a.eval_every,
-            schedule=a.schedule,
-            precision=a.precision,
-            converge_tol=a.converge_tol,
-            token_loss=a.token_loss,
-            alternating_updates=a.alternating_updates,
-        ),
+        DataConfig(**settings_of(a, DataConfig)),
+        ModelConfig(**settings_of(a, ModelConfig)),
+        TrainConfig(**settings_of(a, TrainConfig)),
         a.out,
     )
+
+
+def settings_of(a, cls) -> dict:
+    """The values of a config class's settings that a command's options gave, by field name."""
+    return {f.name: getattr(a, _dest(f)) for f in _fields(cls) if hasattr(a, _dest(f))}
 
 
 def run_train(a) -> int:
@@ -254,30 +175,16 @@ def run_train(a) -> int:
 
 def add_grid_parser(sub):
     p = sub.add_parser("grid", help="pairwise transfer grid: every task alone and every ordered pair")
-    _add_run_args(p, "comma-separated tasks of the grid")
     # a grid measures transfer at convergence: early stopping is on unless --patience says otherwise
-    p.set_defaults(patience=STUDY_PATIENCE, epochs=STUDY_MAX_EPOCHS)
+    _add_run_args(p, "comma-separated tasks of the grid", {"patience": STUDY_PATIENCE, "epochs": STUDY_MAX_EPOCHS})
     p.add_argument("--out", required=True, help="grid folder (run again to resume)")
-    p.add_argument("--seeds", type=_ints, default=[1, 2, 3])
-    p.add_argument(
-        "--pair-weights",
-        type=_floats,
-        default=[1.0, 1.0],
-        help="loss weights of the main and the secondary task in a pair (default 1,1)",
-    )
-    p.add_argument("--workers", type=int, default=1, help="cells trained in parallel on this machine")
+    add_config_args(p, GridConfig, skip=("bootstrap_unit", "alpha", "bootstrap_samples"))
     p.add_argument(
         "--storage",
         help="Optuna RDB URL shared by several grid processes as a work queue: sqlite:///FILE, postgresql://...",
     )
     p.add_argument("--study", help="queue name in --storage (default: taskrel-grid-<folder name>)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap samples")
-    p.add_argument(
-        "--bootstrap-unit",
-        default="block:10",
-        help="test units the bootstrap resamples: sentence, or block:N consecutive sentences",
-    )
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    add_config_args(p, GridConfig, only=("bootstrap_samples", "bootstrap_unit", "alpha"))
     p.set_defaults(func=run_grid_cmd)
 
 
@@ -290,17 +197,7 @@ def run_grid_cmd(a) -> int:
         grid = load_grid(a.out)
         grid.workers = a.workers
     else:
-        base = config_from_args(a)
-        grid = GridConfig(
-            base,
-            a.tasks,
-            [int(x) for x in a.seeds],
-            a.pair_weights,
-            a.workers,
-            a.bootstrap,
-            a.alpha,
-            bootstrap_unit=a.bootstrap_unit,
-        )
+        grid = GridConfig(config_from_args(a), a.tasks, **settings_of(a, GridConfig))
     transfer = run_grid(grid, a.out, progress=not a.no_progress, storage=a.storage, study=a.study)
     if len(transfer):
         cols = ["main", "secondary", "mean_delta", "std_delta", "p_bootstrap", "significant"]
@@ -315,15 +212,15 @@ def add_tune_parser(sub):
     p = sub.add_parser("tune", help="tune the loss weights with Optuna on the main task's dev score")
     _add_run_args(p, "comma-separated; the first is the main task (weight 1), the others are tuned")
     p.add_argument("--out", required=True, help="tuning folder (run again to resume)")
-    p.add_argument("--trials", type=int, default=20, help="total trials of the study")
-    p.add_argument("--timeout", type=_positive_float, default=None, help="seconds for this invocation")
-    p.add_argument("--pruner", choices=PRUNERS, default="median")
-    p.add_argument("--seed", type=int, default=1, help="training seed of every trial")
-    p.add_argument("--sampler-seed", type=int, default=1, help="TPE sampler seed")
-    p.add_argument("--min-weight", type=float, default=1e-3)
-    p.add_argument("--max-weight", type=float, default=1.0)
-    p.add_argument("--tune-pooling", action="store_true")
-    p.add_argument("--tune-lr", action="store_true")
+    add_config_args(p, TrainConfig, only=("seed",), helps={"seed": "training seed of every trial"})
+    add_config_args(p, TuneConfig)
+    # what --confirm and --measure-pruning would ignore: they read the study's settings from OUT/tune.json
+    study_options = {
+        a.dest: (a.option_strings[0], a.default)
+        for a in p._actions
+        if a.option_strings and a.dest not in ("help", "out", "device", "precision", "threads", "no_progress")
+    }
+    p.set_defaults(_study_options=study_options)
     p.add_argument("--storage", help="Optuna RDB URL (default: sqlite:///OUT/study.db)")
     p.add_argument("--study", default="taskrel-tune", help="study name in the storage")
     after = p.add_argument_group("after the study (settings are read from OUT/tune.json)")
@@ -354,17 +251,7 @@ def run_tune(a) -> int:
 
     if a.confirm or a.measure_pruning:
         return _after_tuning(a)
-    tc = TuneConfig(
-        config_from_args(a),
-        a.trials,
-        a.timeout,
-        a.pruner,
-        a.sampler_seed,
-        a.min_weight,
-        a.max_weight,
-        a.tune_pooling,
-        a.tune_lr,
-    )
+    tc = TuneConfig(config_from_args(a), **settings_of(a, TuneConfig))
     best = tune(tc, a.out, a.storage, a.study, progress=not a.no_progress)
     print(f"best trial {best['trial']}: dev {best['main_task']} {best['dev_score']:.4f} with weights {best['weights']}")
     print(f"open the study with: {best['dashboard']}")
@@ -374,6 +261,12 @@ def run_tune(a) -> int:
 def _after_tuning(a) -> int:
     from .confirm import ARMS, confirm, load_tune
 
+    ignored = sorted(flag for dest, (flag, default) in a._study_options.items() if getattr(a, dest) != default)
+    if ignored:
+        raise ConfigError(
+            f"--confirm and --measure-pruning read the study's settings from {Path(a.out) / 'tune.json'}; "
+            f"these options would be ignored: {', '.join(ignored)}"
+        )
     tc, best = load_tune(a.out)
     if a.threads:
         tc.base.train.threads = a.threads
@@ -462,18 +355,9 @@ def run_report(a) -> int:
 
     print(f"report: {write_report(a.folder, a.out)}")
     if a.notebooks:
-        from .notebooks import NOTEBOOKS, export_for
+        from .notebooks import export_folder
 
-        src = Path(a.folder)
-        has = lambda d, m: (d / m).is_file()  # noqa: E731
-        folders = [src] if any(has(src, m) for m in NOTEBOOKS) else sorted(d for d in src.iterdir() if d.is_dir())
-        grids = [d for d in folders if has(d, "grid.json")]
-        tags = [d for d in folders if has(d, "affinity.json")]
-        extra = {
-            "GRID_DIR": str(grids[0].resolve()) if grids else None,
-            "AFF_DIR": str(tags[0].resolve()) if tags else None,
-        }
-        for path in export_for(folders, a.notebooks, a.out, extra):
+        for path in export_folder(a.folder, a.notebooks, a.out):
             print(f"notebook: {path}")
     return 0
 
@@ -488,7 +372,9 @@ def add_evaluate_parser(sub):
     p.add_argument("--split", default="test", choices=["train", "devel", "test"])
     p.add_argument("--output", help="scores JSON (default: eval_<corpus>_<split>.json beside the model folder)")
     p.add_argument("--batch-size", type=int, default=64)
-    _add_unseen_tags(p, "tags the model does not know")
+    add_config_args(
+        p, DataConfig, only=("unseen_tags",), helps={"unseen_tags": "tags the model does not know: stop, or map to O"}
+    )
     _add_common(p)
     p.set_defaults(func=run_evaluate)
 
@@ -498,13 +384,15 @@ def run_evaluate(a) -> int:
     from .data import encode
     from .evaluate import evaluate
     from .predict import Tagger
-    from .sources import split_spec
+    from .tasks import TaskSpec
 
     root = resolve_data(a.data)
     tagger = Tagger(a.model, a.device, a.batch_size, a.precision)
     sents = read_conll(find_split(root, a.split))
     main = tagger.meta["tasks"][0]
-    tasks = {n: t for n, t in tagger.tasks.items() if split_spec(n)[0] == split_spec(main)[0]}  # main's corpus
+    tasks = {
+        n: t for n, t in tagger.tasks.items() if TaskSpec.parse(n).corpus == TaskSpec.parse(main).corpus
+    }  # main's corpus
     sents = apply_unseen_policy(sents, set(tagger.meta["ner_labels"][main]), a.unseen_tags)
     enc = encode(sents, tagger.tokenizer, tasks, tagger.meta["max_length"])
     bar = None if a.no_progress else a.split
@@ -546,15 +434,40 @@ def run_predict(a) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ export
+
+
+def add_export_parser(sub):
+    p = sub.add_parser(
+        "export",
+        help="write a model's NER head as a Hugging Face token classifier (AutoModelForTokenClassification)",
+        description="The folder loads with pipeline('token-classification', model=OUT, aggregation_strategy="
+        "'first'). Where its entities can differ from `taskrel predict` (words with inner punctuation, "
+        "sentences longer than the window) is documented in taskrel/export.py. A CRF head is refused.",
+    )
+    p.add_argument("model", help="model folder (RUN_DIR/model)")
+    p.add_argument("out", help="new folder to write")
+    p.add_argument("--hf", action="store_true", required=True, help="Hugging Face format (the only one)")
+    p.add_argument("--task", help="token task to export (default: ner, else the first token task)")
+    p.set_defaults(func=run_export)
+
+
+def run_export(a) -> int:
+    from .export import export_hf
+
+    out = export_hf(a.model, a.out, a.task)
+    print(f"exported -> {out}: pipeline('token-classification', model='{out}', aggregation_strategy='first')")
+    return 0
+
+
 # ------------------------------------------------------------------ stats
 
 
 def add_stats_parser(sub):
     p = sub.add_parser("stats", help="label counts of every task, per split")
     p.add_argument("--data", required=True, help="corpus folder, or a name under $TASKREL_DATA")
-    p.add_argument("--tasks", type=_csv, default=list(DEFAULT_TASKS))
-    p.add_argument("--mcls-cap", type=int, default=3)
-    p.add_argument("--unseen-tags", choices=["error", "o"], default="error")
+    add_config_args(p, ModelConfig, only=("tasks",), helps={"tasks": "comma-separated tasks to count"})
+    add_config_args(p, DataConfig, only=("mcls_cap", "unseen_tags"))
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_stats)
 
@@ -584,12 +497,7 @@ def add_embed_parser(sub):
     p.set_defaults(tasks=None)
     p.add_argument("--data-root", help="folder of the corpora named in CORPUS:TASK (sets $TASKREL_DATA)")
     p.add_argument("--out", required=True, help="embeddings folder (run again to resume)")
-    p.add_argument("--examples", type=int, default=1000, help="training sentences per task")
-    p.add_argument("--components", type=_csv, default=["layer_outputs", "head"], help="layer_outputs,encoder,head")
-    p.add_argument("--label-mode", choices=["empirical", "true"], default="empirical")
-    p.add_argument("--method", choices=["vmap", "loop"], default="vmap", help="per-example gradients")
-    p.add_argument("--fisher-batch", type=int, default=8, help="sentences per vectorised chunk")
-    p.add_argument("--seed", type=int, default=1)
+    add_config_args(p, EmbedConfig)
     p.add_argument("--model", action="append", default=[], metavar="SPEC=FOLDER", help="use this model for a task")
     p.set_defaults(func=run_embed)
 
@@ -606,7 +514,7 @@ def run_embed(a) -> int:
         os.environ["TASKREL_DATA"] = a.data_root
     models = dict(m.split("=", 1) for m in a.model)
     base = config_from_args(a)
-    ec = EmbedConfig(base, a.tasks, a.examples, a.components, a.label_mode, a.seed, a.method, a.fisher_batch, models)
+    ec = EmbedConfig(base, a.tasks, models=models, **settings_of(a, EmbedConfig))
     embed(ec, a.out, progress=not a.no_progress)
     purity = analyse(load_embeddings(a.out))
     print(purity.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -617,9 +525,10 @@ def add_affinity_parser(sub):
     p = sub.add_parser("affinity", help="TAG look-ahead task affinities from one joint multi-task run")
     _add_run_args(p, "comma-separated tasks, trained jointly")
     p.add_argument("--out", required=True, help="run folder; affinity.csv, affinity.json and affinity.png go there")
-    p.add_argument("--every", type=_positive_int, default=10, help="look-ahead every K steps")
-    p.add_argument("--weights", type=_floats, default=None, help="loss weights in task order (default: 1 each)")
-    p.add_argument("--seed", type=int, default=1)
+    add_config_args(p, AffinityConfig)
+    add_config_args(
+        p, TrainConfig, only=("weights", "seed"), helps={"weights": "loss weights in task order (default: 1 each)"}
+    )
     p.set_defaults(func=run_affinity_cmd)
 
 
@@ -628,7 +537,7 @@ def run_affinity_cmd(a) -> int:
 
     if a.weights is None:
         a.weights = [1.0] * len(a.tasks)
-    table = run_affinity(config_from_args(a), a.every, progress=not a.no_progress)
+    table = run_affinity(config_from_args(a), **settings_of(a, AffinityConfig), progress=not a.no_progress)
     print(
         table.pivot(index="target", columns="source", values="affinity").to_string(float_format=lambda v: f"{v:+.4f}")
     )
@@ -685,12 +594,16 @@ def build_parser() -> argparse.ArgumentParser:
         add_report_parser,
         add_evaluate_parser,
         add_predict_parser,
+        add_export_parser,
         add_stats_parser,
         add_embed_parser,
         add_affinity_parser,
         add_predict_transfer_parser,
     ):
         add(sub)
+    for command in sub.choices.values():  # every command: the same verbosity options
+        command.add_argument("-v", "--verbose", action="count", default=0, help="more messages (debug)")
+        command.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
     for command in sub.choices.values():  # every command reads named corpora from the same place
         if not any("--data-root" in a.option_strings for a in command._actions):
             command.add_argument(
@@ -703,6 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(args.verbose - args.quiet)
     if getattr(args, "data_root", None):
         import os
 

@@ -28,15 +28,11 @@ import numpy as np
 import pandas as pd
 
 from .corpus import load_corpus
+from .rundir import RunDir
 from .significance import format_p, hierarchical_bootstrap, holm, prediction_stats, seed_ttest, verdict
-from .sources import build_task
+from .tasks import TaskSpec
 
 MDE_FACTOR = 2.8  # (z_0.975 + z_0.8) standard errors
-
-
-def _finished(cfg) -> dict | None:
-    path = Path(cfg.out) / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10", alpha: float = 0.05) -> pd.DataFrame:
@@ -55,25 +51,25 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
             for seed in study.seeds:
                 _, base_cfg = runs[(study.baseline, name, seed)]
                 _, var_cfg = runs[(variant, name, seed)]
-                a, b = _finished(base_cfg), _finished(var_cfg)
-                if a and b:
+                a, b = RunDir(base_cfg.out), RunDir(var_cfg.out)
+                if a.done and b.done:
                     pairs.append((seed, base_cfg, var_cfg, a, b))
             if not pairs:
                 continue
-            main = pairs[0][3]["main_task"]
+            main = pairs[0][3].main
             if main not in gold_cache:
                 data = load_corpus(corpus, ("train", "devel", "test"))
-                task = build_task(main, data.tag_set, pairs[0][1].data.mcls_cap)
+                task = TaskSpec.parse(main).build(data.tag_set, pairs[0][1].data.mcls_cap)
                 gold_cache[main] = (task, [task.derive(s.tags) for s in data.splits["test"]])
             task, gold = gold_cache[main]
             metric = task.main_metric
-            base_scores = [p[3]["test"][main][metric] for p in pairs]
-            var_scores = [p[4]["test"][main][metric] for p in pairs]
+            base_scores = [p[3].score("test", main) for p in pairs]
+            var_scores = [p[4].score("test", main) for p in pairs]
             deltas = [v - b for v, b in zip(var_scores, base_scores)]
-            stats_b = [prediction_stats(Path(p[1].out) / "test_predictions.jsonl", main, task, gold) for p in pairs]
-            stats_v = [prediction_stats(Path(p[2].out) / "test_predictions.jsonl", main, task, gold) for p in pairs]
+            stats_b = [prediction_stats(p[3].predictions, main, task, gold) for p in pairs]
+            stats_v = [prediction_stats(p[4].predictions, main, task, gold) for p in pairs]
             boot = hierarchical_bootstrap(stats_v, stats_b, samples=samples, unit=unit)
-            converged = [bool(p[3].get("converged")) and bool(p[4].get("converged")) for p in pairs]
+            converged = [bool(p[3].converged) and bool(p[4].converged) for p in pairs]
             rows.append(
                 {
                     "corpus": name,

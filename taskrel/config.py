@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from .errors import TaskrelError
-from .tasks import TASKS
+from .tasks import TASKS, TaskSpec
 
 DEFAULT_TASKS = ("ner", "mtcls", "bcls", "mcls")
 # The authors' released run: alpha, beta, gamma, delta for ner, mtcls, bcls, mcls.
@@ -39,7 +39,7 @@ CELL_THREADS = 2
 
 
 # Keys that config.json records about a run but that are not settings.
-RECORD_ONLY = {"command", "taskrel_version", "resolved"}
+RECORD_ONLY = {"command", "taskrel_version", "resolved", "format"}
 
 
 class ConfigError(TaskrelError):
@@ -65,17 +65,92 @@ class _Dict:
         return cls(**d)
 
 
+def setting(
+    default=dataclasses.MISSING, help: str = "", *, factory=None, choices=None, parse=None, group=None, flag=None
+):
+    """A config field that also defines its command-line option (``cli.add_config_args``).
+
+    ``help`` is the option's help (its default is shown after it), ``choices`` the allowed values, ``parse``
+    how the option's text becomes the value (default: the field's type), ``group`` the help section, ``flag``
+    the option's name where it is not ``--field-name``.
+    """
+    meta = {"help": help, "choices": choices, "parse": parse, "group": group, "flag": flag}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# ---- how option text becomes a setting (used by the settings' `parse`)
+
+
+def parse_csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def parse_floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in parse_csv(text)]
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def parse_ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in parse_csv(text)]
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def parse_positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def parse_positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise ValueError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def parse_subset_seed(text: str):
+    if text == "vary":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer or 'vary', got {text!r}") from None
+
+
+CONVERGENCE = "convergence"
+
+
 @dataclass
 class DataConfig(_Dict):
-    data: str = ""  # corpus folder, or a name under $TASKREL_DATA
-    train_fraction: float = 1.0
-    merge_dev: bool = False  # train on train+devel, report the last epoch (the paper's protocol)
-    max_length: int = 256  # sub-words per window, [CLS] and [SEP] included
-    unseen_tags: str = "error"  # devel/test tags never seen in train: "error" or "o"
-    mcls_cap: int = 3
-    # which sentences train_fraction keeps: a fixed seed shared by every training seed, or "vary" (the training seed)
-    subset_seed: int | str = 1
-    dev_max_sentences: int | None = None  # a seeded, fixed subset of devel for selection and early stopping
+    data: str = setting("", "corpus folder, or a name under $TASKREL_DATA")
+    train_fraction: float = setting(1.0, "fraction of train used (a seeded subset, see --subset-seed)")
+    merge_dev: bool = setting(False, "train on train+devel and keep the last epoch (the paper's protocol)")
+    max_length: int = setting(256, "sub-words per window, [CLS] and [SEP] included")
+    unseen_tags: str = setting("error", "devel/test tags never seen in train: stop with an error, or map to O",
+                               choices=("error", "o"))  # fmt: skip
+    mcls_cap: int = setting(3, "mCLS counts entities 0, 1, ..., this many or more")
+    subset_seed: int | str = setting(
+        1,
+        "seed of the --train-fraction subset, shared by every training seed; 'vary': the training seed",
+        parse=parse_subset_seed,
+    )
+    dev_max_sentences: int | None = setting(
+        None, "a fixed, seeded subset of devel for selection and early stopping (test is never subsampled)",
+        group=CONVERGENCE,
+    )  # fmt: skip
 
     def __post_init__(self):
         _check(
@@ -99,17 +174,20 @@ class DataConfig(_Dict):
 
 @dataclass
 class ModelConfig(_Dict):
-    encoder: str = "minilm"  # "minilm", "tiny", a local model folder or a hub id
-    # the first is the main task; "ner" reads the run's corpus, "BC5CDR-disease:ner" another one
-    tasks: list = field(default_factory=lambda: list(DEFAULT_TASKS))
-    pooling: str = "max"
-    crf: bool = False
-    dropout: float = 0.1
+    encoder: str = setting("minilm", "minilm, tiny, a local model folder or a hub id")
+    tasks: list = setting(
+        help="comma-separated task specs, the first is the main task: TASK on --data, or CORPUS:TASK",
+        factory=lambda: list(DEFAULT_TASKS),
+        parse=parse_csv,
+    )
+    pooling: str = setting("max", "how sentence heads pool the encoder's states", choices=POOLINGS)
+    crf: bool = setting(False, "a CRF on the NER head")
+    dropout: float = setting(0.1, "dropout before every head")
 
     def __post_init__(self):
         self.tasks = list(self.tasks)
         _check(len(self.tasks) > 0, "at least one task is needed")
-        unknown = [t for t in self.tasks if t.rpartition(":")[2] not in TASKS]  # specs: TASK or CORPUS:TASK
+        unknown = [t for t in self.tasks if TaskSpec.parse(t).task not in TASKS]
         _check(not unknown, f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
         _check(len(set(self.tasks)) == len(self.tasks), f"tasks repeated in {self.tasks}")
         _check(self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
@@ -122,31 +200,59 @@ class ModelConfig(_Dict):
 
 @dataclass
 class TrainConfig(_Dict):
-    strategy: str = "joint"
-    weights: dict | None = None  # task -> loss weight; None: see resolve_weights
-    epochs: int = 3
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup: float = 0.1
-    grad_clip: float = 1.0
-    seed: int = 1
-    device: str = "auto"
-    threads: int | None = None
-    weighting: str = "static"  # how task losses combine: static weights or a dynamic method (weighting.py)
-    weighting_lr: float = 0.025  # learning rate of learnable task weights (uncertainty, gradnorm)
-    gradnorm_alpha: float = 1.5
-    patience: int | None = None  # stop after this many evaluations without a better main dev score
-    min_epochs: int = 1  # never stop by patience before this many epochs
-    eval_every: int | None = None  # evaluate on dev every N optimizer steps (None: at the end of each epoch)
-    schedule: str = "linear"  # after warm-up; the horizon of "linear" is the maximum budget
-    precision: str = "auto"
-    converge_tol: float = CONVERGE_TOL
-    token_loss: str = "word-mean"
-    # alternating strategy: every task sees all its batches each epoch ("per-task": T times joint's optimizer
-    # steps), or the epoch keeps joint's number of steps ("matched")
-    alternating_updates: str = "per-task"
+    strategy: str = setting("joint", "one summed loss per batch, or MT-DNN-style alternating batches",
+                            choices=STRATEGIES)  # fmt: skip
+    weights: dict | None = setting(
+        None,
+        "loss weights in task order (default: 0.8,0.1,0.05,0.05 for the four paper tasks, else 1 each)",
+        parse=parse_floats,
+    )
+    epochs: int = setting(3, "the maximum budget in epochs (the linear schedule's horizon)")
+    batch_size: int = setting(32, "sentences per training batch")
+    eval_batch_size: int = setting(64, "sentences per evaluation batch")
+    lr: float = setting(5e-5, "peak learning rate (AdamW)")
+    weight_decay: float = setting(0.01, "AdamW weight decay on matrices (not biases or LayerNorm)")
+    warmup: float = setting(0.1, "fraction of the maximum budget's steps of linear warm-up")
+    grad_clip: float = setting(1.0, "clip the summed gradient to this norm")
+    seed: int = setting(1, "training seed (initialisation, batch order, dropout)")
+    device: str = setting("auto", "auto: CUDA when there is a GPU", choices=DEVICES)
+    threads: int | None = setting(None, "CPU threads (torch.set_num_threads)", parse=parse_positive_int)
+    weighting: str = setting(
+        "static",
+        "static loss weights, or a dynamic method that starts from them (see weighting.py)",
+        choices=WEIGHTINGS,
+    )
+    weighting_lr: float = setting(0.025, "learning rate of learnable task weights (uncertainty, gradnorm)")
+    gradnorm_alpha: float = setting(1.5, "GradNorm's asymmetry")
+    patience: int | None = setting(
+        None, "stop after this many evaluations without a better main dev score", group=CONVERGENCE
+    )
+    min_epochs: int = setting(1, "never stop by patience before this many epochs", group=CONVERGENCE)
+    eval_every: int | None = setting(
+        None, "evaluate on dev every N optimizer steps (default: at the end of each epoch)", group=CONVERGENCE
+    )
+    schedule: str = setting(
+        "linear",
+        "after warm-up: linear decay to 0 at the maximum budget, or constant",
+        choices=SCHEDULES,
+        group=CONVERGENCE,
+    )
+    precision: str = setting("auto", "auto: bf16 autocast on CUDA, fp32 on the CPU", choices=PRECISIONS)
+    converge_tol: float = setting(
+        CONVERGE_TOL,
+        "a run stopped by --epochs counts as converged if its last evaluations gained less than this",
+        group=CONVERGENCE,
+    )
+    token_loss: str = setting(
+        "word-mean",
+        "token losses: mean over labelled words, or sum over a sentence's words averaged over sentences (Eq. 3)",
+        choices=TOKEN_LOSSES,
+    )
+    alternating_updates: str = setting(
+        "per-task",
+        "alternating: every task's batches each epoch (T times joint's steps), or as many steps as joint",
+        choices=("per-task", "matched"),
+    )
 
     def __post_init__(self):
         _check(
@@ -253,14 +359,18 @@ class GridConfig(_WithBase):
 
     base: RunConfig
     tasks: list = field(default_factory=lambda: list(DEFAULT_TASKS))
-    seeds: list = field(default_factory=lambda: [1, 2, 3])
-    pair_weights: list = field(default_factory=lambda: [1.0, 1.0])  # main, secondary
-    workers: int = 1
-    bootstrap_samples: int = 1000
-    alpha: float = 0.05
-    # test units the bootstrap resamples: "sentence", or "block:N" consecutive sentences (the benchmark files keep
-    # no document boundaries; abstracts are about 10 sentences)
-    bootstrap_unit: str = "block:10"
+    seeds: list = setting(help="training seeds of every cell", factory=lambda: [1, 2, 3], parse=parse_ints)
+    pair_weights: list = setting(
+        help="loss weights of a pair's main and secondary task", factory=lambda: [1.0, 1.0], parse=parse_floats
+    )
+    workers: int = setting(1, "cells trained in parallel on this machine")
+    bootstrap_samples: int = setting(1000, "paired bootstrap samples", flag="--bootstrap")
+    alpha: float = setting(0.05, "significance level of the verdicts (Holm-adjusted)")
+    bootstrap_unit: str = setting(
+        "block:10",
+        "test units the bootstrap resamples: 'sentence', or 'block:N' consecutive sentences (the benchmark files "
+        "keep no document boundaries; abstracts are about 10 sentences)",
+    )
 
     def __post_init__(self):
         _check(
@@ -297,14 +407,14 @@ class TuneConfig(_WithBase):
     """A loss-weight tuning study: ``base`` gives the data, model and training settings."""
 
     base: RunConfig
-    trials: int = 20  # total trials of the study (a resumed study runs only the missing ones)
-    timeout: float | None = None  # seconds for this invocation
-    pruner: str = "median"
-    seed: int = 1  # TPE sampler seed
-    min_weight: float = 1e-3  # secondary weights are log-uniform in [min_weight, max_weight]; main weight 1
-    max_weight: float = 1.0
-    tune_pooling: bool = False
-    tune_lr: bool = False
+    trials: int = setting(20, "total trials of the study (a resumed study runs only the missing ones)")
+    timeout: float | None = setting(None, "seconds for this invocation", parse=parse_positive_float)
+    pruner: str = setting("median", "prunes a trial on its evaluations' dev scores", choices=PRUNERS)
+    seed: int = setting(1, "TPE sampler seed", flag="--sampler-seed")
+    min_weight: float = setting(1e-3, "secondary weights are log-uniform in [min, max]; the main weight is 1")
+    max_weight: float = setting(1.0, "the top of the secondary weights' range")
+    tune_pooling: bool = setting(False, "also tune the sentence heads' pooling")
+    tune_lr: bool = setting(False, "also tune the learning rate")
 
     def __post_init__(self):
         _check(self.trials >= 1, "trials must be at least 1")
@@ -313,3 +423,51 @@ class TuneConfig(_WithBase):
         _check(self.pruner in PRUNERS, f"pruner must be one of {PRUNERS}, got {self.pruner!r}")
         _check(0 < self.min_weight < self.max_weight, "need 0 < min_weight < max_weight")
         _check(len(self.base.model.tasks) >= 2 or self.tune_pooling or self.tune_lr, "nothing to tune")
+
+
+@dataclass
+class EmbedConfig(_WithBase):
+    """``base`` gives the data, encoder and training settings of the single-task models trained here."""
+
+    base: RunConfig
+    tasks: list = field(default_factory=list)
+    examples: int = setting(1000, "training sentences per task")
+    components: list = setting(
+        help="layer_outputs, encoder, head", factory=lambda: ["layer_outputs", "head"], parse=parse_csv
+    )
+    label_mode: str = setting(
+        "empirical", "gradients of the gold labels, or of labels sampled from the model", choices=("empirical", "true")
+    )
+    seed: int = setting(1, "which sentences, and the labels sampled for the true Fisher")
+    method: str = setting("vmap", "per-example gradients: vectorised, or one by one", choices=("vmap", "loop"))
+    batch_size: int = setting(8, "sentences per vectorised chunk", flag="--fisher-batch")
+    models: dict = field(default_factory=dict)  # spec -> existing model folder
+
+    def __post_init__(self):
+        from .fisher import COMPONENTS, LABEL_MODES, METHODS
+
+        self.tasks, self.components = list(self.tasks), list(self.components)
+        _check(len(self.tasks) >= 1, "embed needs at least one task")
+        _check(len(set(self.tasks)) == len(self.tasks), f"tasks repeated in {self.tasks}")
+        bad = [c for c in self.components if c not in COMPONENTS]
+        _check(not bad and self.components, f"components must be among {COMPONENTS}, got {self.components}")
+        _check(self.label_mode in LABEL_MODES, f"label_mode must be one of {LABEL_MODES}")
+        _check(self.method in METHODS, f"method must be one of {METHODS}")
+        _check(self.examples >= 1 and self.batch_size >= 1, "examples and batch_size must be positive")
+        unknown = sorted(set(self.models) - set(self.tasks))
+        _check(not unknown, f"models given for tasks not embedded: {unknown}")
+
+
+@dataclass
+class AffinityConfig(_WithBase):
+    """A TAG study: one joint run of ``base`` (into ``base.out``) with a look-ahead every ``every`` steps."""
+
+    base: RunConfig
+    every: int = setting(10, "a look-ahead every this many steps", parse=parse_positive_int)
+
+    def __post_init__(self):
+        _check(self.every >= 1, f"every must be a positive number of steps, got {self.every}")
+        _check(
+            self.base.train.strategy == "joint" and self.base.train.weighting == "static",
+            "TAG affinities need the joint strategy with static weights",
+        )

@@ -28,9 +28,10 @@ import numpy as np
 import pandas as pd
 
 from .config import AUTHORS_WEIGHTS, DEFAULT_TASKS, ConfigError, RunConfig, TuneConfig
+from .logs import say
+from .rundir import RunDir
 from .significance import paired_bootstrap, prediction_stats, seed_ttest
 from .sources import all_tasks, load_sources
-from .train import read_epochs
 
 ARMS = ("single", "equal", "authors", "tuned", "uncertainty", "gradnorm", "pcgrad")
 
@@ -82,7 +83,7 @@ def run_folder(out: Path, arm: str, seed: int) -> Path:
 
 
 def confirm(
-    tc: TuneConfig, best: dict, out, seeds=(1, 2, 3), arms=ARMS, progress: bool = True, log=print, samples=1000
+    tc: TuneConfig, best: dict, out, seeds=(1, 2, 3), arms=ARMS, progress: bool = True, log=say, samples=1000
 ) -> pd.DataFrame:
     """Train every missing (arm, seed) run, then write and return the comparison table."""
     from tqdm.auto import tqdm
@@ -97,14 +98,10 @@ def confirm(
         bar.set_postfix_str(f"{arm} seed {seed}")
         cfg = configs[arm]
         cfg = RunConfig(cfg.data, cfg.model, replace(cfg.train, seed=seed), str(run_folder(out, arm, seed)))
-        metrics = train(cfg, resume=True, progress=False, log=lambda *_: None)
+        train(cfg, resume=True, progress=False, log=lambda *_: None)
         main = cfg.model.main_task
-        log(f"{arm} seed {seed}: test {main} {_main_metric(metrics['test'][main]):.4f}")
+        log(f"{arm} seed {seed}: test {main} {RunDir(cfg.out).score('test'):.4f}")
     return compare(tc, out, list(configs), list(seeds), log, samples)
-
-
-def _main_metric(scores: dict) -> float:
-    return scores["f1"] if "f1" in scores else scores["accuracy"]
 
 
 def collect(out: Path, arms: list[str], seeds: list[int]) -> pd.DataFrame:
@@ -112,31 +109,30 @@ def collect(out: Path, arms: list[str], seeds: list[int]) -> pd.DataFrame:
     rows = []
     for arm in arms:
         for seed in seeds:
-            run = run_folder(out, arm, seed)
-            if not (run / "metrics.json").is_file():
+            run = RunDir(run_folder(out, arm, seed))
+            if not run.done:
                 continue
-            metrics = json.loads((run / "metrics.json").read_text())
-            cfg = json.loads((run / "config.json").read_text())
-            epochs = read_epochs(run)
-            main = metrics["main_task"]
+            cfg = run.config
             rows.append(
                 {
                     "arm": arm,
                     "seed": seed,
                     "weighting": cfg["train"]["weighting"],
                     "start_weights": json.dumps(cfg["train"]["weights"]),
-                    "final_weights": json.dumps({t: round(w, 4) for t, w in epochs[-1]["weights"].items()}),
-                    "test_score": _main_metric(metrics["test"][main]),
-                    "dev_score": _main_metric(metrics["dev"][main]) if metrics["dev"] else math.nan,
-                    "best_epoch": metrics["best_epoch"],
-                    "train_seconds": sum(e["train_seconds"] for e in epochs),
-                    "run_dir": str(run.relative_to(out)),
+                    "final_weights": json.dumps({t: round(w, 4) for t, w in run.records[-1]["weights"].items()}),
+                    "test_score": run.score("test"),
+                    "dev_score": run.score("dev"),
+                    "best_epoch": run.best_epoch,
+                    "stopped": run.stopped,
+                    "converged": run.converged,
+                    "train_seconds": run.train_seconds,
+                    "run_dir": str(run.path.relative_to(out)),
                 }
             )
     return pd.DataFrame(rows)
 
 
-def compare(tc: TuneConfig, out, arms: list[str], seeds: list[int], log=print, samples: int = 1000) -> pd.DataFrame:
+def compare(tc: TuneConfig, out, arms: list[str], seeds: list[int], log=say, samples: int = 1000) -> pd.DataFrame:
     """Write ``confirm/runs.csv``, ``confirm/comparison.csv``, ``comparison.md`` and ``comparison.png``."""
     from .plots import arm_comparison
 

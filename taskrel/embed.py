@@ -16,74 +16,42 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .config import ConfigError, RunConfig, _check, _WithBase
-from .sources import load_sources, spec_label, split_spec
+from .config import ConfigError, EmbedConfig, RunConfig
+from .logs import say
+from .rundir import RunDir, record_study, write_json
+from .sources import load_sources
+from .tasks import TaskSpec
 
 SEP = "::"
-
-
-@dataclass
-class EmbedConfig(_WithBase):
-    """``base`` gives the data, encoder and training settings of the single-task models trained here."""
-
-    base: RunConfig
-    tasks: list = field(default_factory=list)
-    examples: int = 1000
-    components: list = field(default_factory=lambda: ["layer_outputs", "head"])
-    label_mode: str = "empirical"
-    seed: int = 1  # which sentences, and the labels sampled for the true Fisher
-    method: str = "vmap"
-    batch_size: int = 8
-    models: dict = field(default_factory=dict)  # spec -> existing model folder
-
-    def __post_init__(self):
-        from .fisher import COMPONENTS, LABEL_MODES, METHODS
-
-        self.tasks, self.components = list(self.tasks), list(self.components)
-        _check(len(self.tasks) >= 1, "embed needs at least one task")
-        _check(len(set(self.tasks)) == len(self.tasks), f"tasks repeated in {self.tasks}")
-        bad = [c for c in self.components if c not in COMPONENTS]
-        _check(not bad and self.components, f"components must be among {COMPONENTS}, got {self.components}")
-        _check(self.label_mode in LABEL_MODES, f"label_mode must be one of {LABEL_MODES}")
-        _check(self.method in METHODS, f"method must be one of {METHODS}")
-        _check(self.examples >= 1 and self.batch_size >= 1, "examples and batch_size must be positive")
-        unknown = sorted(set(self.models) - set(self.tasks))
-        _check(not unknown, f"models given for tasks not embedded: {unknown}")
-
-
-def task_corpus(spec: str, default: str) -> str:
-    corpus, _ = split_spec(spec)
-    return Path(corpus or default).name
 
 
 def single_task_config(ec: EmbedConfig, spec: str, out: Path) -> RunConfig:
     base = ec.base
     model = replace(base.model, tasks=[spec])
     train = replace(base.train, weights=None, weighting="static")
-    return RunConfig(base.data, model, train, str(out / "models" / spec_label(spec)))
+    return RunConfig(base.data, model, train, str(out / "models" / TaskSpec.parse(spec).label))
 
 
 def _model_for(ec: EmbedConfig, spec: str, out: Path, progress: bool, log) -> tuple[Path, float | None]:
     """The model folder of a task, trained if needed; and a training epoch's seconds per sentence."""
-    from .train import read_epochs, train
+    from .train import train
 
     if spec in ec.models:
         return Path(ec.models[spec]), None
     cfg = single_task_config(ec, spec, out)
     train(cfg, resume=True, progress=progress, log=log, test=False)  # only the model is needed
-    records = read_epochs(cfg.out)
-    n_train = json.loads((Path(cfg.out) / "config.json").read_text())["resolved"]["train_sentences"]
-    per_sentence = float(np.mean([r["train_seconds"] for r in records])) / n_train
-    return Path(cfg.out) / "model", per_sentence
+    run = RunDir(cfg.out)
+    per_sentence = float(np.mean([r["train_seconds"] for r in run.records])) / run.config["resolved"]["train_sentences"]
+    return run.model, per_sentence
 
 
-def embed(ec: EmbedConfig, out, progress: bool = True, log=print) -> dict:
+def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
     """Compute (or resume) every task's embedding; write ``embeddings.npz`` and ``meta.json``."""
     import torch
 
@@ -93,13 +61,13 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=print) -> dict:
 
     out = Path(out)
     (out / "tasks").mkdir(parents=True, exist_ok=True)
-    (out / "embed.json").write_text(json.dumps(ec.to_dict(), indent=2) + "\n")
+    record_study(out / "embed.json", ec, free=("models",))
     if ec.base.train.threads:
         torch.set_num_threads(ec.base.train.threads)
     device = resolve_device(ec.base.train.device)
     info = {}
     for spec in ec.tasks:
-        label = spec_label(spec)
+        label = TaskSpec.parse(spec).label
         done = out / "tasks" / f"{label}.npz"
         record = out / "tasks" / f"{label}.json"
         if done.is_file() and record.is_file():
@@ -132,8 +100,8 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=print) -> dict:
         seconds = time.perf_counter() - t0
         epoch_seconds = epoch_per_sentence * len(enc) if epoch_per_sentence else None
         info[spec] = {
-            "corpus": task_corpus(spec, ec.base.data.data),
-            "kind": split_spec(spec)[1],
+            "corpus": TaskSpec.parse(spec).canonical(ec.base.data.data)[0],
+            "kind": TaskSpec.parse(spec).task,
             "level": model.tasks[head].level,
             "model": str(folder),
             "head": head,
@@ -145,12 +113,12 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=print) -> dict:
         }
         np.savez(out / "tasks" / f"{label}.tmp.npz", **emb)
         (out / "tasks" / f"{label}.tmp.npz").replace(done)
-        record.write_text(json.dumps(info[spec], indent=2) + "\n")
+        write_json(record, info[spec])
         ratio = f" ({info[spec]['fisher_vs_epoch']:.2f}x a training epoch)" if epoch_seconds else ""
         log(f"{spec}: Fisher over {len(enc)} sentences in {seconds:.1f} s{ratio}")
     arrays = {}
     for spec in ec.tasks:
-        with np.load(out / "tasks" / f"{spec_label(spec)}.npz") as z:
+        with np.load(out / "tasks" / f"{TaskSpec.parse(spec).label}.npz") as z:
             arrays |= {f"{spec}{SEP}{c}": z[c] for c in z.files}
     np.savez(out / "embeddings.npz", **arrays)
     meta = {
@@ -164,7 +132,7 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=print) -> dict:
         "encoder": ec.base.model.encoder,
         "per_task": info,
     }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(out / "meta.json", meta)
     log(f"wrote {out / 'embeddings.npz'} and {out / 'meta.json'}")
     return meta
 

@@ -69,13 +69,32 @@ def study_runs(study, out: Path) -> list[RunConfig]:
     """Every run a study file would train, as run configurations."""
     if study.kind == "runs":
         return [cfg for _, _, _, cfg in study.run_configs(out)]
-    from .grid import cell_config, grid_cells
+    if study.kind == "grid":
+        from .grid import cell_config, grid_cells
 
-    return [
-        cell_config(grid, cell, out / Path(corpus).name)
-        for corpus, grid in study.grid_configs()
-        for cell in grid_cells(grid.tasks, grid.seeds)
-    ]
+        return [
+            cell_config(grid, cell, out / Path(corpus).name)
+            for corpus, grid in study.grid_configs()
+            for cell in grid_cells(grid.tasks, grid.seeds)
+        ]
+    from dataclasses import replace
+
+    from .embed import single_task_config
+
+    runs = []
+    for corpus, settings, steps in study.section_configs(out):
+        folder = out / Path(corpus).name
+        if study.kind == "tune":  # every trial at full length: pruning only makes it shorter
+            from .confirm import ARMS, run_folder
+
+            runs += [replace(settings.base, out=str(folder / "trials" / f"{i:04d}")) for i in range(settings.trials)]
+            arms, seeds = steps.get("arms") or ARMS, steps.get("confirm_seeds") or []
+            runs += [replace(settings.base, out=str(run_folder(folder, a, s))) for a in arms for s in seeds]
+        elif study.kind == "embed":
+            runs += [single_task_config(settings, t, folder) for t in settings.tasks if t not in settings.models]
+        else:
+            runs.append(settings.base)
+    return runs
 
 
 def probe(cfg: RunConfig, steps: int = 4, dev_sentences: int = 64) -> Probe:
@@ -134,16 +153,17 @@ def run_seconds(cfg: RunConfig, p: Probe, train_sentences: int, dev_sentences: i
 
 def estimate(study, out: Path, steps: int = 4, do_probe: bool = True) -> Estimate:
     """The runs of a study and, with ``do_probe``, their expected wall time on this machine."""
+    from .rundir import RunDir
     from .sources import load_sources
 
     runs = study_runs(study, Path(out))
-    done = [r for r in runs if (Path(r.out) / "metrics.json").is_file()]
+    done = [r for r in runs if RunDir(r.out).done]
     est = Estimate(len(runs), len(done))
     if not do_probe:
         return est
     sizes = {}
     for cfg in runs:
-        if (Path(cfg.out) / "metrics.json").is_file():
+        if RunDir(cfg.out).done:
             continue
         key = cfg.data.data
         if key not in est.probes:

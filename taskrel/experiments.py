@@ -16,30 +16,41 @@ A study file states everything needed to reproduce it::
       single: {model: {tasks: [ner]}}
       mt-max: {model: {tasks: [ner, mtcls, bcls, mcls], pooling: max}}
     grid: {tasks: [ner, mtcls, bcls, mcls], pair_weights: [1.0, 1.0]}   # kind grid
+    tune: {trials: 30, pruner: median, confirm_seeds: [1, 2, 3]}        # kind tune
+    embed: {tasks: [BC2GM:ner, NCBI-disease:ner], examples: 500}        # kind embed
+    affinity: {every: 5}                                                # kind affinity
 
-Runs land in ``OUT/VARIANT/CORPUS/seedS`` (kind runs) or ``OUT/CORPUS/`` (one
-grid per corpus); ``study.json`` records the study, ``results.csv`` one row
-per run and ``summary.csv`` the mean and standard deviation over seeds.
+Runs land in ``OUT/VARIANT/CORPUS/seedS`` (kind runs) or ``OUT/CORPUS/``
+(every other kind: one grid, tuning study, embedding or affinity run per
+corpus, from the defaults of that corpus and the kind's section: the fields of
+its settings dataclass, see ``kinds.py``). ``study.json`` records the study
+(continuing it under other settings is refused; seeds, variants and corpora
+may grow), ``results.csv`` one row per run and ``summary.csv`` the mean and
+standard deviation over seeds.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
+import importlib
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from . import __version__, plots
+from . import plots
 from .config import DEFAULT_TASKS, ConfigError, GridConfig, RunConfig
-from .tasks import main_metric_of
+from .kinds import KINDS, STUDY_FILE_KINDS
+from .logs import say
+from .rundir import RunDir, record_study
 
-KINDS = ("runs", "grid")
+# keys of a kind's section that are steps after its study rather than settings of it
+SECTION_STEPS = {"tune": ("measure_pruning", "continue_pruned", "confirm_seeds", "arms")}
+# study keys that may change when a study is continued (more seeds, variants or corpora; a new description)
+STUDY_FREE_KEYS = ("description", "seeds", "variants", "corpora", "per_corpus", "baseline", "file")
 
 
 @dataclass
@@ -54,6 +65,17 @@ class Study:
     variants: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
     baseline: str | None = None  # kind runs: the variant every other is compared with (compare.py)
+    tune: dict = field(default_factory=dict)
+    embed: dict = field(default_factory=dict)
+    affinity: dict = field(default_factory=dict)
+    file: str = ""  # the study file it was read from (set by load_study)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Study:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     def _base(self, corpus: str) -> dict:
         return _merge(copy.deepcopy(self.defaults), copy.deepcopy(self.per_corpus.get(corpus) or {}))
@@ -69,6 +91,23 @@ class Study:
                     d.setdefault("train", {})["seed"] = seed
                     d["out"] = str(out / variant / Path(corpus).name / f"seed{seed}")
                     items.append((variant, corpus, seed, RunConfig.from_dict(d)))
+        return items
+
+    def section_configs(self, out: Path) -> list[tuple[str, object, dict]]:
+        """``(corpus, settings, steps)`` per corpus of a tune, embed or affinity study."""
+        kind = KINDS[self.kind]
+        module, _, name = kind.config.partition(":")
+        cls = getattr(importlib.import_module(f"taskrel.{module}"), name)
+        section = dict(getattr(self, self.kind) or {})
+        steps = {k: section.pop(k) for k in SECTION_STEPS.get(self.kind, ()) if k in section}
+        known = {f.name for f in dataclasses.fields(cls)} - {"base"}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigError(f"unknown {self.kind} key(s) {unknown}; known: {sorted(known | set(steps))}")
+        items = []
+        for corpus in self.corpora:
+            base = _merge(self._base(corpus), {"data": {"data": corpus}, "out": str(out / Path(corpus).name)})
+            items.append((corpus, cls(RunConfig.from_dict(base), **section), steps))
         return items
 
     def grid_configs(self) -> list[tuple[str, GridConfig]]:
@@ -143,16 +182,18 @@ def load_study(path) -> Study:
         raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of study settings")
-    names = set(Study.__dataclass_fields__)
+    names = set(Study.__dataclass_fields__) - {"file"}
     unknown = sorted(set(raw) - names)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; known: {sorted(names)}")
     if "name" not in raw:
         raise ConfigError(f"{path}: the study needs a name")
-    study = Study(**raw)
+    study = Study(**raw, file=str(path))
     _check_names(path, study)
-    if study.kind not in KINDS:
-        raise ConfigError(f"{path}: kind must be one of {KINDS}, got {study.kind!r}")
+    if study.kind not in STUDY_FILE_KINDS:
+        raise ConfigError(f"{path}: kind must be one of {STUDY_FILE_KINDS}, got {study.kind!r}")
+    if study.kind not in ("runs", "grid") and not getattr(study, study.kind):
+        raise ConfigError(f"{path}: a study of kind {study.kind!r} needs its settings in a {study.kind!r} section")
     if not study.corpora:
         raise ConfigError(f"{path}: list the corpora of the study")
     stray = sorted(set(study.per_corpus) - set(study.corpora))
@@ -163,13 +204,18 @@ def load_study(path) -> Study:
     if study.baseline is not None and study.baseline not in study.variants:
         raise ConfigError(f"{path}: baseline {study.baseline!r} is not one of the variants {list(study.variants)}")
     try:  # build every configuration now, so a typo fails before hours of training
-        study.run_configs(Path("out")) if study.kind == "runs" else study.grid_configs()
+        if study.kind == "runs":
+            study.run_configs(Path("out"))
+        elif study.kind == "grid":
+            study.grid_configs()
+        else:
+            study.section_configs(Path("out"))
     except (ConfigError, TypeError) as e:
         raise ConfigError(f"{path}: {e}") from None
     return study
 
 
-def run_study(path, out=None, workers: int = 1, progress: bool = True, log=print) -> Path:
+def run_study(path, out=None, workers: int = 1, progress: bool = True, log=say) -> Path:
     """Run (or resume) every run of a study; returns its output folder."""
     from .grid import run_grid
     from .train import train
@@ -177,8 +223,12 @@ def run_study(path, out=None, workers: int = 1, progress: bool = True, log=print
     study = load_study(path)
     out = Path(out or Path("runs") / study.name)
     out.mkdir(parents=True, exist_ok=True)
-    record = {"taskrel_version": __version__, "command": sys.argv, "file": str(path), **study.__dict__}
-    (out / "study.json").write_text(json.dumps(record, indent=2) + "\n")
+    record_study(out / "study.json", study, free=STUDY_FREE_KEYS)
+    if study.kind not in ("runs", "grid"):
+        for corpus, settings, steps in study.section_configs(out):
+            log(f"study {study.name}: {study.kind} on {corpus}")
+            KINDS[study.kind].call("run", settings, steps, progress=progress, log=log)
+        return out
     if study.kind == "grid":
         for corpus, grid in study.grid_configs():
             grid.workers = workers
@@ -208,7 +258,7 @@ def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -
     from .grid import _run_cell, warn_oversubscribed
 
     seeds = {s: i for i, s in enumerate(study.seeds)}
-    todo = sorted([r for r in runs if not (Path(r[3].out) / "metrics.json").is_file()], key=lambda r: seeds[r[2]])
+    todo = sorted([r for r in runs if not RunDir(r[3].out).done], key=lambda r: seeds[r[2]])
     log(f"study {study.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {workers} workers")
     threads = max(1, (os.cpu_count() or 1) // workers)
     warn_oversubscribed(workers, max(cfg.train.threads or threads for _, _, _, cfg in runs), log)
@@ -223,20 +273,18 @@ def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -
 
 
 def finished_runs(out: Path, study: Study):
-    """``(variant, corpus, seed, config, metrics, records)`` of every finished run of a ``runs`` study."""
-    from .train import read_epochs
-
+    """``(variant, corpus, seed, config, RunDir)`` of every finished run of a ``runs`` study."""
     for variant, corpus, seed, cfg in study.run_configs(out):
-        metrics_path = Path(cfg.out) / "metrics.json"
-        if metrics_path.is_file():
-            yield variant, corpus, seed, cfg, json.loads(metrics_path.read_text()), read_epochs(cfg.out)
+        run = RunDir(cfg.out)
+        if run.done:
+            yield variant, corpus, seed, cfg, run
 
 
 def results_table(out: Path, study: Study) -> pd.DataFrame:
     rows = []
-    for variant, corpus, seed, cfg, metrics, epochs in finished_runs(out, study):
-        main = metrics["main_task"]
-        test = metrics["test"][main]
+    for variant, corpus, seed, cfg, run in finished_runs(out, study):
+        main = run.main
+        test = run.scores("test")[main]
         rows.append(
             {
                 "variant": variant,
@@ -248,12 +296,12 @@ def results_table(out: Path, study: Study) -> pd.DataFrame:
                 "train_fraction": cfg.data.train_fraction,
                 "main": main,
                 **{k: v for k, v in test.items() if isinstance(v, (int, float)) and k != "support"},
-                "best_epoch": metrics["best_epoch"],
-                "stopped": metrics.get("stopped"),  # runs made before early stopping have none
-                "converged": metrics.get("converged"),
-                "steps": metrics.get("steps"),
-                "train_seconds": sum(e["train_seconds"] for e in epochs),
-                "seconds": sum(e["train_seconds"] + e["eval_seconds"] for e in epochs),
+                "best_epoch": run.best_epoch,
+                "stopped": run.stopped,
+                "converged": run.converged,
+                "steps": run.steps,
+                "train_seconds": run.train_seconds,
+                "seconds": run.seconds,
             }
         )
     return pd.DataFrame(rows)
@@ -262,20 +310,16 @@ def results_table(out: Path, study: Study) -> pd.DataFrame:
 def dev_curves_table(out: Path, study: Study) -> pd.DataFrame:
     """The main task's dev score at every evaluation of every finished run (for ``plots.dev_curves``)."""
     rows = []
-    for variant, corpus, seed, _cfg, metrics, records in finished_runs(out, study):
-        main = metrics["main_task"]
-        metric = main_metric_of(main)
-        for r in records:
-            if not r.get("dev"):
-                continue
+    for variant, corpus, seed, _cfg, run in finished_runs(out, study):
+        for epochs_done, score, selected in run.dev_curve():
             rows.append(
                 {
                     "corpus": Path(corpus).name,
                     "variant": variant,
                     "seed": seed,
-                    "epochs_done": r.get("epochs_done", r["epoch"]),
-                    "score": r["dev"][main][metric],
-                    "selected": r["selected"],
+                    "epochs_done": epochs_done,
+                    "score": score,
+                    "selected": selected,
                 }
             )
     return pd.DataFrame(rows)
@@ -307,3 +351,38 @@ def summarise(out: Path, study: Study) -> pd.DataFrame:
         plots.dev_curves(curves, out / "dev_curves.png")
     summary.to_csv(out / "summary.csv", index=False)
     return summary
+
+
+# ---- section runners (kinds.KINDS[...].run): one corpus of a tune, embed or affinity study
+
+
+def run_tune_section(tc, steps: dict, progress: bool = True, log=say) -> None:
+    """Tune into ``tc.base.out``; then, as the section asks, measure pruning and confirm on test."""
+    from .confirm import ARMS, confirm, load_tune
+    from .pruning import measure_pruning
+    from .tune import tune
+
+    out = Path(tc.base.out)
+    tune(tc, out, progress=progress, log=log)
+    if steps.get("measure_pruning"):
+        measure_pruning(tc, out, progress=progress, log=log, continue_pruned=bool(steps.get("continue_pruned")))
+    if steps.get("confirm_seeds"):
+        _, best = load_tune(out)
+        confirm(tc, best, out, [int(s) for s in steps["confirm_seeds"]], steps.get("arms") or ARMS, progress, log)
+
+
+def run_embed_section(ec, steps: dict, progress: bool = True, log=say) -> None:
+    from .embed import embed, load_embeddings
+    from .similarity import analyse
+
+    embed(ec, ec.base.out, progress=progress, log=log)
+    analyse(load_embeddings(ec.base.out))
+
+
+def run_affinity_section(ac, steps: dict, progress: bool = True, log=say) -> None:
+    from .affinity import run_affinity
+
+    if (Path(ac.base.out) / "affinity.json").is_file():
+        log(f"{ac.base.out} is complete")
+        return
+    run_affinity(ac.base, ac.every, progress=progress, log=log)

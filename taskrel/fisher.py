@@ -44,7 +44,7 @@ from torch.func import functional_call, grad, vmap
 
 from .data import collate, to_device
 from .heads import IGNORE
-from .model import head_key
+from .tasks import TaskSpec
 
 COMPONENTS = ("layer_outputs", "encoder", "head")
 LABEL_MODES = ("empirical", "true")
@@ -86,7 +86,7 @@ def component_params(model, spec: str, component: str) -> dict[str, torch.nn.Par
     if component == "encoder":
         return {f"encoder.{n}": p for n, p in model.encoder.named_parameters() if not n.startswith("embeddings.")}
     if component == "head":
-        prefix = f"heads.{head_key(spec)}."
+        prefix = f"heads.{TaskSpec.parse(spec).key}."
         return {n: p for n, p in model.named_parameters() if n.startswith(prefix) and n.endswith("classifier.weight")}
     raise ValueError(f"{component!r} is not a parameter component")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
@@ -26,13 +25,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import __version__
 from .compare import MDE_FACTOR
 from .config import ConfigError, GridConfig, RunConfig
+from .logs import say
+from .rundir import RunDir, record_study
 from .significance import hierarchical_bootstrap, holm, prediction_stats, seed_ttest, verdict
-from .sources import all_tasks, load_sources, spec_label
-from .tasks import main_metric_of
-from .train import read_epochs
+from .sources import all_tasks, load_sources
+from .tasks import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class Cell:
 
     @property
     def folder(self) -> str:
-        return f"cells/{'+'.join(spec_label(t) for t in self.tasks)}/seed{self.seed}"
+        return f"cells/{'+'.join(TaskSpec.parse(t).label for t in self.tasks)}/seed{self.seed}"
 
 
 def grid_cells(tasks: list[str], seeds: list[int]) -> list[Cell]:
@@ -73,7 +72,7 @@ def cell_config(grid: GridConfig, cell: Cell, out: Path) -> RunConfig:
     )
 
 
-def warn_oversubscribed(workers: int, threads: int, log=print) -> None:
+def warn_oversubscribed(workers: int, threads: int, log=say) -> None:
     """Say so when workers x threads exceed the cores: busy-waiting threads then slow every run many times over
     (seen on 2 cores: 2 workers x 2 threads in bf16 trained several times slower than one worker alone)."""
     cores = os.cpu_count() or 1
@@ -85,7 +84,7 @@ def warn_oversubscribed(workers: int, threads: int, log=print) -> None:
 
 
 def is_done(out: Path, cell: Cell) -> bool:
-    return (out / cell.folder / "metrics.json").is_file()
+    return RunDir(out / cell.folder).done
 
 
 def _run_cell(cfg_dict: dict, threads: int | None) -> str:
@@ -104,21 +103,11 @@ def _run_cell(cfg_dict: dict, threads: int | None) -> str:
 
 def cell_score(out: Path, cell: Cell) -> float:
     """A finished cell's test score on its main task's own metric."""
-    scores = json.loads((out / cell.folder / "metrics.json").read_text())["test"][cell.main]
-    return scores.get("f1", scores.get("accuracy"))
+    return RunDir(out / cell.folder).score("test", cell.main)
 
 
 def _write_grid_json(grid: GridConfig, out: Path) -> None:
-    path = out / "grid.json"
-    record = {"taskrel_version": __version__, "command": sys.argv, **grid.to_dict()}
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        same = {k: saved.get(k) for k in grid.to_dict() if k not in ("workers",)}
-        want = {k: v for k, v in grid.to_dict().items() if k not in ("workers",)}
-        if same != want:
-            raise ConfigError(f"{path} holds a grid with other settings; choose another --out")
-        return
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    record_study(out / "grid.json", grid, free=("workers",))
 
 
 def _queue_worker(grid_dict: dict, out: str, storage: str, study: str, threads: int | None, log=None, **queue) -> int:
@@ -139,7 +128,7 @@ def _queue_worker(grid_dict: dict, out: str, storage: str, study: str, threads: 
 
 
 def run_grid(
-    grid: GridConfig, out, progress: bool = True, log=print, storage: str | None = None, study: str | None = None
+    grid: GridConfig, out, progress: bool = True, log=say, storage: str | None = None, study: str | None = None
 ) -> pd.DataFrame:
     """Train every missing cell, then write the tables and figures; returns the transfer table.
 
@@ -202,13 +191,10 @@ def collect_runs(out: Path, grid: GridConfig) -> pd.DataFrame:
     """``runs.csv``: one tidy row per finished cell and seed."""
     rows = []
     for cell in grid_cells(grid.tasks, grid.seeds):
-        run = out / cell.folder
-        if not (run / "metrics.json").is_file():
+        run = RunDir(out / cell.folder)
+        if not run.done:
             continue
-        metrics = json.loads((run / "metrics.json").read_text())
-        cfg = json.loads((run / "config.json").read_text())
-        epochs = read_epochs(run)
-        metric = main_metric_of(cell.main)
+        cfg = run.config
         weights = cfg["train"]["weights"]
         rows.append(
             {
@@ -220,21 +206,21 @@ def collect_runs(out: Path, grid: GridConfig) -> pd.DataFrame:
                 "train_fraction": cfg["data"]["train_fraction"],
                 "epochs": cfg["train"]["epochs"],
                 "encoder": cfg["model"]["encoder"],
-                "metric": metric,
-                "score": metrics["test"][cell.main][metric],
-                "dev_score": (metrics["dev"] or {}).get(cell.main, {}).get(metric, math.nan),
-                "best_epoch": metrics["best_epoch"],
-                "stopped": metrics.get("stopped"),  # runs from before early stopping have none
-                "converged": metrics.get("converged"),
-                "steps": metrics.get("steps"),
-                "threads": cfg.get("resolved", {}).get("threads"),
-                "aulc": aulc(epochs, cell.main, metric),
-                "epochs_run": epochs[-1].get("epochs_done", epochs[-1]["epoch"]) if epochs else math.nan,
-                "train_seconds": sum(e["train_seconds"] for e in epochs),
-                "seconds": sum(e["train_seconds"] + e["eval_seconds"] for e in epochs),
-                **_flat_scores("test", metrics["test"]),
-                **_flat_scores("dev", metrics["dev"]),
-                "run_dir": str(run.relative_to(out)),
+                "metric": run.metric(cell.main),
+                "score": run.score("test", cell.main),
+                "dev_score": run.score("dev", cell.main),
+                "best_epoch": run.best_epoch,
+                "stopped": run.stopped,
+                "converged": run.converged,
+                "steps": run.steps,
+                "threads": run.threads,
+                "aulc": run.aulc(task=cell.main),
+                "epochs_run": run.epochs_run,
+                "train_seconds": run.train_seconds,
+                "seconds": run.seconds,
+                **_flat_scores("test", run.scores("test")),
+                **_flat_scores("dev", run.scores("dev")),
+                "run_dir": str(run.path.relative_to(out)),
             }
         )
     runs = pd.DataFrame(rows)
@@ -242,29 +228,6 @@ def collect_runs(out: Path, grid: GridConfig) -> pd.DataFrame:
     first = [c for c in runs.columns if c not in per_task and c != "run_dir"]
     scores = sorted(c for c in per_task if c.startswith("test_")) + sorted(c for c in per_task if c.startswith("dev_"))
     return runs[first + scores + ["run_dir"]] if len(runs) else runs
-
-
-def curve(records: list[dict], main: str, metric: str) -> list[tuple[float, float]]:
-    """``(epochs of training done, main dev score)`` at every evaluation of a run."""
-    return [(r.get("epochs_done", r["epoch"]), r["dev"][main][metric]) for r in records if r.get("dev")]
-
-
-def aulc(records: list[dict], main: str, metric: str, horizon: float | None = None) -> float:
-    """Area under the main task's dev curve over ``[0, horizon]`` epochs, divided by ``horizon``.
-
-    The curve is a step function: 0 before the first evaluation, then each
-    evaluation's score until the next; after the run's last evaluation (an
-    early-stopped run) its last score is carried forward to ``horizon``
-    (default: the run's own length). A run that learns faster scores higher.
-    """
-    points = curve(records, main, metric)
-    if not points:
-        return math.nan
-    horizon = horizon or points[-1][0]
-    area = 0.0
-    for (x, y), nxt in zip(points, points[1:] + [(horizon, None)]):
-        area += y * max(0.0, min(nxt[0], horizon) - min(x, horizon))
-    return area / horizon
 
 
 def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFrame:
@@ -311,10 +274,9 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFr
             speed = []
             converged = True
             for s in seeds:
-                rec_w, rec_a = read_epochs(out / Cell(m, x, s).folder), read_epochs(out / Cell(m, None, s).folder)
-                metric = tasks[m].main_metric
-                horizon = max(p[0] for p in curve(rec_w, m, metric) + curve(rec_a, m, metric))
-                speed.append(aulc(rec_w, m, metric, horizon) - aulc(rec_a, m, metric, horizon))
+                run_w, run_a = RunDir(out / Cell(m, x, s).folder), RunDir(out / Cell(m, None, s).folder)
+                horizon = max(p[0] for p in run_w.dev_curve(m) + run_a.dev_curve(m))
+                speed.append(run_w.aulc(horizon, m) - run_a.aulc(horizon, m))
                 converged &= bool(conv.get((m, x, s))) and bool(conv.get((m, "", s)))
             rows.append(
                 {
@@ -343,7 +305,7 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFr
     return table
 
 
-def analyse(out: Path, grid: GridConfig, log=print) -> pd.DataFrame:
+def analyse(out: Path, grid: GridConfig, log=say) -> pd.DataFrame:
     """Write ``runs.csv``, ``transfer.csv`` and the figures from whatever cells are finished."""
     from .plots import heatmap, learning_curves
 

@@ -11,7 +11,6 @@ without pickle.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import torch
@@ -22,16 +21,12 @@ from . import __version__
 from .encoders import encoder_from_folder
 from .errors import TaskrelError
 from .heads import HEADS, pool
-from .sources import build_task
+from .rundir import write_json
+from .tasks import TaskSpec
 
 META_FILE = "taskrel.json"
 WEIGHTS_FILE = "taskrel.safetensors"
 LEGACY_WEIGHTS_FILE = "model.safetensors"
-
-
-def head_key(spec: str) -> str:
-    """A task spec as a ``ModuleDict`` key (a corpus path may hold dots, which module names cannot)."""
-    return re.sub(r"[^\w:-]", "_", spec)
 
 
 class MultiTaskModel(nn.Module):
@@ -52,13 +47,13 @@ class MultiTaskModel(nn.Module):
         hidden = encoder.config.hidden_size
         self.heads = nn.ModuleDict(
             {
-                head_key(name): HEADS[task.level](hidden, len(task.labels), crf=crf and task.name == "ner")
+                TaskSpec.parse(name).key: HEADS[task.level](hidden, len(task.labels), crf=crf and task.name == "ner")
                 for name, task in tasks.items()
             }
         )
 
     def head(self, name: str):
-        return self.heads[head_key(name)]
+        return self.heads[TaskSpec.parse(name).key]
 
     def forward(self, batch: dict, tasks=None, with_loss: bool = True) -> dict:
         """Per task ``{"logits": ..., "loss": ...}`` (loss when the batch has labels).
@@ -121,7 +116,7 @@ class MultiTaskModel(nn.Module):
         _match_umask(folder / WEIGHTS_FILE)  # safetensors writes 0600; the rest of the folder follows the umask
         self.encoder.config.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
-        (folder / META_FILE).write_text(json.dumps(self.meta(max_length, mcls_cap), indent=2) + "\n")
+        write_json(folder / META_FILE, self.meta(max_length, mcls_cap))
 
 
 def _match_umask(path: Path) -> None:
@@ -139,7 +134,7 @@ def load(folder, device="cpu"):
     if not meta_path.is_file():
         raise FileNotFoundError(f"{folder}: not a taskrel model folder (no {META_FILE})")
     meta = json.loads(meta_path.read_text())
-    tasks = {n: build_task(n, meta["ner_labels"][n], meta["mcls_cap"]) for n in meta["tasks"]}
+    tasks = {n: TaskSpec.parse(n).build(meta["ner_labels"][n], meta["mcls_cap"]) for n in meta["tasks"]}
     for name, task in tasks.items():
         if list(task.labels) != meta["labels"][name]:
             raise ValueError(f"{meta_path}: labels of {name!r} differ from the task registry's")

@@ -2,19 +2,15 @@
 
 A notebook has one cell tagged ``parameters``; ``execute`` replaces its source
 with the given values (as papermill does) and runs every cell with nbclient.
-``NOTEBOOKS`` maps the kind of results a folder holds to its notebook and the
-parameter that names the folder.
+Each study kind (``kinds.KINDS``) names its notebook and the parameter that
+names its results folder.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-NOTEBOOKS = {  # marker file of a results folder -> (notebook, parameter)
-    "grid.json": ("pairwise_transfer.ipynb", "GRID_DIR"),
-    "tune.json": ("loss_weight_tuning.ipynb", "TUNE_DIR"),
-    "embeddings.npz": ("task_embeddings.ipynb", "EMB_DIR"),
-}
+from .kinds import KINDS, kinds_of
 
 
 def execute(path, params: dict, cwd=None, timeout: int = 600):
@@ -41,12 +37,25 @@ def export_html(nb, out) -> Path:
     return Path(out)
 
 
+def export_folder(src, notebooks_dir, out) -> list[Path]:
+    """The notebooks of a results folder, or of its sub-folders when it holds none itself.
+
+    The embeddings notebook also scores the folder's grid and affinities against each other when the
+    same folder holds them (a relations folder: ``grid/``, ``embeddings/``, ``tag/``).
+    """
+    src = Path(src)
+    folders = [src] if kinds_of(src) else sorted(d for d in src.iterdir() if d.is_dir())
+    first = lambda kind: next((str(d.resolve()) for d in folders if KINDS[kind].holds(d)), None)  # noqa: E731
+    return export_for(folders, notebooks_dir, out, {"GRID_DIR": first("grid"), "AFF_DIR": first("affinity")})
+
+
 def export_for(folders: list[Path], notebooks_dir, out, extra: dict | None = None) -> list[Path]:
     """Execute the notebook of every results folder and write ``out/notebook-NAME-FOLDER.html``."""
     written = []
     for folder in folders:
-        for marker, (name, param) in NOTEBOOKS.items():
-            if (folder / marker).is_file():
+        for kind in kinds_of(folder):
+            if kind.notebook:
+                name, param = kind.notebook
                 params = {param: str(folder.resolve())}
                 if name == "task_embeddings.ipynb":
                     params |= {"GRID_DIR": None, "AFF_DIR": None} | (extra or {})

@@ -16,7 +16,8 @@ from matplotlib.figure import Figure  # no pyplot: no global figure state, no GU
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from .sources import spec_label
+from .rundir import RunDir
+from .tasks import TaskSpec
 
 
 def _finish(fig, path):
@@ -74,8 +75,8 @@ def heatmap(
     for row, col in undetermined:
         ax.add_patch(Rectangle((col, row), 1, 1, fill=False, hatch="///", edgecolor="0.6", lw=0))
     metric = dict(zip(transfer["main"], transfer["metric"]))
-    ax.set_xticklabels([spec_label(t) for t in tasks], rotation=30, ha="right")
-    ax.set_yticklabels([f"{spec_label(t)} ({metric.get(t, '')})" for t in tasks], rotation=0)
+    ax.set_xticklabels([TaskSpec.parse(t).label for t in tasks], rotation=30, ha="right")
+    ax.set_yticklabels([f"{TaskSpec.parse(t).label} ({metric.get(t, '')})" for t in tasks], rotation=0)
     n_seeds = int(transfer["n_seeds"].max())
     if speed:
         title = f"Speed transfer: Δ area under the main task's dev curve, mean over {n_seeds} seed(s)"
@@ -99,16 +100,19 @@ def learning_curves(out: Path, grid, runs: pd.DataFrame, path: Path | None = Non
         sub = runs[runs["main"] == main]
         for secondary, group in sub.groupby("secondary", sort=False):
             curves = []
-            for run_dir, metric in zip(group["run_dir"], group["metric"]):
-                lines = (Path(out) / run_dir / "metrics.jsonl").read_text().splitlines()
-                dev = [json.loads(x)["dev"].get(main) for x in lines if x.strip()]
-                curves.append([d[metric] for d in dev if d])  # empty with merge_dev: no dev scores
+            for run_dir in group["run_dir"]:
+                curves.append([score for _, score, _ in RunDir(Path(out) / run_dir).dev_curve(main)])
             n = min(len(c) for c in curves)
             if n == 0:
                 continue
             mean = np.mean([c[:n] for c in curves], axis=0)
-            ax.plot(range(1, n + 1), mean, marker="o", label=f"+ {spec_label(secondary)}" if secondary else "alone")
-        ax.set_title(spec_label(main))
+            ax.plot(
+                range(1, n + 1),
+                mean,
+                marker="o",
+                label=f"+ {TaskSpec.parse(secondary).label}" if secondary else "alone",
+            )
+        ax.set_title(TaskSpec.parse(main).label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"dev {sub['metric'].iloc[0] if len(sub) else ''}")
@@ -119,7 +123,7 @@ def learning_curves(out: Path, grid, runs: pd.DataFrame, path: Path | None = Non
 def seed_spread(transfer: pd.DataFrame, path: Path | None = None):
     """Each pair's Δ per seed (dots) and their mean (bar), in points: how much of a Δ is seed noise."""
     rows = [
-        {"pair": f"{spec_label(r.main)} | {spec_label(r.secondary)}", "delta": 100 * float(d)}
+        {"pair": f"{TaskSpec.parse(r.main).label} | {TaskSpec.parse(r.secondary).label}", "delta": 100 * float(d)}
         for r in transfer.itertuples()
         for d in str(r.deltas).split(";")
     ]
@@ -236,7 +240,7 @@ def affinity_heatmap(table: pd.DataFrame, tasks: list[str], path: Path | None = 
     ax = fig.subplots()
     sns.heatmap(frame, annot=True, fmt=".2f", cmap="RdBu_r", center=0, vmin=-limit, vmax=limit, ax=ax,
                 cbar_kws={"label": "affinity × 100"})  # fmt: skip
-    labels = [spec_label(t) for t in tasks]
+    labels = [TaskSpec.parse(t).label for t in tasks]
     ax.set_xticklabels(labels, rotation=30, ha="right")
     ax.set_yticklabels(labels, rotation=0)
     ax.set_xlabel("source task (look-ahead step on its loss)")

@@ -13,6 +13,14 @@ from .model import load, resolve_device
 CONLL_SUFFIXES = (".tsv", ".conll", ".iob", ".bio")
 
 
+def tag_task(tasks: dict) -> str:
+    """The token task whose tags a model writes out: ``ner`` if present, else its first token task."""
+    token_tasks = [n for n, t in tasks.items() if t.is_token]
+    if not token_tasks:
+        raise ValueError("this model has no token-level task to tag with")
+    return "ner" if "ner" in token_tasks else token_tasks[0]
+
+
 class Tagger:
     """A loaded model folder: ``Tagger(path).tag(sentences)`` gives every task's predictions."""
 
@@ -28,11 +36,7 @@ class Tagger:
 
     @property
     def tag_task(self) -> str:
-        """The token task whose tags are written out: ``ner`` if present."""
-        token_tasks = [n for n, t in self.tasks.items() if t.is_token]
-        if not token_tasks:
-            raise ValueError("this model has no token-level task to tag with")
-        return "ner" if "ner" in token_tasks else token_tasks[0]
+        return tag_task(self.tasks)
 
     def tag(self, sentences, progress: str | None = None) -> dict:
         enc = encode(sentences, self.tokenizer, self.tasks, self.meta["max_length"], with_labels=False)

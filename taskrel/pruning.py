@@ -18,7 +18,6 @@ instead (cheaper; its pruned epochs are then copied, not reproduced).
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -28,7 +27,10 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from .config import RunConfig, TuneConfig
-from .train import CHECKPOINT, read_epochs
+from .logs import say
+from .rundir import read_records, write_json
+from .tasks import TaskSpec
+from .train import CHECKPOINT
 
 CONTINUED = "continued_from_checkpoint"  # marker file in a re-run folder
 
@@ -48,7 +50,7 @@ def measure_pruning(
     storage: str | None = None,
     name: str = "taskrel-tune",
     progress=True,
-    log=print,
+    log=say,
     continue_pruned: bool = False,
 ) -> dict:
     """Re-run every pruned trial to the end and write ``pruning.json``/``pruning.csv``; returns the summary.
@@ -84,9 +86,9 @@ def measure_pruning(
         train(cfg, resume=True, progress=False, log=lambda *_: None, test=False)
     for trial in trials:
         run = Path(trial.user_attrs.get("run_dir") or out / "trials" / f"{trial.number:04d}")
-        ran = read_epochs(run)
-        full = ran if trial.state == TrialState.COMPLETE else read_epochs(out / "unpruned" / f"{trial.number:04d}")
-        metric = "f1" if "f1" in full[-1]["dev"][main] else "accuracy"
+        ran = read_records(run)
+        full = ran if trial.state == TrialState.COMPLETE else read_records(out / "unpruned" / f"{trial.number:04d}")
+        metric = TaskSpec.parse(main).main_metric
         curve = [r["dev"][main][metric] for r in full]
         reported = [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)]
         rows.append(
@@ -136,7 +138,7 @@ def measure_pruning(
     summary["seconds_saved_fraction"] = 1 - summary["seconds_with_pruning"] / max(
         summary["seconds_without_pruning"], 1e-9
     )
-    (out / "pruning.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "pruning.json", summary)
     log(
         f"pruning: {summary['pruned']}/{summary['trials']} trials pruned, "
         f"{summary['epochs_with_pruning']} of {summary['epochs_without_pruning']} epochs run "

@@ -24,6 +24,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from .logs import say
+from .tasks import TaskSpec
+
 METRICS = ("spearman", "kendall", "ndcg", "rho", "regret_at_1")
 
 
@@ -90,16 +93,6 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     return table.groupby("estimator", sort=False)[list(METRICS)].mean()
 
 
-def canonical(spec: str, default_corpus: str) -> tuple[str, str]:
-    """``(corpus name, task)`` of a spec, so grids, embeddings and affinities name tasks alike."""
-    from pathlib import Path
-
-    from .sources import split_spec
-
-    corpus, task = split_spec(spec)
-    return Path(corpus or default_corpus).name, task
-
-
 def _data_size(grid) -> dict:
     """Per canonical task: (training sentences, labelled decisions) of the grid's training data."""
     from .sources import load_sources
@@ -108,11 +101,11 @@ def _data_size(grid) -> dict:
     for src in load_sources(grid.base, ("train", "devel")).values():
         for spec, task in src.tasks.items():
             decisions = sum(len(s.tokens) for s in src.train) if task.is_token else len(src.train)
-            sizes[canonical(spec, grid.base.data.data)] = (len(src.train), decisions)
+            sizes[TaskSpec.parse(spec).canonical(grid.base.data.data)] = (len(src.train), decisions)
     return sizes
 
 
-def score_estimators(grid_dir, emb_dir=None, aff_dir=None, samples: int = 1000, log=print) -> pd.DataFrame:
+def score_estimators(grid_dir, emb_dir=None, aff_dir=None, samples: int = 1000, log=say) -> pd.DataFrame:
     """Every available estimator's ranking metrics against a grid, one row per (main task, estimator)."""
     from pathlib import Path
 
@@ -120,7 +113,7 @@ def score_estimators(grid_dir, emb_dir=None, aff_dir=None, samples: int = 1000, 
 
     res = load_results(grid_dir)
     default = res.grid.base.data.data
-    key = {t: canonical(t, default) for t in res.grid.tasks}
+    key = {t: TaskSpec.parse(t).canonical(default) for t in res.grid.tasks}
     estimators = {}
     if emb_dir:
         from .embed import load_embeddings
@@ -151,7 +144,7 @@ def score_estimators(grid_dir, emb_dir=None, aff_dir=None, samples: int = 1000, 
     return predict_transfer(res.transfer, alone, estimators, samples)
 
 
-def run_predict_transfer(grid_dir, emb_dir=None, aff_dir=None, out=None, samples: int = 1000, log=print):
+def run_predict_transfer(grid_dir, emb_dir=None, aff_dir=None, out=None, samples: int = 1000, log=say):
     """``score_estimators``, written to ``prediction.csv``, ``prediction_summary.csv`` and ``prediction.png``
     in ``out`` (default: ``GRID_DIR/prediction``); returns the summary."""
     from pathlib import Path

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import ConfigError
+from .kinds import kinds_of
 from .significance import format_p
 
 Block = tuple  # ("h1"|"h2"|"p", text) | ("table", DataFrame) | ("img", path, caption)
@@ -122,11 +123,11 @@ def study_blocks(folder: Path) -> list[Block]:
     study = json.loads((folder / "study.json").read_text())
     blocks: list[Block] = [("h1", f"Study {study['name']}"), ("p", md_escape(study.get("description") or ""))]
     blocks.append(("p", f"From `{study['file']}`: corpora {', '.join(study['corpora'])}; seeds {study['seeds']}."))
-    if study["kind"] == "grid":
+    if study["kind"] != "runs":  # one results folder per corpus
         for corpus in study["corpora"]:
             sub = folder / Path(corpus).name
-            if (sub / "grid.json").is_file():
-                blocks += grid_blocks(sub, f"Grid on {Path(corpus).name}")
+            for kind in kinds_of(sub):
+                blocks += grid_blocks(sub, f"Grid on {sub.name}") if kind.name == "grid" else kind.call("blocks", sub)
         return blocks
     if (folder / "summary.csv").is_file():
         s = pd.read_csv(folder / "summary.csv")
@@ -172,7 +173,7 @@ def _images(folder: Path, figures) -> list[Block]:
 
 
 def tune_blocks(folder: Path) -> list[Block]:
-    """A tuning folder: best trial, pruning savings, the confirmation table and the figures."""
+    """A tuning folder: its settings, the best trial and the study's figures."""
     tune = json.loads((folder / "tune.json").read_text())
     base = tune["base"]
     blocks: list[Block] = [
@@ -192,45 +193,51 @@ def tune_blocks(folder: Path) -> list[Block]:
         counts = ", ".join(f"{n} {k}" for k, n in best["trials"].items() if n)
         blocks.append(("p", f"Best trial {best['trial']}: dev {best['dev_score']:.4f} with weights {weights}. "
                             f"Trials: {counts}."))  # fmt: skip
-    if (folder / "pruning.json").is_file():
-        p = json.loads((folder / "pruning.json").read_text())
-        blocks += [
-            ("h2", "What pruning saved"),
-            (
-                "table",
-                pd.DataFrame(
-                    {
-                        "": ["with pruning", "without pruning (pruned trials trained to the end)"],
-                        "epochs": [p["epochs_with_pruning"], p["epochs_without_pruning"]],
-                        "seconds": [f"{p['seconds_with_pruning']:.0f}", f"{p['seconds_without_pruning']:.0f}"],
-                        "best dev": [f"{p['best_dev_with_pruning']:.4f}", f"{p['best_dev_without_pruning']:.4f}"],
-                    }
-                ),
-            ),
-            (
-                "p",
-                f"{p['pruned']} of {p['trials']} trials pruned; {100 * p['epochs_saved_fraction']:.0f}% of the "
-                f"epochs and {100 * p['seconds_saved_fraction']:.0f}% of the seconds saved; "
-                f"{p['pruned_trials_beating_best_completed']} pruned trial(s) would have beaten the best "
-                "completed one.",
-            ),
-        ]
-    confirm = folder / "confirm" / "comparison.md"
-    if confirm.is_file():
-        blocks += [
-            ("h2", "The tuned weights on test, beside the alternatives"),
-            ("p", "Same data, epochs and seeds for every arm; Δ and p against the main task alone."),
-            ("md", confirm.read_text()),
-        ]
     return blocks + _images(
         folder,
         (
-            ("confirm/comparison.png", "Test score per arm and seed"),
             ("history.png", "Optimisation history"),
             ("importances.png", "Parameter importances"),
             ("slices.png", "Dev score against each weight"),
         ),
     )
+
+
+def pruning_blocks(folder: Path) -> list[Block]:
+    """What pruning saved in a tuning folder (``taskrel tune --measure-pruning``)."""
+    p = json.loads((folder / "pruning.json").read_text())
+    return [
+        ("h2", "What pruning saved"),
+        (
+            "table",
+            pd.DataFrame(
+                {
+                    "": ["with pruning", "without pruning (pruned trials trained to the end)"],
+                    "epochs": [p["epochs_with_pruning"], p["epochs_without_pruning"]],
+                    "seconds": [f"{p['seconds_with_pruning']:.0f}", f"{p['seconds_without_pruning']:.0f}"],
+                    "best dev": [f"{p['best_dev_with_pruning']:.4f}", f"{p['best_dev_without_pruning']:.4f}"],
+                }
+            ),
+        ),
+        (
+            "p",
+            f"{p['pruned']} of {p['trials']} trials pruned; {100 * p['epochs_saved_fraction']:.0f}% of the "
+            f"epochs and {100 * p['seconds_saved_fraction']:.0f}% of the seconds saved; "
+            f"{p['pruned_trials_beating_best_completed']} pruned trial(s) would have beaten the best "
+            "completed one.",
+        ),
+    ]
+
+
+def confirm_blocks(folder: Path) -> list[Block]:
+    """The tuned weights on test beside the other arms (``taskrel tune --confirm``)."""
+    blocks: list[Block] = [
+        ("h2", "The tuned weights on test, beside the alternatives"),
+        ("p", "Same data, epochs and seeds for every arm; Δ and p against the main task alone."),
+    ]
+    if (folder / "confirm" / "comparison.md").is_file():
+        blocks.append(("md", (folder / "confirm" / "comparison.md").read_text()))
+    return blocks + _images(folder, (("confirm/comparison.png", "Test score per arm and seed"),))
 
 
 def embed_blocks(folder: Path) -> list[Block]:
@@ -285,31 +292,18 @@ def prediction_blocks(folder: Path) -> list[Block]:
     return blocks + _images(folder, (("prediction.png", "Ranking metrics per estimator"),))
 
 
-KINDS = {  # marker file -> blocks; data files copied next to the report
-    "grid.json": (grid_blocks, ("runs.csv", "transfer.csv")),
-    "tune.json": (tune_blocks, ("best.json", "trials.csv", "pruning.json", "pruning.csv", "confirm/comparison.csv")),
-    "embeddings.npz": (embed_blocks, ("meta.json", "similarity.csv", "purity.csv")),
-    "affinity.json": (affinity_blocks, ("affinity.csv", "affinity.json")),
-    "prediction/prediction_summary.csv": (
-        prediction_blocks,
-        ("prediction/prediction.csv",),
-    ),
-}
-
-
 STUDY_FILES = ("study.json", "results.csv", "summary.csv", "comparisons.csv")
 
 
 def folder_blocks(folder: Path) -> tuple[list[Block], list[Path]]:
     """Blocks and data files of whatever the folder holds (and, if it holds nothing known, its sub-folders)."""
     blocks, data = [], []
-    for marker, (make, files) in KINDS.items():
-        if (folder / marker).is_file():
-            blocks += make(folder)
-            data += [folder / f for f in files if (folder / f).is_file()]
+    for kind in kinds_of(folder):
+        blocks += kind.call("blocks", folder)
+        data += [folder / f for f in kind.files if (folder / f).is_file()]
     if not blocks:
         for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-            more, files = folder_blocks(sub) if any((sub / m).is_file() for m in KINDS) else ([], [])
+            more, files = folder_blocks(sub) if kinds_of(sub) else ([], [])
             blocks += more
             data += files
     return blocks, data

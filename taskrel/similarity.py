@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .logs import say
+
 MEASURES = ("cosine", "task2vec")
 EPS = 1e-12
 
@@ -118,18 +120,18 @@ def purity_table(emb, components=None, measures=MEASURES) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def analyse(emb, out=None, measure: str = "cosine", log=print) -> pd.DataFrame:
+def analyse(emb, out=None, measure: str = "cosine", log=say) -> pd.DataFrame:
     """Write ``similarity.csv``, ``purity.csv`` and, per component, a clustered heatmap and t-SNE/MDS maps."""
     from pathlib import Path
 
     from .plots import similarity_heatmap, task_map
-    from .sources import spec_label
+    from .tasks import TaskSpec
 
     out = Path(out or emb.folder)
     similarity_table(emb).to_csv(out / "similarity.csv", index=False)
     purity = purity_table(emb)
     purity.to_csv(out / "purity.csv", index=False)
-    labels = [spec_label(t) for t in emb.tasks]
+    labels = [TaskSpec.parse(t).label for t in emb.tasks]
     kinds, corpora = emb.kinds(), emb.corpora()
     for comp in emb.meta["components"]:
         sim = similarity_matrix(emb.vectors(comp), measure)

@@ -8,9 +8,11 @@ word) for token tasks, a single label for sentence tasks.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from .corpus import entity_spans
 from .errors import TaskError
@@ -75,9 +77,65 @@ TASKS: dict[str, Callable[[list[str], dict], Task]] = {
 }
 
 
-def main_metric_of(spec: str) -> str:
-    """The main metric of a task spec (``TASK`` or ``CORPUS:TASK``), from the registry."""
-    return TASKS[spec.rpartition(":")[2]](["O", "B-X", "I-X"], {"mcls_cap": 3}).main_metric
+_PROBE_LABELS = ("O", "B-X", "I-X")  # any NER label set: a task's level does not depend on it
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task as a configuration names it: ``TASK`` on the run's corpus, or ``CORPUS:TASK``.
+
+    The one place that splits, names and builds specs: ``str(spec)`` is the
+    text the user wrote (and the key of tasks in configs and results);
+    ``key`` is its ``ModuleDict`` name; ``label`` is short and file-name safe;
+    ``canonical`` names the task alike in grids, embeddings and affinities.
+    """
+
+    task: str
+    corpus: str | None = None
+
+    @classmethod
+    def parse(cls, spec) -> TaskSpec:
+        if isinstance(spec, TaskSpec):
+            return spec
+        corpus, _, task = str(spec).rpartition(":")
+        return cls(task, corpus or None)
+
+    def __str__(self) -> str:
+        return f"{self.corpus}:{self.task}" if self.corpus else self.task
+
+    @property
+    def key(self) -> str:
+        """The spec as a ``ModuleDict`` key (a corpus path may hold dots, which module names cannot)."""
+        return re.sub(r"[^\w:-]", "_", str(self))
+
+    @property
+    def label(self) -> str:
+        """Short and file-name safe: ``../data/BC2GM:ner`` -> ``BC2GM.ner``."""
+        return f"{Path(self.corpus).name}.{self.task}" if self.corpus else self.task
+
+    def corpus_key(self, default: str | None) -> str:
+        """The corpus this task reads, as configured: its own, else the run's ``--data``."""
+        key = self.corpus or default
+        if not key:
+            raise TaskError(f"task {str(self)!r} names no corpus (CORPUS:TASK) and no --data corpus is given")
+        return key
+
+    def canonical(self, default_corpus: str) -> tuple[str, str]:
+        """``(corpus name, task)``: the same task named alike whichever run's corpus was the default."""
+        return Path(self.corpus or default_corpus).name, self.task
+
+    def build(self, ner_labels, mcls_cap: int = 3) -> Task:
+        if self.task not in TASKS:
+            raise TaskError(f"unknown task {self.task!r} in {str(self)!r}; known: {sorted(TASKS)}")
+        return TASKS[self.task](list(ner_labels), {"mcls_cap": mcls_cap})
+
+    @property
+    def level(self) -> str:
+        return self.build(_PROBE_LABELS).level
+
+    @property
+    def main_metric(self) -> str:
+        return self.build(_PROBE_LABELS).main_metric
 
 
 def build_tasks(names, ner_labels, options: dict | None = None) -> dict[str, Task]:

@@ -38,8 +38,10 @@ from .data import bucket_batches, collate, encode, to_device
 from .encoders import encoder_source, load_encoder
 from .evaluate import evaluate, main_score, predict, score_all
 from .locks import RunLock
+from .logs import run_log, say
 from .model import MultiTaskModel, resolve_device
 from .precision import autocast, resolve_precision
+from .rundir import SettingsDiffer, read_records, settings_diff, write_json
 from .sources import all_tasks, load_sources, subset_seed
 from .weighting import make_weighting
 
@@ -48,13 +50,6 @@ CHECKPOINT = "checkpoint"
 
 class RunExists(ConfigError):
     pass
-
-
-def write_json(path: Path, obj) -> None:
-    """Write atomically: a kill never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def provenance() -> dict:
@@ -140,22 +135,6 @@ def prepare(cfg: RunConfig, splits=("train", "devel", "test")):
     return sources, model, tokenizer
 
 
-class SettingsDiffer(ConfigError):
-    pass
-
-
-def settings_diff(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
-    """``key: saved -> wanted`` for every setting that differs (nested keys dotted)."""
-    out = []
-    for key in sorted(set(saved) | set(wanted)):
-        a, b = saved.get(key), wanted.get(key)
-        if isinstance(a, dict) and isinstance(b, dict) and key != "weights":
-            out += settings_diff(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return out
-
-
 def check_same_settings(cfg: RunConfig, out: Path) -> None:
     """Refuse to continue or reuse the run in ``out`` if it was made under other settings, naming them.
 
@@ -222,7 +201,7 @@ def train(
     resume: bool = False,
     callbacks=(),
     progress: bool = True,
-    log=print,
+    log=say,
     test: bool = True,
     step_hooks=(),
 ) -> dict:
@@ -249,7 +228,9 @@ def train(
         if resume and done.is_file():  # finished by another process while we waited for nothing
             log(f"{cfg.out} is already complete")
             return json.loads(done.read_text())
-        return _train(cfg, resume, callbacks, progress, log, test, step_hooks)
+        with run_log(cfg.out, log) as log:  # every message of the run also goes to its train.log
+            log(f"taskrel {__version__}{' resuming' if resume else ''}: {' '.join(sys.argv)}")
+            return _train(cfg, resume, callbacks, progress, log, test, step_hooks)
 
 
 def _train(cfg: RunConfig, resume: bool, callbacks, progress: bool, log, test: bool, step_hooks) -> dict:
@@ -372,7 +353,7 @@ def _train(cfg: RunConfig, resume: bool, callbacks, progress: bool, log, test: b
     if run["stopped"] is None:
         run["stopped"] = "max_epochs"
 
-    info = run_outcome(cfg, read_epochs(out), run, tasks[main].main_metric)
+    info = run_outcome(cfg, read_records(out), run, tasks[main].main_metric)
     return finish(cfg, out, run["best_epoch"], progress, log, test, sources, info)
 
 
@@ -535,14 +516,6 @@ def run_outcome(cfg: RunConfig, records: list[dict], run: dict, metric: str) -> 
     }
 
 
-def read_epochs(run_dir) -> list[dict]:
-    """A run's per-epoch records (``metrics.jsonl``); empty if it has none yet."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-
-
 def _truncate_metrics(path: Path, epochs: int) -> None:
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()][:epochs]
     path.write_text("".join(ln + "\n" for ln in lines))
@@ -563,7 +536,7 @@ def finish(
     out: Path,
     best_epoch,
     progress: bool = True,
-    log=print,
+    log=say,
     test: bool = True,
     sources=None,
     outcome: dict | None = None,

@@ -32,6 +32,9 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .config import POOLINGS, RunConfig, TuneConfig
+from .logs import say
+from .rundir import record_study, write_json
+from .tasks import TaskSpec
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -108,26 +111,23 @@ def tune(
     name: str = "taskrel-tune",
     pruner=None,
     progress: bool = True,
-    log=print,
+    log=say,
 ) -> dict:
     """Run (or resume) the study until ``tc.trials`` trials have finished; write the outputs."""
     from .train import train
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tune.json").write_text(json.dumps(tc.to_dict(), indent=2) + "\n")
+    record_study(out / "tune.json", tc, free=("trials", "timeout"))
     study = open_study(tc, out, storage, name, pruner)
     main = tc.base.model.main_task
+    metric = TaskSpec.parse(main).main_metric
 
     def objective(trial: optuna.Trial) -> float:
         cfg = trial_config(tc, trial, out)
-        metric = None
 
         def report(record):
-            nonlocal metric
-            scores = record["dev"][main]
-            metric = metric or ("f1" if "f1" in scores else "accuracy")
-            trial.report(scores[metric], record["epoch"])
+            trial.report(record["dev"][main][metric], record["epoch"])
             # a trial at its last epoch has cost all it will cost: let it complete
             if record["epoch"] < cfg.train.epochs and trial.should_prune():
                 raise optuna.TrialPruned(f"epoch {record['epoch']}")
@@ -167,7 +167,7 @@ def write_outputs(study: optuna.Study, tc: TuneConfig, out: Path, storage: str |
         "trials": {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState},
         "dashboard": f"optuna-dashboard {storage_url(out, storage)}",
     }
-    (out / "best.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "best.json", result)
     figures(study, out)
     return result
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .config import WEIGHTINGS as NAMES
-from .model import head_key
+from .tasks import TaskSpec
 
 
 class Weighting(nn.Module):
@@ -64,17 +64,17 @@ class Weighting(nn.Module):
 class Uncertainty(Weighting):
     def __init__(self, weights, model, alpha: float = 1.5):
         super().__init__(weights, model, alpha)
-        self.log_var = nn.ParameterDict({head_key(t): nn.Parameter(torch.zeros(())) for t in self.tasks})
+        self.log_var = nn.ParameterDict({TaskSpec.parse(t).key: nn.Parameter(torch.zeros(())) for t in self.tasks})
 
     def combine(self, losses):
         total = 0.0
         for t, loss in losses.items():
-            s = self.log_var[head_key(t)]
+            s = self.log_var[TaskSpec.parse(t).key]
             total = total + self.static[t] * torch.exp(-s) * loss + 0.5 * s
         return total
 
     def current(self):
-        return {t: self.static[t] * float(torch.exp(-self.log_var[head_key(t)].detach())) for t in self.tasks}
+        return {t: self.static[t] * float(torch.exp(-self.log_var[TaskSpec.parse(t).key].detach())) for t in self.tasks}
 
 
 def last_shared_layer(model) -> list[nn.Parameter]:

@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .config import ConfigError
 from .locks import RunLocked
+from .logs import say
 
 LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
 
@@ -82,7 +83,7 @@ def _owner(study: optuna.Study, cell: str) -> int | None:
     return min(live) if live else None
 
 
-def work(study: optuna.Study, names: list[str], run, log_path: Path, poll: float = 5.0, log=print) -> int:
+def work(study: optuna.Study, names: list[str], run, log_path: Path, poll: float = 5.0, log=say) -> int:
     """Take cells until every one is complete; ``run(name) -> score``. Returns cells run here."""
     enqueue(study, names)
     done_here = 0

@@ -186,3 +186,66 @@ def test_estimate_counts_the_runs_a_study_would_train(tiny_corpus, tmp_path, cap
     grid = load_study(write(tmp_path, grid_text.format(c=tiny_corpus)))
     cells = sum(len(grid_cells(g.tasks, g.seeds)) for _, g in grid.grid_configs())
     assert cells == 2 * (3 + 6) and estimate(grid, tmp_path / "g", do_probe=False).runs == cells
+
+
+# ---- every study kind through an experiment file (kinds.KINDS), and refused when continued differently
+
+KIND_SECTIONS = {
+    "tune": "tune: {{trials: 2, pruner: none, confirm_seeds: [1], arms: [single, equal]}}",
+    "embed": "embed: {{tasks: [ner, bcls], examples: 8, components: [head]}}",
+    "affinity": "affinity: {{every: 2}}",
+    "grid": "grid: {{tasks: [ner, bcls]}}",
+}
+KIND_STUDY = """
+name: tiny-{kind}
+kind: {kind}
+description: one study of each kind
+corpora: [{corpus}]
+seeds: [1]
+defaults:
+  model: {{encoder: tiny, tasks: [ner, bcls]}}
+  train: {{epochs: 1, batch_size: 4, lr: 1.0e-3, threads: 1, weights: [1.0, 1.0]}}
+{section}
+"""
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_SECTIONS))
+def test_every_study_kind_runs_from_an_experiment_file(tiny_corpus, tmp_path, kind, capsys):
+    from taskrel.kinds import KINDS
+
+    text = KIND_STUDY.format(kind=kind, corpus=tiny_corpus, section=KIND_SECTIONS[kind].format())
+    f, out, rep = write(tmp_path, text), tmp_path / "out", tmp_path / "report"
+    assert main(["run", str(f), "--out", str(out), "--report", str(rep), "--no-progress"]) == 0
+    folder = out / tiny_corpus.name
+    assert KINDS[kind].holds(folder)
+    if kind == "tune":
+        assert KINDS["confirm"].holds(folder)  # the section's follow-up step ran
+    assert "Study tiny-" in (rep / "report.md").read_text()
+    # continued under other settings: refused, naming the setting
+    changed = text.replace("lr: 1.0e-3", "lr: 2.0e-3")
+    capsys.readouterr()
+    assert main(["run", str(write(tmp_path, changed)), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and "lr: 0.001 -> 0.002" in err, err
+
+
+@pytest.mark.parametrize("kind", ["tune", "embed", "affinity"])
+def test_a_kind_section_is_checked_before_anything_runs(tiny_corpus, tmp_path, kind):
+    text = KIND_STUDY.format(kind=kind, corpus=tiny_corpus, section=f"{kind}: {{colour: red}}")
+    with pytest.raises(ConfigError, match=r"unknown \w+ key\(s\) \['colour'\]"):
+        load_study(write(tmp_path, text))
+    text = KIND_STUDY.format(kind=kind, corpus=tiny_corpus, section="")
+    with pytest.raises(ConfigError, match=f"its settings in a '{kind}' section"):
+        load_study(write(tmp_path, text))
+
+
+def test_continuing_a_study_names_the_setting_that_differs(tiny_corpus, tmp_path):
+    from taskrel.experiments import run_study
+    from taskrel.rundir import SettingsDiffer
+
+    text = KIND_STUDY.format(kind="affinity", corpus=tiny_corpus, section="affinity: {every: 2}")
+    run_study(write(tmp_path, text), tmp_path / "out", progress=False, log=lambda *_: None)
+    more_seeds = text.replace("seeds: [1]", "seeds: [1, 2]")  # a study may grow
+    run_study(write(tmp_path, more_seeds), tmp_path / "out", progress=False, log=lambda *_: None)
+    with pytest.raises(SettingsDiffer, match=r"affinity.every: 2 -> 3"):
+        run_study(write(tmp_path, text.replace("every: 2", "every: 3")), tmp_path / "out", progress=False)

@@ -200,13 +200,13 @@ def test_transfer_carries_convergence_verdicts_and_speed_transfer(tiny_corpus, t
 
 
 def test_aulc_by_hand():
-    from taskrel.grid import aulc
+    from taskrel.rundir import aulc
 
-    rec = [{"epoch": e, "epochs_done": e, "dev": {"ner": {"f1": f}}} for e, f in ((1, 0.2), (2, 0.6), (3, 0.5))]
+    rec = [(1, 0.2), (2, 0.6), (3, 0.5)]
     # step function: 0 on [0,1), 0.2 on [1,2), 0.6 on [2,3), 0.5 at 3 carried to the horizon
-    assert aulc(rec, "ner", "f1") == pytest.approx((0.2 + 0.6) / 3)
-    assert aulc(rec, "ner", "f1", horizon=5) == pytest.approx((0.2 + 0.6 + 0.5 * 2) / 5)
-    assert aulc(rec[:1], "ner", "f1", horizon=5) > aulc([{**rec[0], "epochs_done": 2}], "ner", "f1", horizon=5)
+    assert aulc(rec) == pytest.approx((0.2 + 0.6) / 3)
+    assert aulc(rec, horizon=5) == pytest.approx((0.2 + 0.6 + 0.5 * 2) / 5)
+    assert aulc(rec[:1], horizon=5) > aulc([(2, 0.2)], horizon=5)
 
 
 @pytest.mark.parametrize("workers", [1, 2])

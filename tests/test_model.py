@@ -8,6 +8,7 @@ from taskrel.crf import CRF
 from taskrel.data import encode
 from taskrel.evaluate import evaluate, predict
 from taskrel.model import load
+from taskrel.tasks import TASKS
 
 from helpers import DEVICE, SENTENCES, batch_of, overfit, tiny_model
 
@@ -167,3 +168,30 @@ def test_the_weights_file_has_the_mode_of_the_rest_of_the_folder(tmp_path):
     model.save(tmp_path / "m", tok, max_length=64, mcls_cap=3)
     mode = lambda f: (tmp_path / "m" / f).stat().st_mode & 0o777  # noqa: E731
     assert mode("taskrel.safetensors") == mode("taskrel.json")
+
+
+# ---- the model contract, for every task in the registry: a new task entry gets these for free
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_contract_every_task_gets_gradients_saves_and_batches(task, tmp_path):
+    model, tok = tiny_model((task,), dropout=0.0)
+    _, batch = batch_of(model, tok)
+    model(batch)[task]["loss"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.head(task).parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+
+    model.eval()
+    model.save(tmp_path / "m", tok, max_length=64, mcls_cap=3)
+    loaded, _, meta = load(tmp_path / "m", DEVICE)
+    assert meta["tasks"] == [task] and meta["labels"][task] == list(model.tasks[task].labels)
+    with torch.no_grad():
+        together = model(batch, with_loss=False)[task]["logits"]
+        assert torch.equal(together, loaded(batch, with_loss=False)[task]["logits"])
+        for k, sent in enumerate(SENTENCES):
+            _, single = batch_of(model, tok, [sent])
+            alone = model(single, with_loss=False)[task]["logits"][0]
+            mine = together[k, : len(sent.tokens)] if model.tasks[task].is_token else together[k]
+            torch.testing.assert_close(
+                alone[: len(sent.tokens)] if alone.dim() > 1 else alone, mine, atol=1e-5, rtol=1e-4
+            )

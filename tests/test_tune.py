@@ -223,3 +223,9 @@ def test_a_killed_trial_is_failed_when_the_study_starts_again(tiny_corpus, tmp_p
     time.sleep(2.5)
     again = tune_module.open_study(tc, out, None, "taskrel-tune")
     assert again.trials[trial.number].state == optuna.trial.TrialState.FAIL
+
+
+def test_confirm_refuses_study_options_it_would_ignore(tmp_path, capsys):
+    assert main(["tune", "--confirm", "--out", str(tmp_path), "--lr", "0.1", "--trials", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "would be ignored: --lr, --trials" in err

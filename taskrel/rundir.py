@@ -1,0 +1,223 @@
+"""A run folder, read through one place; and the one atomic JSON writer.
+
+A run folder (written by ``train.train``) holds ``config.json`` (settings,
+command, provenance), ``metrics.jsonl`` (one record per evaluation),
+``metrics.json`` (the selected model's final scores, written last: its
+presence means the run is done), ``test_predictions.jsonl`` and ``model/``.
+Every study, report and notebook reads runs through ``RunDir``, so what a
+run's "score", "seconds" or "converged" means is decided here once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from functools import cached_property
+from pathlib import Path
+
+from . import __version__
+from .config import ConfigError
+from .tasks import TaskSpec
+
+# The version of the records a study folder holds (``record_study``): a folder whose record has a higher
+# version was written by a newer taskrel; one without any predates versioning and is read as version 1.
+FORMAT = 1
+
+CONFIG, RECORDS, METRICS, PREDICTIONS, MODEL = (
+    "config.json",
+    "metrics.jsonl",
+    "metrics.json",
+    "test_predictions.jsonl",
+    "model",
+)
+
+
+def write_json(path: Path, obj) -> None:
+    """Write atomically: a kill never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+class SettingsDiffer(ConfigError):
+    pass
+
+
+def settings_diff(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """``key: saved -> wanted`` for every setting that differs (nested keys dotted)."""
+    out = []
+    for key in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and key != "weights":
+            out += settings_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def record_study(path, config, free=()) -> None:
+    """Write a study folder's record (its settings, the command, the format version), or check the one there.
+
+    ``config`` is the study's settings dataclass (``to_dict``/``from_dict``). Continuing a study under other
+    settings is refused, naming the keys that differ; the saved record is read back through the dataclass,
+    so a setting added since it was written takes its default. ``free`` keys may change between
+    invocations (workers, a total trial count that grows).
+    """
+    path = Path(path)
+    wanted = config.to_dict()
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("format", 1) > FORMAT:
+            raise ConfigError(f"{path} was written by a newer taskrel (format {saved['format']}); upgrade taskrel")
+        saved = type(config).from_dict(saved).to_dict()
+        keep = lambda d: {k: v for k, v in d.items() if k not in free}  # noqa: E731
+        diff = settings_diff(keep(saved), keep(wanted))
+        if diff:
+            raise SettingsDiffer(
+                f"{path.parent} holds a study made with other settings ({'; '.join(diff)}): "
+                "choose another --out, or remove the folder to start again"
+            )
+    write_json(path, {"format": FORMAT, "taskrel_version": __version__, "command": sys.argv, **wanted})
+
+
+def read_records(run_dir) -> list[dict]:
+    """A run's per-evaluation records (``metrics.jsonl``); empty if it has none yet."""
+    path = Path(run_dir) / RECORDS
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def aulc(curve: list[tuple[float, float]], horizon: float | None = None) -> float:
+    """Area under a dev curve ``[(epochs done, score)]`` over ``[0, horizon]`` epochs, divided by ``horizon``.
+
+    The curve is a step function: 0 before the first evaluation, then each
+    evaluation's score until the next; after the run's last evaluation (an
+    early-stopped run) its last score is carried forward to ``horizon``
+    (default: the run's own length). A run that learns faster scores higher.
+    """
+    if not curve:
+        return math.nan
+    horizon = horizon or curve[-1][0]
+    area = 0.0
+    for (x, y), nxt in zip(curve, curve[1:] + [(horizon, None)]):
+        area += y * max(0.0, min(nxt[0], horizon) - min(x, horizon))
+    return area / horizon
+
+
+class RunDir:
+    """One run folder. Files are read when first asked for, then kept."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def done(self) -> bool:
+        """Finished: ``metrics.json`` is written last, atomically."""
+        return (self.path / METRICS).is_file()
+
+    @cached_property
+    def config(self) -> dict:
+        """``config.json`` as written (``resolved`` holds what the run found: sizes, threads, versions)."""
+        return json.loads((self.path / CONFIG).read_text())
+
+    @cached_property
+    def run_config(self):
+        from .config import RunConfig
+
+        return RunConfig.from_dict(self.config)
+
+    @cached_property
+    def metrics(self) -> dict:
+        return json.loads((self.path / METRICS).read_text())
+
+    @cached_property
+    def records(self) -> list[dict]:
+        return read_records(self.path)
+
+    @property
+    def main(self) -> str:
+        """The main task's spec (the first task: selection and early stopping follow it)."""
+        if self.done:
+            return self.metrics["main_task"]
+        return self.config["model"]["tasks"][0]
+
+    def metric(self, task: str | None = None) -> str:
+        """The metric a task is compared on (entity F1 or accuracy), from the task registry."""
+        return TaskSpec.parse(task or self.main).main_metric
+
+    def scores(self, split: str) -> dict:
+        """``{task: {metric: value}}`` of the selected model on ``dev`` or ``test``; empty if not scored."""
+        return self.metrics.get(split) or {}
+
+    def score(self, split: str = "test", task: str | None = None) -> float:
+        """A task's main score on a split (the main task's by default); NaN where it was not scored."""
+        task = task or self.main
+        scored = self.scores(split).get(task)
+        return float(scored[self.metric(task)]) if scored else math.nan
+
+    @property
+    def best_epoch(self):
+        return self.metrics["best_epoch"]
+
+    @property
+    def stopped(self) -> str | None:
+        """``patience`` or ``max_epochs``; None for runs made before early stopping."""
+        return self.metrics.get("stopped")
+
+    @property
+    def converged(self) -> bool | None:
+        """Stopped by patience, or flat at the maximum budget (``train.run_outcome``); None if unknown."""
+        return self.metrics.get("converged")
+
+    @property
+    def steps(self):
+        return self.metrics.get("steps")
+
+    @property
+    def threads(self):
+        return self.config.get("resolved", {}).get("threads")
+
+    @property
+    def train_seconds(self) -> float:
+        return sum(r["train_seconds"] for r in self.records)
+
+    @property
+    def seconds(self) -> float:
+        """Training plus evaluation time over every evaluation (the final test pass not counted)."""
+        return sum(r["train_seconds"] + r["eval_seconds"] for r in self.records)
+
+    @property
+    def epochs_run(self) -> float:
+        if not self.records:
+            return math.nan
+        last = self.records[-1]
+        return last.get("epochs_done", last["epoch"])
+
+    def dev_curve(self, task: str | None = None) -> list[tuple[float, float, bool]]:
+        """``(epochs done, dev score, selected)`` at every evaluation that scored dev."""
+        task = task or self.main
+        metric = self.metric(task)
+        return [
+            (r.get("epochs_done", r["epoch"]), r["dev"][task][metric], bool(r.get("selected")))
+            for r in self.records
+            if r.get("dev") and task in r["dev"]
+        ]
+
+    def aulc(self, horizon: float | None = None, task: str | None = None) -> float:
+        """``aulc`` of the task's dev curve (the main task's by default)."""
+        return aulc([(x, y) for x, y, _ in self.dev_curve(task)], horizon)
+
+    @property
+    def predictions(self) -> Path:
+        return self.path / PREDICTIONS
+
+    @property
+    def model(self) -> Path:
+        return self.path / MODEL
