@@ -94,27 +94,29 @@ def heatmap(
 def learning_curves(out: Path, grid, runs: pd.DataFrame, path: Path | None = None):
     """Dev score of each main task by epoch, one line per secondary task (mean over seeds): Figure 4."""
     tasks = grid.tasks
+    # one colour per secondary task in every panel; "alone" in black
+    colour = {"": "black", **dict(zip(tasks, sns.color_palette("tab10", len(tasks))))}
     fig = Figure(figsize=(4 * len(tasks), 3.4))
     axes = fig.subplots(1, len(tasks), squeeze=False)
     for ax, main in zip(axes[0], tasks):
         sub = runs[runs["main"] == main]
         for secondary, group in sub.groupby("secondary", sort=False):
-            curves = []
-            for run_dir in group["run_dir"]:
-                curves.append([score for _, score, _ in RunDir(Path(out) / run_dir).dev_curve(main)])
-            n = min(len(c) for c in curves)
+            curves = [RunDir(Path(out) / run_dir).dev_curve(main) for run_dir in group["run_dir"]]
+            n = min(len(c) for c in curves)  # early-stopped seeds: the mean over the evaluations all of them had
             if n == 0:
                 continue
-            mean = np.mean([c[:n] for c in curves], axis=0)
+            mean = np.mean([[score for _, score, _ in c[:n]] for c in curves], axis=0)
             ax.plot(
-                range(1, n + 1),
+                [x for x, _, _ in curves[0][:n]],
                 mean,
                 marker="o",
+                markersize=3,
+                color=colour.get(secondary),
                 label=f"+ {TaskSpec.parse(secondary).label}" if secondary else "alone",
             )
         ax.set_title(TaskSpec.parse(main).label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epochs of training")
         ax.set_ylabel(f"dev {sub['metric'].iloc[0] if len(sub) else ''}")
         ax.legend(fontsize=8)
     return _finish(fig, path)
@@ -235,7 +237,10 @@ def affinity_heatmap(table: pd.DataFrame, tasks: list[str], path: Path | None = 
     frame = pd.DataFrame(np.nan, index=tasks, columns=tasks)
     for r in table.itertuples():
         frame.loc[r.target, r.source] = 100 * r.affinity
-    limit = max(float(np.nanmax(np.abs(frame.values))), 1e-3) if frame.notna().any().any() else 1.0
+    # the colour scale comes from the off-diagonal cells: a task's affinity with itself is large by
+    # construction and would wash out the ones between tasks (it is still annotated)
+    off = frame.values[~np.eye(len(tasks), dtype=bool)]
+    limit = max(float(np.nanmax(np.abs(off))), 1e-3) if np.isfinite(off).any() else 1.0
     fig = Figure(figsize=(1.3 * len(tasks) + 2.5, 1.1 * len(tasks) + 1.5))
     ax = fig.subplots()
     sns.heatmap(frame, annot=True, fmt=".2f", cmap="RdBu_r", center=0, vmin=-limit, vmax=limit, ax=ax,

@@ -344,17 +344,24 @@ def to_markdown(blocks: list[Block], figures: dict) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _markdown():
+    """CommonMark with tables; raw HTML in the text is escaped, never passed through."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
 def to_html(blocks: list[Block], title: str) -> str:
     body = []
     for b in blocks:
         if b[0] in ("h1", "h2"):
             body.append(f"<{b[0]}>{html.escape(b[1])}</{b[0]}>")
         elif b[0] == "p" and b[1]:
-            body.append(f"<p>{html.escape(b[1])}</p>")
+            body.append(_markdown().render(b[1]))  # paragraphs hold Markdown: `code`, escaped user text
         elif b[0] == "table":
             body.append(b[1].to_html(index=False, escape=True, border=0, classes="results"))
         elif b[0] == "md":
-            body.append(f"<pre>{html.escape(b[1])}</pre>")
+            body.append(_markdown().render(b[1]))
         elif b[0] == "img":
             data = base64.b64encode(Path(b[1]).read_bytes()).decode()
             body.append(
@@ -365,6 +372,8 @@ def to_html(blocks: list[Block], title: str) -> str:
         "body{font-family:system-ui,sans-serif;max-width:64rem;margin:2rem auto;padding:0 1rem}"
         "table.results{border-collapse:collapse;margin:1rem 0}"
         "table.results td,table.results th{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:right}"
+        "table:not(.results){border-collapse:collapse;margin:1rem 0}"
+        "table:not(.results) td,table:not(.results) th{padding:.25rem .6rem;border-bottom:1px solid #ddd}"
         "img{max-width:100%}"
     )
     return (

@@ -188,7 +188,9 @@ def figures(study: optuna.Study, out: Path) -> None:
             warnings.simplefilter("ignore")  # experimental API, equal importances on tiny studies, layout
             ax = plot(study)
         fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-        fig.set_size_inches(max(6.4, fig.get_figwidth()), 4.8)
+        panels = ax.size if hasattr(ax, "size") else 1
+        # one panel per parameter, and room on the right for the slice plot's trial colour bar
+        fig.set_size_inches(max(6.4, 3.6 * panels + 1.6 if name == "slices.png" else 0), 4.8)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fig.tight_layout()

@@ -2,12 +2,13 @@
 
 Every ``taskrel grid --storage URL`` process, on one machine or many, joins one
 Optuna study named after the grid. Each cell is an enqueued trial (parameter
-``cell``); a worker takes one with ``study.ask()``, whose WAITING -> RUNNING
-transition is Optuna's atomic pop, trains it and reports its score with
-``study.tell``. Heartbeats are Optuna's: a worker that dies stops beating, the
-next worker to look fails its trial as stale, and ``RetryHeartbeatStaleTrialCallback``
-puts the cell back in the queue; the new owner resumes the run directory from
-its last finished epoch.
+``cell``, and the cell in its user attributes); a worker runs
+``study.optimize(objective, n_trials=1)`` while the queue has a waiting trial:
+Optuna pops it atomically (WAITING -> RUNNING), keeps its heartbeat while the
+cell trains and records the score. Only Optuna's public API is used. A worker
+that dies stops beating; the next worker to look fails its trial as stale, and
+``RetryHeartbeatStaleTrialCallback`` puts the cell back in the queue; the new
+owner resumes the run directory from its last finished epoch.
 
 Should two workers starting together enqueue one cell twice, the trial with the
 lowest number among those not failed owns the cell, and a later duplicate is
@@ -29,7 +30,6 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
-from optuna.storages._heartbeat import get_heartbeat_thread  # what Study.optimize itself uses
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -49,7 +49,6 @@ def open_study(url: str, name: str, heartbeat: int = 60, grace: int = 180) -> op
             raise ConfigError(f"--storage {url!r}: the folder {folder} does not exist")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     for attempt in range(5):
         try:
             storage = RDBStorage(
@@ -67,7 +66,7 @@ def open_study(url: str, name: str, heartbeat: int = 60, grace: int = 180) -> op
 
 
 def _cell_of(trial) -> str | None:
-    return (trial.system_attrs.get("fixed_params") or trial.params).get("cell")
+    return trial.user_attrs.get("cell") or trial.params.get("cell")
 
 
 def enqueue(study: optuna.Study, names: list[str]) -> None:
@@ -75,7 +74,7 @@ def enqueue(study: optuna.Study, names: list[str]) -> None:
     have = {_cell_of(t) for t in study.get_trials(deepcopy=False, states=LIVE)}
     for name in names:
         if name not in have:
-            study.enqueue_trial({"cell": name}, skip_if_exists=True)
+            study.enqueue_trial({"cell": name}, user_attrs={"cell": name}, skip_if_exists=True)
 
 
 def _owner(study: optuna.Study, cell: str) -> int | None:
@@ -86,47 +85,41 @@ def _owner(study: optuna.Study, cell: str) -> int | None:
 def work(study: optuna.Study, names: list[str], run, log_path: Path, poll: float = 5.0, log=say) -> int:
     """Take cells until every one is complete; ``run(name) -> score``. Returns cells run here."""
     enqueue(study, names)
-    done_here = 0
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    ran = []
+
+    def objective(trial: optuna.Trial) -> float:
+        cell = trial.suggest_categorical("cell", names)  # an enqueued trial's own cell
+        if _owner(study, cell) != trial.number:
+            raise optuna.TrialPruned(f"{cell} is owned by an earlier trial")  # a duplicate, or no waiting trial
+        while True:
+            try:
+                score = run(cell)
+                break
+            except RunLocked:
+                # another worker is training this cell (on SQLite two workers can pop the same waiting
+                # trial): wait for it, then read the finished run
+                log(f"{worker}: {cell} is being trained by another worker (trial {trial.number}); waiting")
+                time.sleep(poll)
+        ran.append(cell)
+        with open(log_path, "a") as f:  # one short line per append: safe across processes
+            f.write(json.dumps({"cell": cell, "trial": trial.number, "worker": worker, "time": time.time()}) + "\n")
+        log(f"{worker}: {cell} done (trial {trial.number})")
+        return score
+
     while True:
         fail_stale_trials(study)
         snapshot = study.get_trials(deepcopy=False)  # one read, so the states below are consistent
         complete = {_cell_of(t) for t in snapshot if t.state == TrialState.COMPLETE}
         if complete >= set(names):
-            return done_here
+            return len(ran)
         if not any(t.state == TrialState.WAITING for t in snapshot):
             if not any(t.state == TrialState.RUNNING for t in snapshot):
                 failed = sorted(set(names) - complete)
                 raise RuntimeError(f"grid cells failed on every retry: {failed}; see their run folders")
             time.sleep(poll)  # cells are running elsewhere; wait in case a worker dies
             continue
-        trial = study.ask()
-        cell = _cell_of(next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number))
-        if cell is None:  # another worker emptied the queue between our look and our ask
-            study.tell(trial, state=TrialState.FAIL)
-            continue
-        trial.suggest_categorical("cell", names)
-        if _owner(study, cell) != trial.number:
-            study.tell(trial, state=TrialState.PRUNED)  # a duplicate of a cell owned by an earlier trial
-            continue
-        heartbeat = get_heartbeat_thread(trial._trial_id, study._storage)
-        heartbeat.start()
         try:
-            score = run(cell)
-        except RunLocked:
-            # another worker is training this cell (on SQLite two workers can pop the same waiting trial):
-            # leave the trial to it, and wait for the queue to move on
-            log(f"{worker}: {cell} is being trained by another worker (trial {trial.number})")
-            time.sleep(poll)
-            continue
-        finally:
-            heartbeat.join()
-        try:
-            study.tell(trial, score)
+            study.optimize(objective, n_trials=1)
         except (RuntimeError, ValueError) as e:  # the same trial, already told by the worker that shares it
-            log(f"{worker}: {cell} (trial {trial.number}) was finished elsewhere: {e}")
-            continue
-        done_here += 1
-        with open(log_path, "a") as f:  # one short line per append: safe across processes
-            f.write(json.dumps({"cell": cell, "trial": trial.number, "worker": worker, "time": time.time()}) + "\n")
-        log(f"{worker}: {cell} done (trial {trial.number})")
+            log(f"{worker}: a trial was finished elsewhere: {e}")

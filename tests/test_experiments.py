@@ -249,3 +249,19 @@ def test_continuing_a_study_names_the_setting_that_differs(tiny_corpus, tmp_path
     run_study(write(tmp_path, more_seeds), tmp_path / "out", progress=False, log=lambda *_: None)
     with pytest.raises(SettingsDiffer, match=r"affinity.every: 2 -> 3"):
         run_study(write(tmp_path, text.replace("every: 2", "every: 3")), tmp_path / "out", progress=False)
+
+
+def test_html_reports_render_markdown_and_escape_user_html():
+    from taskrel.report import md_escape, to_html
+
+    page = to_html(
+        [
+            ("h1", "R"),
+            ("p", f"From `x.yaml`: {md_escape('<script>alert(1)</script> *a*')}"),
+            ("md", "| arm | Δ |\n|---|---:|\n| tuned | +1.2 |\n"),
+        ],
+        "R",
+    )
+    assert "<table>" in page and "<td>tuned</td>" in page and "<pre>" not in page
+    assert "<code>x.yaml</code>" in page and "<script>" not in page and "&lt;script&gt;" in page
+    assert "<em>" not in page  # the escaped *a* stays literal
