@@ -237,7 +237,9 @@ class TrainConfig(_Dict):
         choices=SCHEDULES,
         group=CONVERGENCE,
     )
-    precision: str = setting("auto", "auto: bf16 autocast on CUDA, fp32 on the CPU", choices=PRECISIONS)
+    precision: str = setting(
+        "auto", "auto: bf16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX, else fp32", choices=PRECISIONS
+    )
     converge_tol: float = setting(
         CONVERGE_TOL,
         "a run stopped by --epochs counts as converged if its last evaluations gained less than this",

@@ -237,9 +237,16 @@ def run_study(path, out=None, workers: int = 1, progress: bool = True, log=say) 
         return out
     runs = study.run_configs(out)
     if workers <= 1:
-        for variant, corpus, seed, cfg in runs:
+        from tqdm.auto import tqdm
+
+        todo = [r for r in runs if not RunDir(r[3].out).done]
+        log(f"study {study.name}: {len(runs)} runs, {len(runs) - len(todo)} already finished")
+        bar = tqdm(total=len(todo), desc=f"{study.name} runs", disable=None if progress else True)
+        for variant, corpus, seed, cfg in todo:
             log(f"study {study.name}: {variant} on {corpus}, seed {seed}")
             train(cfg, resume=True, progress=progress, log=log)
+            bar.update()  # the bar's ETA: the mean time of the runs done so far
+        bar.close()
     else:
         _run_parallel(study, runs, workers, progress, log)
     summarise(out, study)

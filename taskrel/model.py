@@ -1,11 +1,21 @@
 """The shared-encoder multi-task model, and its save/load format.
 
-A model folder holds ``taskrel.safetensors`` (all weights; not named
-``model.safetensors``, so that Hugging Face's ``from_pretrained`` refuses the
-folder instead of loading a randomly initialised model from it), the encoder's
-``config.json`` and tokenizer files, and ``taskrel.json`` (tasks, label lists,
-pooling, CRF, window length). It loads without the training configuration and
-without pickle.
+A model folder (format 2) holds:
+
+- ``encoder/``: the shared encoder as ``save_pretrained`` writes it, with its
+  tokenizer, so ``AutoModel.from_pretrained(FOLDER/encoder)`` loads the
+  fine-tuned encoder alone;
+- ``heads.safetensors``: every head's weights (and CRF transitions);
+- ``taskrel.json``: the format version, each head's task, level and labels,
+  the NER label sets, pooling, CRF, dropout and window length. Loading builds
+  the heads from it: a task this taskrel does not know still predicts.
+
+The folder has no ``config.json`` of its own, so Hugging Face's
+``from_pretrained(FOLDER)`` refuses it instead of building a randomly
+initialised model (``taskrel export --hf`` writes a folder it loads). Folders
+written before (format 1: ``taskrel.safetensors`` or ``model.safetensors``
+with every weight, the encoder's config and tokenizer beside them) still
+load. Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -14,19 +24,22 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file
 from torch import nn
 
 from . import __version__
 from .encoders import encoder_from_folder
-from .errors import TaskrelError
+from .errors import TaskError, TaskrelError
 from .heads import HEADS, pool
 from .rundir import write_json
-from .tasks import TaskSpec
+from .tasks import Task, TaskSpec
 
 META_FILE = "taskrel.json"
-WEIGHTS_FILE = "taskrel.safetensors"
-LEGACY_WEIGHTS_FILE = "model.safetensors"
+ENCODER_DIR = "encoder"
+HEADS_FILE = "heads.safetensors"
+FORMAT = 2
+# format 1 (before 2026-11-27): every weight in one file beside the encoder's config and tokenizer
+LEGACY_WEIGHTS_FILES = ("taskrel.safetensors", "model.safetensors")
 
 
 class MultiTaskModel(nn.Module):
@@ -97,8 +110,10 @@ class MultiTaskModel(nn.Module):
 
     def meta(self, max_length: int, mcls_cap: int) -> dict:
         return {
+            "format": FORMAT,
             "taskrel_version": __version__,
             "tasks": list(self.tasks),
+            "heads": {n: {"task": t.name, "level": t.level, "labels": list(t.labels)} for n, t in self.tasks.items()},
             "labels": {n: list(t.labels) for n, t in self.tasks.items()},
             "levels": {n: t.level for n, t in self.tasks.items()},
             "ner_labels": self.ner_labels,
@@ -112,10 +127,20 @@ class MultiTaskModel(nn.Module):
     def save(self, folder, tokenizer, max_length: int, mcls_cap: int) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_model(self, str(folder / WEIGHTS_FILE))
-        _match_umask(folder / WEIGHTS_FILE)  # safetensors writes 0600; the rest of the folder follows the umask
-        self.encoder.config.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
+        from transformers.utils import logging as hf_logging
+
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # saved at every better evaluation: no "Writing model shards" bar
+        try:
+            self.encoder.save_pretrained(folder / ENCODER_DIR, safe_serialization=True)
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
+        tokenizer.save_pretrained(folder / ENCODER_DIR)
+        heads = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+        save_file(heads, str(folder / HEADS_FILE))
+        for path in [folder / HEADS_FILE, *(folder / ENCODER_DIR).glob("*.safetensors")]:
+            _match_umask(path)  # safetensors writes 0600; the rest of the folder follows the umask
         write_json(folder / META_FILE, self.meta(max_length, mcls_cap))
 
 
@@ -127,24 +152,75 @@ def _match_umask(path: Path) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+def _task(spec: str, meta: dict) -> Task:
+    """A head's task from ``taskrel.json``: the registry's (with ``derive``) when it agrees, else one that
+    predicts but cannot derive gold labels."""
+    head = meta["heads"][spec]
+    try:
+        known = TaskSpec.parse(spec).build(meta["ner_labels"][spec], meta["mcls_cap"])
+    except TaskrelError:
+        known = None
+    if known is not None and known.level == head["level"] and list(known.labels) == head["labels"]:
+        return known
+
+    def derive(tags):
+        raise TaskError(f"task {spec!r} of this model is not this taskrel's (unknown, or other labels): "
+                        "it predicts, but gold labels cannot be derived for it")  # fmt: skip
+
+    return Task(head["task"], head["level"], tuple(head["labels"]), derive)
+
+
+def _legacy_tasks(meta: dict, meta_path: Path) -> dict:
+    tasks = {n: TaskSpec.parse(n).build(meta["ner_labels"][n], meta["mcls_cap"]) for n in meta["tasks"]}
+    for name, task in tasks.items():
+        if list(task.labels) != meta["labels"][name]:
+            raise ModelFolderError(f"{meta_path}: labels of {name!r} differ from the task registry's")
+    return tasks
+
+
+def _load_weights(module: nn.Module, files: list[Path], what: str, strict_prefix: str | None = None) -> None:
+    """Load safetensors files into ``module``; every key must match (outside ``strict_prefix``'s complement)."""
+    state = {}
+    for f in files:
+        state |= load_file(str(f))
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if strict_prefix is not None:
+        missing = [k for k in missing if k.startswith(strict_prefix)]
+    if missing or unexpected:
+        raise ModelFolderError(
+            f"{what}: the weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+
+
 def load(folder, device="cpu"):
-    """``(model, tokenizer, meta)`` from a model folder written by ``MultiTaskModel.save``."""
+    """``(model, tokenizer, meta)`` from a model folder written by ``MultiTaskModel.save`` (any format)."""
     folder = Path(folder)
     meta_path = folder / META_FILE
     if not meta_path.is_file():
         raise FileNotFoundError(f"{folder}: not a taskrel model folder (no {META_FILE})")
     meta = json.loads(meta_path.read_text())
-    tasks = {n: TaskSpec.parse(n).build(meta["ner_labels"][n], meta["mcls_cap"]) for n in meta["tasks"]}
-    for name, task in tasks.items():
-        if list(task.labels) != meta["labels"][name]:
-            raise ValueError(f"{meta_path}: labels of {name!r} differ from the task registry's")
-    encoder, tokenizer = encoder_from_folder(folder)
-    model = MultiTaskModel(encoder, tasks, meta["pooling"], meta["crf"], meta["dropout"], meta["ner_labels"])
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file() and (folder / LEGACY_WEIGHTS_FILE).is_file():  # folders written before 2026-11-26
-        weights = folder / LEGACY_WEIGHTS_FILE
-    load_model(model, str(weights), device=str(device))
+    if meta.get("format", 1) > FORMAT:
+        raise ModelFolderError(f"{meta_path}: written by a newer taskrel (format {meta['format']}); upgrade taskrel")
+    if meta.get("format", 1) >= 2:
+        tasks = {n: _task(n, meta) for n in meta["tasks"]}
+        encoder, tokenizer = encoder_from_folder(folder / ENCODER_DIR)
+        model = MultiTaskModel(encoder, tasks, meta["pooling"], meta["crf"], meta["dropout"], meta["ner_labels"])
+        shards = sorted((folder / ENCODER_DIR).glob("*.safetensors"))
+        _load_weights(model.encoder, shards, f"{folder / ENCODER_DIR}")
+        _load_weights(model, [folder / HEADS_FILE], f"{folder / HEADS_FILE}", strict_prefix="heads.")
+    else:
+        tasks = _legacy_tasks(meta, meta_path)
+        encoder, tokenizer = encoder_from_folder(folder)
+        model = MultiTaskModel(encoder, tasks, meta["pooling"], meta["crf"], meta["dropout"], meta["ner_labels"])
+        weights = next((folder / f for f in LEGACY_WEIGHTS_FILES if (folder / f).is_file()), None)
+        if weights is None:
+            raise ModelFolderError(f"{folder}: no weights ({' or '.join(LEGACY_WEIGHTS_FILES)})")
+        load_model(model, str(weights), device="cpu")
     return model.to(device).eval(), tokenizer, meta
+
+
+class ModelFolderError(TaskrelError):
+    """A model folder that is incomplete, inconsistent, or from a newer taskrel."""
 
 
 class DeviceError(TaskrelError, RuntimeError):

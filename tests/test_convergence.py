@@ -135,7 +135,8 @@ def test_dev_cap_is_seeded_fixed_and_never_touches_test(tmp_path):
     assert sources_of(corpus, 1, dev_max_sentences=500).dev == one.corpus.splits["devel"]
 
 
-def test_dev_cap_in_a_run_selects_on_the_subset_and_reports_full_dev_and_test(tmp_path):
+def test_dev_cap_in_a_run_selects_on_the_subset_and_reports_full_dev_and_test(tmp_path, monkeypatch):
+    monkeypatch.setattr("taskrel.precision.cpu_has_fast_bf16", lambda: False)  # a CPU without native bf16
     corpus = big_corpus(tmp_path / "c")
     cfg = tiny_config(corpus, tmp_path / "r", epochs=1)
     cfg.data.dev_max_sentences = 5
@@ -169,8 +170,18 @@ def test_cli_convergence_flags_reach_the_run(tiny_corpus, tmp_path):
     assert read_jsonl(run / "metrics.jsonl")[-1]["lr"] == pytest.approx(1e-3)
 
 
-def test_precision_auto_resolves_by_device():
+def test_precision_auto_resolves_by_device(monkeypatch, tmp_path):
+    from taskrel import precision
+
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
     assert resolve_precision("cpu", "auto") == "fp32"
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
+    assert resolve_precision("cpu", "auto") == "bf16"
+    monkeypatch.undo()
+    for flags, fast in (("fpu sse avx512f avx512bw", False), ("fpu avx512f avx512_bf16", True), ("amx_bf16", True)):
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+        assert precision.cpu_has_fast_bf16.__wrapped__(str(tmp_path / "cpuinfo")) is fast
+    assert precision.cpu_has_fast_bf16.__wrapped__(str(tmp_path / "missing")) is False
     assert resolve_precision("cuda", "auto") == "bf16"
     assert resolve_precision("cpu", "bf16") == "bf16" and resolve_precision("cuda", "fp32") == "fp32"
     with pytest.raises(ValueError):

@@ -1,4 +1,5 @@
 import itertools
+import json
 
 import pytest
 import torch
@@ -151,23 +152,51 @@ def test_cuda_asked_for_without_a_gpu_is_a_clear_error():
 
 
 def test_hugging_face_refuses_a_taskrel_model_folder_instead_of_loading_random_weights(tmp_path):
-    from transformers import AutoModelForTokenClassification
+    from safetensors.torch import save_model
+    from transformers import AutoModel, AutoModelForTokenClassification
 
     model, tok = tiny_model()
     model.save(tmp_path / "m", tok, max_length=64, mcls_cap=3)
-    with pytest.raises(OSError):
+    with pytest.raises((OSError, ValueError)):
         AutoModelForTokenClassification.from_pretrained(tmp_path / "m")
-    # folders written before the rename still load
-    (tmp_path / "m" / "taskrel.safetensors").rename(tmp_path / "m" / "model.safetensors")
+    # the fine-tuned encoder alone loads with plain transformers, with its trained weights
+    encoder = AutoModel.from_pretrained(tmp_path / "m" / "encoder")
+    assert torch.equal(encoder.embeddings.word_embeddings.weight, model.encoder.embeddings.word_embeddings.weight.cpu())
+    # folders written before the encoder had its own folder (format 1, under both weight-file names) still load
+    for name in ("taskrel.safetensors", "model.safetensors"):
+        old = tmp_path / name
+        old.mkdir()
+        save_model(model, str(old / name))
+        model.encoder.config.save_pretrained(old)
+        tok.save_pretrained(old)
+        meta = model.meta(64, 3)
+        del meta["format"], meta["heads"]
+        (old / "taskrel.json").write_text(json.dumps(meta))
+        loaded, _, _ = load(old, DEVICE)
+        assert torch.equal(loaded.head("ner").classifier.weight, model.head("ner").classifier.weight)
+
+
+def test_a_model_loads_from_its_own_description_even_for_a_task_this_taskrel_lacks(tmp_path, monkeypatch):
+    model, tok = tiny_model(("ner", "bcls"))
+    model.save(tmp_path / "m", tok, max_length=64, mcls_cap=3)
+    meta = json.loads((tmp_path / "m" / "taskrel.json").read_text())
+    assert meta["format"] == 2 and meta["heads"]["bcls"] == {"task": "bcls", "level": "sentence", "labels": ["0", "1"]}
+    monkeypatch.delitem(TASKS, "bcls")  # a model trained with a task this installation does not have
     loaded, _, _ = load(tmp_path / "m", DEVICE)
-    assert torch.equal(loaded.head("ner").classifier.weight, model.head("ner").classifier.weight)
+    assert loaded.tasks["bcls"].labels == ("0", "1")
+    with pytest.raises(ValueError, match="cannot be derived"):
+        loaded.tasks["bcls"].derive(("O",))
+    meta["format"] = 99
+    (tmp_path / "m" / "taskrel.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="newer taskrel"):
+        load(tmp_path / "m", DEVICE)
 
 
 def test_the_weights_file_has_the_mode_of_the_rest_of_the_folder(tmp_path):
     model, tok = tiny_model()
     model.save(tmp_path / "m", tok, max_length=64, mcls_cap=3)
     mode = lambda f: (tmp_path / "m" / f).stat().st_mode & 0o777  # noqa: E731
-    assert mode("taskrel.safetensors") == mode("taskrel.json")
+    assert mode("heads.safetensors") == mode("taskrel.json") == mode("encoder/model.safetensors")
 
 
 # ---- the model contract, for every task in the registry: a new task entry gets these for free
