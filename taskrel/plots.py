@@ -217,7 +217,7 @@ def task_map(coords: np.ndarray, kinds: list[str], corpora: list[str], path: Pat
 
 def prediction_scores(summary: pd.DataFrame, path: Path | None = None):
     """Mean ranking metrics per estimator (``ranking.summary``), one panel per metric."""
-    metrics = [c for c in summary.columns if c != "n_secondaries"]
+    metrics = [c for c in summary.columns if c in ("spearman", "kendall", "ndcg", "rho", "regret_at_1")]
     fig = Figure(figsize=(3.0 * len(metrics), 0.32 * len(summary) + 1.6))
     axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
     better = {"rho": "lower is better", "regret_at_1": "lower is better"}

@@ -12,13 +12,23 @@ estimator and the ranking is scored against the grid's measured Δ(M | S):
 
 Estimators: Fisher-embedding similarity sim(M, S) per component and measure;
 TAG affinity S → M (S's look-ahead step lowers M's loss); baselines: a random
-ranking (metrics averaged over random permutations) and data size (more
-training sentences first, then more labelled decisions: words for token
-tasks, sentences for sentence tasks).
+ranking (metrics averaged over every permutation, or over random ones when
+there are too many to enumerate) and data size (more training sentences
+first, then more labelled decisions: words for token tasks, sentences for
+sentence tasks).
+
+Against the random ranking, each estimator's mean Spearman over main tasks
+gets a one-sided permutation p-value: the probability that rankings drawn
+uniformly at random, independently per main task, reach that mean. It is
+exact (every combination of permutations) up to ``EXACT_LIMIT`` combinations,
+Monte Carlo beyond. ``p_adjusted`` is Holm over the table's estimators (one
+family: the estimators scored against one grid). A mean Spearman counts as a
+finding only where its adjusted p is below 0.05.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -28,16 +38,20 @@ from .logs import say
 from .tasks import TaskSpec
 
 METRICS = ("spearman", "kendall", "ndcg", "rho", "regret_at_1")
+EXACT_LIMIT = 200_000  # combinations of per-main-task permutations enumerated exactly; Monte Carlo above
+NULL_SAMPLES = 20_000
 
 
 def ndcg(scores, relevance) -> float:
-    """NDCG of ranking by ``scores`` (high first) with non-negative ``relevance``; 1 if all relevance is 0."""
+    """NDCG of ranking by ``scores`` (high first) with non-negative ``relevance``; 1 if all relevance is 0.
+
+    scikit-learn's ``ndcg_score``: tied scores share the mean gain of their positions."""
+    from sklearn.metrics import ndcg_score
+
     scores, relevance = np.asarray(scores, float), np.asarray(relevance, float)
-    discount = 1.0 / np.log2(np.arange(2, len(scores) + 2))
-    ideal = float(np.sort(relevance)[::-1] @ discount)
-    if ideal <= 0:
+    if len(scores) < 2 or not (relevance > 0).any():
         return 1.0
-    return float(relevance[np.argsort(-scores, kind="stable")] @ discount) / ideal
+    return float(ndcg_score(relevance[None, :], scores[None, :]))
 
 
 def rank_metrics(estimate, delta, main_score_with) -> dict:
@@ -59,12 +73,50 @@ def rank_metrics(estimate, delta, main_score_with) -> dict:
     }
 
 
-def random_baseline(delta, main_score_with, samples: int = 1000, seed: int = 0) -> dict:
-    """Expected metrics of a random ranking (Monte Carlo over permutations)."""
+def _rankings(n: int, samples: int, seed: int = 0) -> list:
+    """Every ranking of n candidates when there are at most ``samples``, else ``samples`` random ones."""
+    if math.factorial(n) <= samples:
+        return [np.array(p, float) for p in itertools.permutations(range(n))]
     rng = np.random.default_rng(seed)
-    n = len(delta)
-    runs = [rank_metrics(rng.permutation(n).astype(float), delta, main_score_with) for _ in range(samples)]
+    return [rng.permutation(n).astype(float) for _ in range(samples)]
+
+
+def random_baseline(delta, main_score_with, samples: int = 1000, seed: int = 0) -> dict:
+    """Expected metrics of a random ranking: exact over every permutation when there are at most
+    ``samples`` of them, else Monte Carlo over ``samples`` random ones."""
+    runs = [rank_metrics(r, delta, main_score_with) for r in _rankings(len(delta), samples, seed)]
     return {k: float(np.nanmean([r[k] for r in runs])) for k in runs[0]}
+
+
+def null_spearman(delta) -> np.ndarray:
+    """Spearman of every ranking of the candidates (a random ranking's distribution) against ``delta``."""
+    from scipy.stats import spearmanr
+
+    delta = np.asarray(delta, float)
+    if len(delta) < 2 or np.allclose(delta, delta[0]):
+        return np.array([math.nan])
+    return np.array([spearmanr(r, delta).statistic for r in _rankings(len(delta), 40_320)])
+
+
+def permutation_p(observed_mean: float, nulls: list[np.ndarray], seed: int = 0) -> float:
+    """One-sided p of a mean Spearman over main tasks against independent random rankings per main task.
+
+    ``nulls``: each main task's null distribution (``null_spearman``), equiprobable values. Exact by
+    enumerating every combination up to ``EXACT_LIMIT`` of them, else Monte Carlo with ``NULL_SAMPLES``
+    draws (then floored at 1/(draws+1)).
+    """
+    nulls = [n for n in nulls if np.isfinite(n).all()]
+    if not nulls or not np.isfinite(observed_mean):
+        return math.nan
+    eps = 1e-12
+    if math.prod(len(n) for n in nulls) <= EXACT_LIMIT:
+        sums = np.zeros(1)
+        for n in nulls:
+            sums = (sums[:, None] + n[None, :]).ravel()
+        return float(np.mean(sums / len(nulls) >= observed_mean - eps))
+    rng = np.random.default_rng(seed)
+    draws = np.mean([rng.choice(n, NULL_SAMPLES) for n in nulls], axis=0)
+    return float((np.sum(draws >= observed_mean - eps) + 1) / (NULL_SAMPLES + 1))
 
 
 def predict_transfer(transfer: pd.DataFrame, alone: dict, estimators: dict, samples: int = 1000) -> pd.DataFrame:
@@ -88,9 +140,23 @@ def predict_transfer(transfer: pd.DataFrame, alone: dict, estimators: dict, samp
     return pd.DataFrame(rows)
 
 
-def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean of every metric over main tasks, per estimator."""
-    return table.groupby("estimator", sort=False)[list(METRICS)].mean()
+def summary(table: pd.DataFrame, transfer: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Mean of every metric over main tasks, per estimator; with the grid's ``transfer``, also each
+    estimator's permutation p of its mean Spearman (``p_spearman``) and its Holm adjustment."""
+    from .significance import holm
+
+    summ = table.groupby("estimator", sort=False)[list(METRICS)].mean()
+    if transfer is None:
+        return summ
+    nulls = {m: null_spearman(g["mean_delta"]) for m, g in transfer.groupby("main", sort=False)}
+    p = {}
+    for name, rows in table.groupby("estimator", sort=False):
+        if name != "random":
+            p[name] = permutation_p(float(rows["spearman"].mean()), [nulls[m] for m in rows["main"]])
+    summ["mains"] = table.groupby("estimator", sort=False)["main"].count()
+    summ["p_spearman"] = pd.Series(p)
+    summ["p_adjusted"] = pd.Series(dict(zip(p, holm(list(p.values())))))
+    return summ
 
 
 def _data_size(grid) -> dict:
@@ -149,13 +215,14 @@ def run_predict_transfer(grid_dir, emb_dir=None, aff_dir=None, out=None, samples
     in ``out`` (default: ``GRID_DIR/prediction``); returns the summary."""
     from pathlib import Path
 
+    from .grid import load_results
     from .plots import prediction_scores
 
     table = score_estimators(grid_dir, emb_dir, aff_dir, samples, log)
     out = Path(out or Path(grid_dir) / "prediction")
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "prediction.csv", index=False)
-    summ = summary(table)
+    summ = summary(table, load_results(grid_dir).transfer)
     summ.to_csv(out / "prediction_summary.csv")
     prediction_scores(summ, out / "prediction.png")
     log(f"wrote {out / 'prediction.csv'}, prediction_summary.csv and prediction.png")

@@ -286,7 +286,13 @@ def prediction_blocks(folder: Path) -> list[Block]:
     summary = pd.read_csv(folder / "prediction_summary.csv")
     blocks: list[Block] = [
         ("h2", "Do the estimators predict the grid?"),
-        ("p", "Mean over main tasks of each ranking metric (ρ: rank of the truly best secondary; lower is better)."),
+        (
+            "p",
+            "Mean over main tasks of each ranking metric (ρ: rank of the truly best secondary; lower is better). "
+            "p spearman: one-sided permutation p of the mean Spearman against random rankings (exact where the "
+            "permutations can be enumerated); p adjusted: Holm over the estimators. A mean Spearman is a finding "
+            "only where p adjusted < 0.05.",
+        ),
         ("table", summary.round(3)),
     ]
     return blocks + _images(folder, (("prediction.png", "Ranking metrics per estimator"),))

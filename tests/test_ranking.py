@@ -85,3 +85,34 @@ def test_predict_transfer_cli_on_a_tiny_grid_with_embeddings_and_affinities(tiny
     exported = ("notebook-pairwise_transfer-g.html", "notebook-task_embeddings-e.html")
     for f in ("g_transfer.csv", "g_prediction_prediction.csv", "e_purity.csv", "a_affinity.csv", *exported):
         assert (tmp_path / "report" / f).is_file(), f
+
+
+def test_permutation_p_is_exact_for_three_candidates():
+    from taskrel.ranking import null_spearman, permutation_p
+
+    null = null_spearman([0.03, 0.01, -0.02])  # every ranking of 3 candidates: Spearman 1, .5, .5, -.5, -.5, -1
+    assert sorted(np.round(null, 6)) == [-1, -0.5, -0.5, 0.5, 0.5, 1]
+    assert permutation_p(1.0, [null]) == pytest.approx(1 / 6)
+    assert permutation_p(0.5, [null]) == pytest.approx(3 / 6)
+    # two main tasks: a mean of 1 needs both rankings perfect, 1 of 36 combinations
+    assert permutation_p(1.0, [null, null]) == pytest.approx(1 / 36)
+    assert permutation_p(0.75, [null, null]) == pytest.approx(5 / 36)  # (1, 1), (1, .5) x2, (.5, 1) x2
+
+
+def test_random_baseline_is_exact_by_enumeration():
+    delta = [0.03, -0.01, 0.01]
+    r = random_baseline(delta, np.add(0.8, delta), samples=1000)
+    assert r["rho"] == pytest.approx(2.0, abs=1e-12) and r["spearman"] == pytest.approx(0, abs=1e-12)
+
+
+def test_summary_adds_permutation_p_and_holm():
+    from taskrel.ranking import summary
+
+    transfer = pd.DataFrame(
+        {"main": ["a"] * 3 + ["b"] * 3, "secondary": list("bcdacd"), "mean_delta": [3, 2, 1, 1, 2, 3]}
+    )
+    truth = {(r.main, r.secondary): r.mean_delta for r in transfer.itertuples()}
+    est = {"oracle": lambda m, s: truth[(m, s)], "anti": lambda m, s: -truth[(m, s)]}
+    summ = summary(predict_transfer(transfer, {"a": 0.7, "b": 0.6}, est, samples=100), transfer)
+    assert summ.loc["oracle", "p_spearman"] == pytest.approx(1 / 36) and summ.loc["anti", "p_spearman"] == 1
+    assert summ.loc["oracle", "p_adjusted"] == pytest.approx(2 / 36) and np.isnan(summ.loc["random", "p_spearman"])
