@@ -92,8 +92,10 @@ def add_config_args(p, cls, only=None, skip=(), helps=None, groups=None, title=N
         if meta.get("group") or title:
             name = meta.get("group") or title
             group = groups[name] if name in groups else groups.setdefault(name, p.add_argument_group(name))
-        if f.type == "bool":
-            group.add_argument(flag, dest=_dest(f), action="store_true", help=help_)
+        if f.type == "bool":  # a setting on by default is turned off with --no-NAME
+            off = default is True
+            flag = f"--no-{flag[2:]}" if off else flag
+            group.add_argument(flag, dest=_dest(f), action="store_false" if off else "store_true", help=help_)
             continue
         parse = _option_type(meta["parse"]) if meta.get("parse") else _TYPES[f.type]
         shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default

@@ -444,6 +444,9 @@ class EmbedConfig(_WithBase):
     method: str = setting("vmap", "per-example gradients: vectorised, or one by one", choices=("vmap", "loop"))
     batch_size: int = setting(8, "sentences per vectorised chunk", flag="--fisher-batch")
     models: dict = field(default_factory=dict)  # spec -> existing model folder
+    control: bool = setting(
+        True, "also embed every task with its labels shuffled among the same sentences: the control a finding must beat"
+    )
 
     def __post_init__(self):
         from .fisher import COMPONENTS, LABEL_MODES, METHODS

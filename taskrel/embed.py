@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from .sources import load_sources
 from .tasks import TaskSpec
 
 SEP = "::"
+CONTROL = "control"  # the shuffled-label embedding of a task: key TASK::COMPONENT::control
 
 
 def single_task_config(ec: EmbedConfig, spec: str, out: Path) -> RunConfig:
@@ -51,6 +53,25 @@ def _model_for(ec: EmbedConfig, spec: str, out: Path, progress: bool, log) -> tu
     return run.model, per_sentence
 
 
+def shuffled_labels(items: list, head: str, is_token: bool, seed: int) -> list:
+    """The control's examples: the same sentences with the task's labels permuted among them.
+
+    Sentence tasks: the sentences' labels are permuted. Token tasks: every word's label is drawn, without
+    replacement, from the pooled word labels of all the sentences (label frequencies kept, structure lost).
+    """
+    rng = np.random.default_rng(seed + 7919)
+    if not is_token:
+        perm = rng.permutation(len(items))
+        return [replace(it, labels={**it.labels, head: items[j].labels[head]}) for it, j in zip(items, perm)]
+    pool = rng.permutation(np.concatenate([np.asarray(it.labels[head]) for it in items])).tolist()
+    out, k = [], 0
+    for it in items:
+        n = len(it.labels[head])
+        out.append(replace(it, labels={**it.labels, head: pool[k : k + n]}))
+        k += n
+    return out
+
+
 def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
     """Compute (or resume) every task's embedding; write ``embeddings.npz`` and ``meta.json``."""
     import torch
@@ -70,7 +91,8 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
         label = TaskSpec.parse(spec).label
         done = out / "tasks" / f"{label}.npz"
         record = out / "tasks" / f"{label}.json"
-        if done.is_file() and record.is_file():
+        control = out / "tasks" / f"{label}.control.npz"
+        if done.is_file() and record.is_file() and (control.is_file() or not ec.control):
             info[spec] = json.loads(record.read_text())
             log(f"{spec}: done")
             continue
@@ -83,20 +105,31 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
         pick = sorted(rng.choice(len(train_sents), min(ec.examples, len(train_sents)), replace=False).tolist())
         enc = encode([train_sents[i] for i in pick], tokenizer, {head: model.tasks[head]}, meta["max_length"])
         enc = sorted(enc, key=lambda e: e.length)  # similar lengths together: less padding
-        t0 = time.perf_counter()
-        emb = fisher_embedding(
+
+        fisher = partial(
+            fisher_embedding,
             model,
-            enc,
-            head,
-            tokenizer.pad_token_id or 0,
-            device,
-            ec.components,
-            ec.label_mode,
-            ec.seed,
-            ec.batch_size,
-            ec.method,
-            progress,
+            spec=head,
+            pad_id=tokenizer.pad_token_id or 0,
+            device=device,
+            components=ec.components,
+            label_mode=ec.label_mode,
+            seed=ec.seed,
+            batch_size=ec.batch_size,
+            method=ec.method,
+            progress=progress,
         )
+
+        if ec.control:  # same model, same sentences, labels shuffled
+            shuffled = shuffled_labels(enc, head, model.tasks[head].is_token, ec.seed)
+            np.savez(out / "tasks" / f"{label}.control.tmp.npz", **fisher(shuffled))
+            (out / "tasks" / f"{label}.control.tmp.npz").replace(control)
+        if done.is_file() and record.is_file():
+            info[spec] = json.loads(record.read_text())
+            log(f"{spec}: control added")
+            continue
+        t0 = time.perf_counter()
+        emb = fisher(enc)
         seconds = time.perf_counter() - t0
         epoch_seconds = epoch_per_sentence * len(enc) if epoch_per_sentence else None
         info[spec] = {
@@ -120,6 +153,9 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
     for spec in ec.tasks:
         with np.load(out / "tasks" / f"{TaskSpec.parse(spec).label}.npz") as z:
             arrays |= {f"{spec}{SEP}{c}": z[c] for c in z.files}
+        if ec.control:
+            with np.load(out / "tasks" / f"{TaskSpec.parse(spec).label}.control.npz") as z:
+                arrays |= {f"{spec}{SEP}{c}{SEP}{CONTROL}": z[c] for c in z.files}
     np.savez(out / "embeddings.npz", **arrays)
     meta = {
         "taskrel_version": __version__,
@@ -129,6 +165,7 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
         "examples": ec.examples,
         "seed": ec.seed,
         "method": ec.method,
+        "control": ec.control,
         "encoder": ec.base.model.encoder,
         "per_task": info,
     }
@@ -162,10 +199,18 @@ class Embeddings:
     def corpora(self) -> list[str]:
         return [self.meta["per_task"][t]["corpus"] for t in self.tasks]
 
-    def vectors(self, component: str) -> np.ndarray:
+    @property
+    def has_control(self) -> bool:
+        return bool(self.meta.get("control"))
+
+    def vectors(self, component: str, control: bool = False) -> np.ndarray:
+        """(tasks, D); ``control``: the shuffled-label embeddings of the same tasks."""
         if component not in self.meta["components"]:
             raise ConfigError(f"{self.folder}: no component {component!r}; it has {self.meta['components']}")
-        return np.stack([self.arrays[f"{t}{SEP}{component}"].reshape(-1) for t in self.tasks])
+        if control and not self.has_control:
+            raise ConfigError(f"{self.folder}: embedded without the shuffled-label control")
+        suffix = f"{SEP}{CONTROL}" if control else ""
+        return np.stack([self.arrays[f"{t}{SEP}{component}{suffix}"].reshape(-1) for t in self.tasks])
 
     def layers(self, component: str = "layer_outputs") -> np.ndarray:
         """(tasks, layers, H): one vector per task and layer."""

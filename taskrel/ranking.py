@@ -199,6 +199,14 @@ def score_estimators(grid_dir, emb_dir=None, aff_dir=None, samples: int = 1000, 
                     return None if a is None or b is None else float(sim[a, b])
 
                 estimators[f"fisher:{comp}:{measure}"] = fn
+                if emb.has_control:  # the same estimator from the shuffled-label embeddings
+                    control = similarity_matrix(emb.vectors(comp, control=True), measure)
+
+                    def fn_control(m, s, sim=control):
+                        a, b = index.get(key[m]), index.get(key[s])
+                        return None if a is None or b is None else float(sim[a, b])
+
+                    estimators[f"control:{comp}:{measure}"] = fn_control
     if aff_dir:
         aff = pd.read_csv(Path(aff_dir) / "affinity.csv")
         table = {((r.source_corpus, r.source_task), (r.target_corpus, r.target_task)): r.affinity

@@ -253,7 +253,21 @@ def embed_blocks(folder: Path) -> list[Block]:
     ]
     if (folder / "purity.csv").is_file():
         purity = pd.read_csv(folder / "purity.csv")
-        blocks += [("h2", "Nearest-neighbour purity (beside chance)"), ("table", purity.round(3))]
+        control = (
+            " and beside the shuffled-label control (control_*: the same models and sentences with the labels "
+            "permuted; a grouping counts only where it beats both)"
+            if meta.get("control")
+            else " (no shuffled-label control was computed: no grouping here is a finding)"
+        )
+        blocks += [
+            ("h2", "Nearest-neighbour purity"),
+            (
+                "p",
+                "The share of tasks whose nearest neighbour shares their kind, level or corpus, "
+                f"beside chance{control}.",
+            ),
+            ("table", purity.round(3)),
+        ]
     for comp in meta["components"]:
         blocks += _images(
             folder,

@@ -113,9 +113,12 @@ def purity_table(emb, components=None, measures=MEASURES) -> pd.DataFrame:
     for comp in components or emb.meta["components"]:
         for measure in measures:
             sim = similarity_matrix(emb.vectors(comp), measure)
+            control = similarity_matrix(emb.vectors(comp, control=True), measure) if emb.has_control else None
             row = {"component": comp, "measure": measure, "points": len(emb.tasks)}
             for name, groups in (("kind", emb.kinds()), ("level", emb.levels()), ("corpus", emb.corpora())):
                 row[f"purity_{name}"], row[f"chance_{name}"] = nn_purity(sim, groups)
+                if control is not None:  # the same purity from the shuffled-label embeddings
+                    row[f"control_{name}"] = nn_purity(control, groups)[0]
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -229,7 +229,7 @@ def train(
             log(f"{cfg.out} is already complete")
             return json.loads(done.read_text())
         with run_log(cfg.out, log) as log:  # every message of the run also goes to its train.log
-            log(f"taskrel {__version__}{' resuming' if resume else ''}: {' '.join(sys.argv)}")
+            log(f"taskrel {__version__}: {' '.join(sys.argv)}")
             return _train(cfg, resume, callbacks, progress, log, test, step_hooks)
 
 

@@ -12,7 +12,7 @@ from taskrel.fisher import COMPONENTS, fisher_embedding
 from taskrel.similarity import analyse, cosine_matrix, nn_purity, task2vec_matrix
 from taskrel.train import train
 
-from helpers import DEVICE, SENTENCES, tiny_model
+from helpers import DEVICE, SENTENCES, batch_of, tiny_model
 
 ALL = COMPONENTS
 
@@ -124,6 +124,10 @@ def test_embed_pipeline_trains_models_resumes_and_analyses(tiny_corpus, chem_cor
     assert sum("done" in line for line in logs) == 4
     purity = analyse(emb, log=lambda *_: None)
     assert len(purity) == 2 * 2 and purity["chance_kind"].eq(1 / 3).all() and purity["chance_level"].eq(1 / 3).all()
+    # the shuffled-label control: same shapes, other vectors, reported beside every purity
+    assert emb.has_control and emb.vectors("head", control=True).shape == (4, 32)
+    assert not np.allclose(emb.vectors("head", control=True), emb.vectors("head"))
+    assert {"control_kind", "control_level", "control_corpus"} <= set(purity.columns)
     assert emb.levels() == ["token", "sentence", "token", "sentence"]
     sims = pd.read_csv(tmp_path / "emb/similarity.csv")
     assert len(sims) == 2 * 2 * 4 * 3
@@ -146,3 +150,26 @@ def test_embed_uses_a_given_model(tiny_corpus, tmp_path):
     meta = embed_tasks(ec, tmp_path / "emb", progress=False, log=lambda *_: None)
     assert meta["per_task"]["ner"]["model"] == str(tmp_path / "r/model") and not (tmp_path / "emb/models").exists()
     assert meta["per_task"]["ner"]["fisher_vs_epoch"] is None  # no training epoch was timed here
+
+
+def test_the_control_shuffles_labels_among_the_same_sentences():
+    from taskrel.embed import shuffled_labels
+
+    model, tok = tiny_model(("ner", "bcls"))
+    enc, _ = batch_of(model, tok)
+    for head, is_token in (("ner", True), ("bcls", False)):
+        shuffled = shuffled_labels(enc, head, is_token, seed=1)
+        assert [e.rows for e in shuffled] == [e.rows for e in enc]  # the text is the same
+
+        def flat(items, head=head):
+            return sorted(np.concatenate([np.atleast_1d(e.labels[head]) for e in items]).tolist())
+
+        assert flat(shuffled) == flat(enc)  # the same labels, moved
+        assert [np.size(e.labels[head]) for e in shuffled] == [np.size(e.labels[head]) for e in enc]
+    ner = [e.labels["ner"] for e in shuffled_labels(enc, "ner", True, seed=1)]
+    assert ner != [e.labels["ner"] for e in enc]
+    # and it changes the head embedding
+    a = embed(model, tok, "ner", components=("head",))
+    items = shuffled_labels(encode(SENTENCES, tok, {"ner": model.tasks["ner"]}, 64), "ner", True, seed=1)
+    b = fisher_embedding(model, items, "ner", tok.pad_token_id, DEVICE, ("head",))
+    assert not np.allclose(a["head"], b["head"])
