@@ -51,6 +51,35 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+_KINDS = {  # annotation -> (accepted types, how the message names them)
+    "str": ((str,), "a string"),
+    "int": ((int,), "an integer"),
+    "float": ((int, float), "a number"),
+    "bool": ((bool,), "true or false"),
+    "list": ((list, tuple), "a list"),
+    "dict": ((dict,), "a mapping"),
+    "None": ((type(None),), "null"),
+}
+
+
+def check_types(obj) -> None:
+    """Refuse a setting whose value has the wrong type (a YAML ``epochs: "3"``, ``seeds: 1``, ``epochs: 1.5``),
+    naming the setting; ``true``/``false`` are not numbers."""
+    for f in dataclasses.fields(obj):
+        if f.type == "RunConfig":
+            continue
+        value = getattr(obj, f.name)
+        parts = [part.strip() for part in str(f.type).split("|")]
+        ok = any(
+            isinstance(value, _KINDS[part][0]) and not (isinstance(value, bool) and part in ("int", "float"))
+            for part in parts
+            if part in _KINDS
+        )
+        if not ok and all(part in _KINDS for part in parts):
+            want = " or ".join(_KINDS[part][1] for part in parts)
+            raise ConfigError(f"{f.name} must be {want}, got {value!r} ({type(value).__name__})")
+
+
 class _Dict:
     """``to_dict``/``from_dict`` for flat dataclasses; unknown keys are errors."""
 
@@ -153,6 +182,7 @@ class DataConfig(_Dict):
     )  # fmt: skip
 
     def __post_init__(self):
+        check_types(self)
         _check(
             self.subset_seed == "vary"
             or (isinstance(self.subset_seed, int) and not isinstance(self.subset_seed, bool)),
@@ -185,6 +215,7 @@ class ModelConfig(_Dict):
     dropout: float = setting(0.1, "dropout before every head")
 
     def __post_init__(self):
+        check_types(self)
         self.tasks = list(self.tasks)
         _check(len(self.tasks) > 0, "at least one task is needed")
         unknown = [t for t in self.tasks if TaskSpec.parse(t).task not in TASKS]
@@ -202,7 +233,7 @@ class ModelConfig(_Dict):
 class TrainConfig(_Dict):
     strategy: str = setting("joint", "one summed loss per batch, or MT-DNN-style alternating batches",
                             choices=STRATEGIES)  # fmt: skip
-    weights: dict | None = setting(
+    weights: dict | list | None = setting(
         None,
         "loss weights in task order (default: 0.8,0.1,0.05,0.05 for the four paper tasks, else 1 each)",
         parse=parse_floats,
@@ -257,6 +288,7 @@ class TrainConfig(_Dict):
     )
 
     def __post_init__(self):
+        check_types(self)
         _check(
             self.alternating_updates in ("per-task", "matched"),
             f"alternating_updates must be 'per-task' or 'matched', got {self.alternating_updates!r}",
@@ -314,6 +346,7 @@ class RunConfig:
     out: str = ""
 
     def __post_init__(self):
+        check_types(self)
         self.train.weights = resolve_weights(self.model.tasks, self.train.weights)
 
     def to_dict(self) -> dict:
@@ -375,6 +408,7 @@ class GridConfig(_WithBase):
     )
 
     def __post_init__(self):
+        check_types(self)
         _check(
             self.bootstrap_unit == "sentence"
             or (
@@ -419,6 +453,7 @@ class TuneConfig(_WithBase):
     tune_lr: bool = setting(False, "also tune the learning rate")
 
     def __post_init__(self):
+        check_types(self)
         _check(self.trials >= 1, "trials must be at least 1")
         _check(self.timeout is None or self.timeout > 0, f"timeout must be positive seconds, got {self.timeout}")
         _check(not self.base.data.merge_dev, "tuning selects on devel: merge_dev (training on devel) is refused")
@@ -449,6 +484,7 @@ class EmbedConfig(_WithBase):
     )
 
     def __post_init__(self):
+        check_types(self)
         from .fisher import COMPONENTS, LABEL_MODES, METHODS
 
         self.tasks, self.components = list(self.tasks), list(self.components)
@@ -471,6 +507,7 @@ class AffinityConfig(_WithBase):
     every: int = setting(10, "a look-ahead every this many steps", parse=parse_positive_int)
 
     def __post_init__(self):
+        check_types(self)
         _check(self.every >= 1, f"every must be a positive number of steps, got {self.every}")
         _check(
             self.base.train.strategy == "joint" and self.base.train.weighting == "static",

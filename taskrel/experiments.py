@@ -42,7 +42,7 @@ import pandas as pd
 import yaml
 
 from . import plots
-from .config import DEFAULT_TASKS, ConfigError, GridConfig, RunConfig
+from .config import DEFAULT_TASKS, ConfigError, GridConfig, RunConfig, check_types
 from .kinds import KINDS, STUDY_FILE_KINDS
 from .logs import say
 from .rundir import RunDir, record_study
@@ -189,6 +189,17 @@ def load_study(path) -> Study:
     if "name" not in raw:
         raise ConfigError(f"{path}: the study needs a name")
     study = Study(**raw, file=str(path))
+    try:
+        check_types(study)
+        bad_seeds = [x for x in study.seeds if not isinstance(x, int) or isinstance(x, bool)]
+        if bad_seeds:
+            raise ConfigError(f"seeds must be integers, got {bad_seeds}")
+        for key in ("defaults", "per_corpus", "variants"):
+            for name, value in getattr(study, key).items():
+                if value is not None and not isinstance(value, dict):
+                    raise ConfigError(f"{key}.{name} must be a mapping of settings, got {value!r}")
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     _check_names(path, study)
     if study.kind not in STUDY_FILE_KINDS:
         raise ConfigError(f"{path}: kind must be one of {STUDY_FILE_KINDS}, got {study.kind!r}")

@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file
 from torch import nn
 
@@ -141,7 +142,8 @@ class MultiTaskModel(nn.Module):
         save_file(heads, str(folder / HEADS_FILE))
         for path in [folder / HEADS_FILE, *(folder / ENCODER_DIR).glob("*.safetensors")]:
             _match_umask(path)  # safetensors writes 0600; the rest of the folder follows the umask
-        write_json(folder / META_FILE, self.meta(max_length, mcls_cap))
+        meta = self.meta(max_length, mcls_cap)
+        write_json(folder / META_FILE, {**meta, "checksum": _checksum(folder, meta)})
 
 
 def _match_umask(path: Path) -> None:
@@ -192,16 +194,51 @@ def _load_weights(module: nn.Module, files: list[Path], what: str, strict_prefix
         )
 
 
+def _checksum(folder: Path, meta: dict) -> str:
+    """SHA-256 over ``taskrel.json``'s content and every weight file: any later edit of labels or weights shows."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps({k: v for k, v in meta.items() if k != "checksum"}, sort_keys=True).encode())
+    for path in [folder / HEADS_FILE, *sorted((folder / ENCODER_DIR).glob("*.safetensors"))]:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
 def load(folder, device="cpu"):
-    """``(model, tokenizer, meta)`` from a model folder written by ``MultiTaskModel.save`` (any format)."""
+    """``(model, tokenizer, meta)`` from a model folder written by ``MultiTaskModel.save`` (any format).
+
+    A folder that is incomplete, damaged or edited after saving is refused with
+    ``not a valid taskrel model folder: <reason>`` (``ModelFolderError``).
+    """
     folder = Path(folder)
     meta_path = folder / META_FILE
     if not meta_path.is_file():
         raise FileNotFoundError(f"{folder}: not a taskrel model folder (no {META_FILE})")
+    try:
+        return _load(folder, meta_path, device)
+    except ModelFolderError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as e:  # damaged, edited
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ModelFolderError(f"{folder}: not a valid taskrel model folder: {type(e).__name__}: {first}") from None
+
+
+def _load(folder: Path, meta_path: Path, device):
     meta = json.loads(meta_path.read_text())
+    if not isinstance(meta, dict):
+        raise ModelFolderError(f"{folder}: not a valid taskrel model folder: {META_FILE} is not a JSON object")
+    if meta.get("pooling") not in ("cls", "mean", "max"):
+        raise ModelFolderError(f"{folder}: not a valid taskrel model folder: pooling {meta.get('pooling')!r}")
     if meta.get("format", 1) > FORMAT:
         raise ModelFolderError(f"{meta_path}: written by a newer taskrel (format {meta['format']}); upgrade taskrel")
     if meta.get("format", 1) >= 2:
+        if "checksum" in meta and meta["checksum"] != _checksum(folder, meta):
+            raise ModelFolderError(
+                f"{folder}: not a valid taskrel model folder: {META_FILE} or the weights changed after saving "
+                "(checksum); train again, or restore the folder"
+            )
         tasks = {n: _task(n, meta) for n in meta["tasks"]}
         encoder, tokenizer = encoder_from_folder(folder / ENCODER_DIR)
         model = MultiTaskModel(encoder, tasks, meta["pooling"], meta["crf"], meta["dropout"], meta["ner_labels"])
@@ -216,6 +253,11 @@ def load(folder, device="cpu"):
         if weights is None:
             raise ModelFolderError(f"{folder}: no weights ({' or '.join(LEGACY_WEIGHTS_FILES)})")
         load_model(model, str(weights), device="cpu")
+    if len(tokenizer) < encoder.config.vocab_size // 2:
+        raise ModelFolderError(
+            f"{folder}: not a valid taskrel model folder: its tokenizer has {len(tokenizer)} entries against the "
+            f"encoder's {encoder.config.vocab_size} (a tokenizer file is missing)"
+        )
     return model.to(device).eval(), tokenizer, meta
 
 

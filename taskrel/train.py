@@ -16,6 +16,8 @@ so a run resumed after a kill gives the same numbers as one never stopped.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -36,6 +38,7 @@ from .config import CONVERGE_WINDOW, ConfigError, RunConfig
 from .corpus import subset_sha1
 from .data import bucket_batches, collate, encode, to_device
 from .encoders import encoder_source, load_encoder
+from .errors import TaskrelError
 from .evaluate import evaluate, main_score, predict, score_all
 from .locks import RunLock
 from .logs import run_log, say
@@ -159,6 +162,8 @@ def check_same_settings(cfg: RunConfig, out: Path) -> None:
 def _start_run_dir(cfg: RunConfig, resume: bool) -> tuple[Path, dict | None]:
     out = Path(cfg.out)
     state_file = out / CHECKPOINT / "state.json"
+    for folder in (out / CHECKPOINT, out / "model"):
+        _restore_swapped(folder)
     if resume and state_file.is_file():
         return out, json.loads(state_file.read_text())
     if (out / "metrics.jsonl").exists() and not resume:
@@ -168,8 +173,33 @@ def _start_run_dir(cfg: RunConfig, resume: bool) -> tuple[Path, dict | None]:
     return out, None
 
 
+class DiskFull(TaskrelError):
+    pass
+
+
+@contextlib.contextmanager
+def _writing(what: Path):
+    """A full disk while a checkpoint or model is written: a clear error; the last complete one is kept."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        full = getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e)
+        if not full:
+            raise
+        shutil.rmtree(what.with_name(what.name + ".tmp"), ignore_errors=True)
+        raise DiskFull(
+            f"{what}: the disk is full; the last complete checkpoint is kept: free some space, then run again "
+            "with --resume (a study resumes by itself)"
+        ) from None
+
+
 def _save_checkpoint(out: Path, model, optimizer, scheduler, weighting, state: dict, device=None) -> None:
     """What ``resume`` needs after an evaluation, written to a temporary folder and renamed into place."""
+    with _writing(out / CHECKPOINT):
+        _write_checkpoint(out, model, optimizer, scheduler, weighting, state, device)
+
+
+def _write_checkpoint(out: Path, model, optimizer, scheduler, weighting, state: dict, device=None) -> None:
     tmp = out / (CHECKPOINT + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -184,16 +214,37 @@ def _save_checkpoint(out: Path, model, optimizer, scheduler, weighting, state: d
         saved["cuda_rng"] = torch.cuda.get_rng_state(device)
     torch.save(saved, tmp / "optim.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
-    shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
-    os.replace(tmp, out / CHECKPOINT)
+    _swap_in(tmp, out / CHECKPOINT)
 
 
 def _save_model(out: Path, model, tokenizer, cfg: RunConfig) -> None:
     tmp = out / "model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save(tmp, tokenizer, cfg.data.max_length, cfg.data.mcls_cap)
-    shutil.rmtree(out / "model", ignore_errors=True)
-    os.replace(tmp, out / "model")
+    with _writing(out / "model"):
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save(tmp, tokenizer, cfg.data.max_length, cfg.data.mcls_cap)
+        _swap_in(tmp, out / "model")
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Put a fully written folder in place of ``final``: its files are flushed to disk first, and at every
+    moment either the old folder or the new one is complete (the old one waits as ``final.old``)."""
+    for f in tmp.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _restore_swapped(folder: Path) -> None:
+    """After a kill between the two renames of ``_swap_in``: the old, complete folder comes back."""
+    old = folder.with_name(folder.name + ".old")
+    if old.is_dir() and not folder.exists():
+        os.replace(old, folder)
 
 
 def train(

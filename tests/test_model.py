@@ -224,3 +224,36 @@ def test_contract_every_task_gets_gradients_saves_and_batches(task, tmp_path):
             torch.testing.assert_close(
                 alone[: len(sent.tokens)] if alone.dim() > 1 else alone, mine, atol=1e-5, rtol=1e-4
             )
+
+
+@pytest.mark.parametrize(
+    "tamper, reason",
+    [
+        (lambda m: (m / "taskrel.json").write_text("{not json"), "not a valid taskrel model folder"),
+        (lambda m: (m / "taskrel.json").write_text("[1, 2]"), "not a JSON object"),
+        (lambda m: (m / "heads.safetensors").write_bytes(b"\x00" * 64), "not a valid taskrel model folder"),
+        (lambda m: (m / "heads.safetensors").unlink(), "not a valid taskrel model folder"),
+        (lambda m: (m / "encoder" / "model.safetensors").write_bytes(b"junk"), "not a valid taskrel model folder"),
+        (lambda m: [f.unlink() for f in (m / "encoder").glob("tokenizer*")], "not a valid taskrel model folder"),
+        (
+            lambda m: (m / "taskrel.json").write_text(
+                (m / "taskrel.json").read_text().replace('"B-Disease"', '"B-Chemical"')
+            ),
+            "checksum",
+        ),
+        (
+            lambda m: (m / "taskrel.json").write_text((m / "taskrel.json").read_text().replace('"max"', '"median"')),
+            "pooling",
+        ),
+    ],
+    ids=["not-json", "not-object", "random-heads", "no-heads", "random-encoder", "no-tokenizer", "renamed-labels",
+         "bad-pooling"],
+)  # fmt: skip
+def test_a_damaged_or_edited_model_folder_is_refused_clearly(tmp_path, tamper, reason):
+    from taskrel.model import ModelFolderError
+
+    model, tok = tiny_model()
+    model.save(tmp_path / "m", tok, max_length=64, mcls_cap=3)
+    tamper(tmp_path / "m")
+    with pytest.raises(ModelFolderError, match=reason):
+        load(tmp_path / "m", DEVICE)

@@ -391,3 +391,46 @@ def test_a_moved_run_folder_resumes_where_it_is(tiny_corpus, tmp_path, monkeypat
     shutil.move(tmp_path / "old", tmp_path / "new")
     assert main(["train", "--resume", "--out", str(tmp_path / "new"), "--no-progress"]) == 0
     assert (tmp_path / "new" / "metrics.json").is_file() and not (tmp_path / "old").exists()
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_the_run_resumes(tiny_corpus, tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    from taskrel.train import DiskFull
+
+    full = train(tiny_config(tiny_corpus, tmp_path / "full", epochs=3), progress=False, log=lambda *_: None)
+    cfg = tiny_config(tiny_corpus, tmp_path / "r", epochs=3)
+    real_save, calls = torch.save, []
+
+    def save(obj, path, *a, **k):  # the third checkpoint (after epoch 3) hits a full disk
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, path, *a, **k)
+
+    monkeypatch.setattr("taskrel.train.torch.save", save)
+    with pytest.raises(DiskFull, match="disk is full"):
+        train(cfg, progress=False, log=lambda *_: None)
+    state = json.loads((tmp_path / "r" / "checkpoint" / "state.json").read_text())
+    assert state["evals"] == 2 and not (tmp_path / "r" / "checkpoint.tmp").exists()
+    monkeypatch.setattr("taskrel.train.torch.save", real_save)
+    assert train(cfg, resume=True, progress=False, log=lambda *_: None) == full
+
+
+def test_a_kill_between_the_renames_of_a_checkpoint_loses_nothing(tiny_corpus, tmp_path):
+    class Killed(Exception):
+        pass
+
+    def kill_after_epoch_1(record):
+        if record["epoch"] == 1:
+            raise Killed
+
+    cfg = tiny_config(tiny_corpus, tmp_path / "r", epochs=2)
+    full = train(tiny_config(tiny_corpus, tmp_path / "full", epochs=2), progress=False, log=lambda *_: None)
+    with pytest.raises(Killed):
+        train(cfg, callbacks=[kill_after_epoch_1], progress=False, log=lambda *_: None)
+    run = tmp_path / "r"
+    (run / "checkpoint").rename(run / "checkpoint.old")  # as if killed after the first rename of _swap_in
+    assert train(cfg, resume=True, progress=False, log=lambda *_: None) == full
