@@ -36,7 +36,8 @@ MDE_FACTOR = 2.8  # (z_0.975 + z_0.8) standard errors
 
 
 def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10", alpha: float = 0.05) -> pd.DataFrame:
-    """One row per (corpus, variant) against ``study.baseline``; empty without a baseline or finished pairs."""
+    """One row per (corpus, variant) against its baseline (``study.comparisons()``); empty without a baseline
+    or finished pairs."""
     if not study.baseline:
         return pd.DataFrame()
     runs = {(v, Path(c).name, s): (c, cfg) for v, c, s, cfg in study.run_configs(Path(out))}
@@ -44,12 +45,10 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
     for corpus in study.corpora:
         name = Path(corpus).name
         gold_cache = {}
-        for variant in study.variants:
-            if variant == study.baseline:
-                continue
+        for variant, baseline in study.comparisons():
             pairs = []
             for seed in study.seeds:
-                _, base_cfg = runs[(study.baseline, name, seed)]
+                _, base_cfg = runs[(baseline, name, seed)]
                 _, var_cfg = runs[(variant, name, seed)]
                 a, b = RunDir(base_cfg.out), RunDir(var_cfg.out)
                 if a.done and b.done:
@@ -74,7 +73,7 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
                 {
                     "corpus": name,
                     "variant": variant,
-                    "baseline": study.baseline,
+                    "baseline": baseline,
                     "metric": metric,
                     "seeds": len(pairs),
                     "baseline_mean": float(np.mean(base_scores)),

@@ -64,7 +64,8 @@ class Study:
     per_corpus: dict = field(default_factory=dict)
     variants: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
-    baseline: str | None = None  # kind runs: the variant every other is compared with (compare.py)
+    # kind runs: the variant every other is compared with, or {variant: its baseline} (compare.py)
+    baseline: str | dict | None = None
     tune: dict = field(default_factory=dict)
     embed: dict = field(default_factory=dict)
     affinity: dict = field(default_factory=dict)
@@ -72,6 +73,12 @@ class Study:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def comparisons(self) -> list[tuple[str, str]]:
+        """``(variant, baseline)`` pairs: every other variant against one baseline, or the pairs given."""
+        if isinstance(self.baseline, dict):
+            return list(self.baseline.items())
+        return [(v, self.baseline) for v in self.variants if self.baseline and v != self.baseline]
 
     @classmethod
     def from_dict(cls, d: dict) -> Study:
@@ -212,8 +219,11 @@ def load_study(path) -> Study:
         raise ConfigError(f"{path}: per_corpus names corpora not in the study: {stray}")
     if study.kind == "runs" and not study.variants:
         raise ConfigError(f"{path}: a study of kind 'runs' needs variants")
-    if study.baseline is not None and study.baseline not in study.variants:
-        raise ConfigError(f"{path}: baseline {study.baseline!r} is not one of the variants {list(study.variants)}")
+    named = study.comparisons() if isinstance(study.baseline, dict) else [(study.baseline, study.baseline)]
+    for variant, baseline in named if study.baseline is not None else []:
+        for name in (variant, baseline):
+            if name not in study.variants:
+                raise ConfigError(f"{path}: baseline {name!r} is not one of the variants {list(study.variants)}")
     try:  # build every configuration now, so a typo fails before hours of training
         if study.kind == "runs":
             study.run_configs(Path("out"))

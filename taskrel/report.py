@@ -144,7 +144,12 @@ def study_blocks(folder: Path) -> list[Block]:
 
         comp = pd.read_csv(folder / "comparisons.csv")
         blocks += [
-            ("h2", f"Each variant against {comp['baseline'].iloc[0]}, seeds paired"),
+            (
+                "h2",
+                f"Each variant against {comp['baseline'].iloc[0]}, seeds paired"
+                if comp["baseline"].nunique() == 1
+                else "Each variant against its baseline, seeds paired",
+            ),
             (
                 "p",
                 "Δ is the mean over paired seeds; its interval and p come from a hierarchical paired bootstrap "
@@ -191,7 +196,8 @@ def tune_blocks(folder: Path) -> list[Block]:
         best = json.loads((folder / "best.json").read_text())
         weights = ", ".join(f"{t} {w:.4g}" for t, w in best["weights"].items())
         counts = ", ".join(f"{n} {k}" for k, n in best["trials"].items() if n)
-        blocks.append(("p", f"Best trial {best['trial']}: dev {best['dev_score']:.4f} with weights {weights}. "
+        conv = {True: "", False: " (**not converged**)", None: ""}.get(best.get("converged"), "")
+        blocks.append(("p", f"Best trial {best['trial']}: dev {best['dev_score']:.4f}{conv} with weights {weights}. "
                             f"Trials: {counts}."))  # fmt: skip
     return blocks + _images(
         folder,

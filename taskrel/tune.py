@@ -127,7 +127,8 @@ def tune(
         cfg = trial_config(tc, trial, out)
 
         def report(record):
-            trial.report(record["dev"][main][metric], record["epoch"])
+            # one step per evaluation (per epoch unless eval_every says otherwise)
+            trial.report(record["dev"][main][metric], record.get("eval", record["epoch"]))
             # a trial at its last epoch has cost all it will cost: let it complete
             if record["epoch"] < cfg.train.epochs and trial.should_prune():
                 raise optuna.TrialPruned(f"epoch {record['epoch']}")
@@ -135,6 +136,8 @@ def tune(
         metrics = train(cfg, callbacks=[report], progress=False, log=lambda *_: None, test=False)
         trial.set_user_attr("run_dir", cfg.out)
         trial.set_user_attr("best_epoch", metrics["best_epoch"])
+        trial.set_user_attr("stopped", metrics.get("stopped"))
+        trial.set_user_attr("converged", metrics.get("converged"))
         return metrics["dev"][main][metric]
 
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
@@ -164,6 +167,8 @@ def write_outputs(study: optuna.Study, tc: TuneConfig, out: Path, storage: str |
         "weights": weights,
         "params": best.params,
         "run_dir": best.user_attrs.get("run_dir"),
+        # a best trial that did not converge is marked so wherever its score appears
+        "converged": best.user_attrs.get("converged"),
         "trials": {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState},
         "dashboard": f"optuna-dashboard {storage_url(out, storage)}",
     }

@@ -265,3 +265,15 @@ def test_html_reports_render_markdown_and_escape_user_html():
     assert "<table>" in page and "<td>tuned</td>" in page and "<pre>" not in page
     assert "<code>x.yaml</code>" in page and "<script>" not in page and "&lt;script&gt;" in page
     assert "<em>" not in page  # the escaped *a* stays literal
+
+
+def test_a_baseline_per_variant_pairs_each_variant_with_its_own(tmp_path):
+    text = RUNS_STUDY.format(corpus="x").replace("kind: runs", "kind: runs\nbaseline: {mt-mean: single}")
+    assert load_study(write(tmp_path, text)).comparisons() == [("mt-mean", "single")]
+    assert load_study(write(tmp_path, RUNS_STUDY.format(corpus="x") + "baseline: single\n")).comparisons() == [
+        ("mt-mean", "single")
+    ]
+    with pytest.raises(ConfigError, match="baseline 'nope'"):
+        load_study(write(tmp_path, text.replace("{mt-mean: single}", "{mt-mean: nope}")))
+    table3 = load_study(EXPERIMENTS / "table3-fractions.yaml").comparisons()
+    assert table3 == [(f"mt-{f}", f"single-{f}") for f in (100, 50, 25, 10)]
