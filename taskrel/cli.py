@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 from .config import (
+    GRACE,
+    HEARTBEAT,
     STUDY_MAX_EPOCHS,
     STUDY_PATIENCE,
     AffinityConfig,
@@ -186,6 +188,18 @@ def add_grid_parser(sub):
         help="Optuna RDB URL shared by several grid processes as a work queue: sqlite:///FILE, postgresql://...",
     )
     p.add_argument("--study", help="queue name in --storage (default: taskrel-grid-<folder name>)")
+    p.add_argument(
+        "--heartbeat",
+        type=_positive_int,
+        default=HEARTBEAT,
+        help=f"with --storage: seconds between a worker's heartbeats (default: {HEARTBEAT})",
+    )
+    p.add_argument(
+        "--grace",
+        type=_positive_int,
+        default=GRACE,
+        help=f"with --storage: seconds without a heartbeat before a cell goes back to the queue (default: {GRACE})",
+    )
     add_config_args(p, GridConfig, only=("bootstrap_samples", "bootstrap_unit", "alpha"))
     p.set_defaults(func=run_grid_cmd)
 
@@ -200,7 +214,11 @@ def run_grid_cmd(a) -> int:
         grid.workers = a.workers
     else:
         grid = GridConfig(config_from_args(a), a.tasks, **settings_of(a, GridConfig))
-    transfer = run_grid(grid, a.out, progress=not a.no_progress, storage=a.storage, study=a.study)
+    if a.grace <= a.heartbeat:
+        raise ConfigError(f"--grace ({a.grace} s) must be longer than --heartbeat ({a.heartbeat} s)")
+    transfer = run_grid(
+        grid, a.out, progress=not a.no_progress, storage=a.storage, study=a.study, heartbeat=a.heartbeat, grace=a.grace
+    )
     if len(transfer):
         cols = ["main", "secondary", "mean_delta", "std_delta", "p_bootstrap", "significant"]
         print(transfer[cols].to_string(index=False, float_format=lambda v: f"{v:+.4f}"))

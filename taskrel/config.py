@@ -36,6 +36,8 @@ STUDY_MAX_EPOCHS = 40
 # Threads per cell of a study (grid): thread counts change the numbers, so every cell of a study runs with the
 # same count, whatever --workers; a study that sets train.threads uses its own.
 CELL_THREADS = 2
+# Work queues (grid --storage): a worker beats every HEARTBEAT seconds; one silent for GRACE has its cell put back
+HEARTBEAT, GRACE = 60, 180
 
 
 # Keys that config.json records about a run but that are not settings.

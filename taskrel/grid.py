@@ -128,13 +128,23 @@ def _queue_worker(grid_dict: dict, out: str, storage: str, study: str, threads: 
 
 
 def run_grid(
-    grid: GridConfig, out, progress: bool = True, log=say, storage: str | None = None, study: str | None = None
+    grid: GridConfig,
+    out,
+    progress: bool = True,
+    log=say,
+    storage: str | None = None,
+    study: str | None = None,
+    heartbeat: int | None = None,
+    grace: int | None = None,
 ) -> pd.DataFrame:
     """Train every missing cell, then write the tables and figures; returns the transfer table.
 
     With ``storage`` (an Optuna RDB URL) the cells are taken from a queue shared
-    with every other process that joins the same study (see ``workqueue``).
+    with every other process that joins the same study (see ``workqueue``);
+    ``heartbeat`` and ``grace`` (seconds) say how often a worker beats and how
+    long a silent one keeps its cell.
     """
+    beat = {k: v for k, v in (("heartbeat", heartbeat), ("grace", grace)) if v is not None}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _write_grid_json(grid, out)
@@ -147,11 +157,12 @@ def run_grid(
     if storage:
         name = study or f"taskrel-grid-{out.resolve().name}"
         if workers == 1:
-            _queue_worker(grid.to_dict(), str(out), storage, name, threads, log)
+            _queue_worker(grid.to_dict(), str(out), storage, name, threads, log, **beat)
         else:
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
                 jobs = [
-                    pool.submit(_queue_worker, grid.to_dict(), str(out), storage, name, threads) for _ in range(workers)
+                    pool.submit(_queue_worker, grid.to_dict(), str(out), storage, name, threads, **beat)
+                    for _ in range(workers)
                 ]
                 for job in as_completed(jobs):
                     job.result()

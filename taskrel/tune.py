@@ -31,7 +31,7 @@ import pandas as pd
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from .config import POOLINGS, RunConfig, TuneConfig
+from .config import GRACE, HEARTBEAT, POOLINGS, RunConfig, TuneConfig
 from .logs import say
 from .rundir import record_study, write_json
 from .tasks import TaskSpec
@@ -62,7 +62,6 @@ def trial_config(tc: TuneConfig, trial: optuna.Trial, out: Path) -> RunConfig:
     )
 
 
-HEARTBEAT, GRACE = 60, 180  # seconds: a trial whose process stopped beating for GRACE is failed at the next start
 
 
 def storage_url(out: Path, storage: str | None = None) -> str:

@@ -33,14 +33,14 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from .config import ConfigError
+from .config import GRACE, HEARTBEAT, ConfigError
 from .locks import RunLocked
 from .logs import say
 
 LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
 
 
-def open_study(url: str, name: str, heartbeat: int = 60, grace: int = 180) -> optuna.Study:
+def open_study(url: str, name: str, heartbeat: int = HEARTBEAT, grace: int = GRACE) -> optuna.Study:
     if not url.startswith(("sqlite:", "postgresql", "mysql")):  # also postgresql+psycopg2://, mysql+pymysql://
         raise ConfigError(f"--storage {url!r}: expected an Optuna RDB URL (sqlite:///FILE, postgresql://, mysql://)")
     if url.startswith("sqlite:///"):

@@ -251,3 +251,11 @@ def test_oversubscribed_workers_are_warned_about(monkeypatch):
     warn_oversubscribed(2, 1, said.append)
     warn_oversubscribed(1, 4, said.append)
     assert len(said) == 1 and "--workers 1" in said[0]
+
+
+def test_heartbeat_and_grace_are_options_and_must_make_sense(tiny_corpus, tmp_path, capsys):
+    from taskrel.cli import main
+
+    args = ["grid", "--data", str(tiny_corpus), "--tasks", "ner,bcls", "--out", str(tmp_path / "g")]
+    assert main([*args, "--heartbeat", "30", "--grace", "10"]) == 2
+    assert "--grace (10 s) must be longer than --heartbeat (30 s)" in capsys.readouterr().err
