@@ -278,12 +278,12 @@ def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -
     """Runs in ``workers`` processes (spawned: CUDA-safe), seed by seed, so a study stopped half-way has
     every variant and corpus at the same number of seeds."""
     import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from multiprocessing import get_context
+    from concurrent.futures import as_completed
 
     from tqdm.auto import tqdm
 
     from .grid import _run_cell, warn_oversubscribed
+    from .workers import pool as worker_pool
 
     seeds = {s: i for i, s in enumerate(study.seeds)}
     todo = sorted([r for r in runs if not RunDir(r[3].out).done], key=lambda r: seeds[r[2]])
@@ -291,7 +291,7 @@ def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -
     threads = max(1, (os.cpu_count() or 1) // workers)
     warn_oversubscribed(workers, max(cfg.train.threads or threads for _, _, _, cfg in runs), log)
     bar = tqdm(total=len(todo), desc=f"{study.name} runs", disable=None if progress else True)
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with worker_pool(workers) as pool:
         jobs = {pool.submit(_run_cell, cfg.to_dict(), cfg.train.threads or threads): (v, c, s) for v, c, s, cfg in todo}
         for job in as_completed(jobs):
             job.result()

@@ -16,9 +16,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, replace
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from .rundir import RunDir, record_study
 from .significance import hierarchical_bootstrap, holm, prediction_stats, seed_ttest, verdict
 from .sources import all_tasks, load_sources
 from .tasks import TaskSpec
+from .workers import pool as worker_pool
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def run_grid(
         if workers == 1:
             _queue_worker(grid.to_dict(), str(out), storage, name, threads, log, **beat)
         else:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            with worker_pool(workers) as pool:
                 jobs = [
                     pool.submit(_queue_worker, grid.to_dict(), str(out), storage, name, threads, **beat)
                     for _ in range(workers)
@@ -176,7 +176,7 @@ def run_grid(
             bar.update()
             done(cell)
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        with worker_pool(workers) as pool:
             jobs = {pool.submit(_run_cell, cell_config(grid, c, out).to_dict(), threads): c for c in todo}
             for job in as_completed(jobs):
                 job.result()

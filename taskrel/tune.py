@@ -62,8 +62,6 @@ def trial_config(tc: TuneConfig, trial: optuna.Trial, out: Path) -> RunConfig:
     )
 
 
-
-
 def storage_url(out: Path, storage: str | None = None) -> str:
     """The study's storage: ``storage`` if given, else ``sqlite:///OUT/study.db``."""
     return storage or f"sqlite:///{Path(out) / 'study.db'}"

@@ -1,5 +1,6 @@
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -259,3 +260,33 @@ def test_heartbeat_and_grace_are_options_and_must_make_sense(tiny_corpus, tmp_pa
     args = ["grid", "--data", str(tiny_corpus), "--tasks", "ner,bcls", "--out", str(tmp_path / "g")]
     assert main([*args, "--heartbeat", "30", "--grace", "10"]) == 2
     assert "--grace (10 s) must be longer than --heartbeat (30 s)" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_die_with_their_parent(tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    script = (
+        "import os, time\n"
+        "from taskrel.workers import pool\n"
+        "p = pool(1)\n"
+        "print(p.submit(os.getpid).result(), flush=True)\n"
+        "p.submit(time.sleep, 120)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        if open(f"/proc/{worker}/stat").read().split()[2] == "Z":  # a zombie has ended
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the worker outlived its killed parent")
