@@ -481,6 +481,18 @@ class EmbedConfig(_WithBase):
     method: str = setting("vmap", "per-example gradients: vectorised, or one by one", choices=("vmap", "loop"))
     batch_size: int = setting(8, "sentences per vectorised chunk", flag="--fisher-batch")
     models: dict = field(default_factory=dict)  # spec -> existing model folder
+    style: str = setting(
+        "taskrel",
+        "taskrel: per-example squared gradients in eval mode; taskemb: the TaskEmb reference's squared batch "
+        "gradients in train mode (fisher.py says how they differ)",
+        choices=("taskrel", "taskemb"),
+        flag="--fisher-style",
+    )
+    layer_reduce: str = setting(
+        "concat",
+        "how layer_outputs' per-layer vectors become one: concatenated, or averaged (the paper's Figure 6)",
+        choices=("concat", "mean"),
+    )
     control: bool = setting(
         True, "also embed every task with its labels shuffled among the same sentences: the control a finding must beat"
     )

@@ -82,7 +82,7 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
 
     out = Path(out)
     (out / "tasks").mkdir(parents=True, exist_ok=True)
-    record_study(out / "embed.json", ec, free=("models",))
+    record_study(out / "embed.json", ec, free=("models", "layer_reduce"))  # layer_reduce: analysis only
     if ec.base.train.threads:
         torch.set_num_threads(ec.base.train.threads)
     device = resolve_device(ec.base.train.device)
@@ -118,6 +118,7 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
             batch_size=ec.batch_size,
             method=ec.method,
             progress=progress,
+            style=ec.style,
         )
 
         if ec.control:  # same model, same sentences, labels shuffled
@@ -162,6 +163,8 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
         "tasks": ec.tasks,
         "components": ec.components,
         "label_mode": ec.label_mode,
+        "style": ec.style,
+        "layer_reduce": ec.layer_reduce,
         "examples": ec.examples,
         "seed": ec.seed,
         "method": ec.method,
@@ -210,7 +213,10 @@ class Embeddings:
         if control and not self.has_control:
             raise ConfigError(f"{self.folder}: embedded without the shuffled-label control")
         suffix = f"{SEP}{CONTROL}" if control else ""
-        return np.stack([self.arrays[f"{t}{SEP}{component}{suffix}"].reshape(-1) for t in self.tasks])
+        arrays = [self.arrays[f"{t}{SEP}{component}{suffix}"] for t in self.tasks]
+        if component == "layer_outputs" and self.meta.get("layer_reduce") == "mean":
+            arrays = [a.mean(0) for a in arrays]  # (layers, H) -> (H,)
+        return np.stack([a.reshape(-1) for a in arrays])
 
     def layers(self, component: str = "layer_outputs") -> np.ndarray:
         """(tasks, layers, H): one vector per task and layer."""

@@ -33,6 +33,15 @@ Sentences cut into several windows always take the loop.
 
 No further normalisation is applied to the stored Fisher; the similarity
 measures (``similarity.py``) normalise.
+
+``style="taskemb"`` computes instead what the TaskEmb reference code computes
+(``run_taskemb_SL.py`` of Vu et al., gradients of the gold labels): per batch,
+the gradient of the batch-mean loss, in train mode (dropout on); for layer
+outputs its masked sum over the batch's tokens, squared, divided by the
+batch's token count; for parameters the squared gradient; summed over batches
+and divided by the number of sentences. It depends on the batch size and the
+dropout draw (seeded); it differs from the default by squaring a sum of
+gradients instead of summing squares. Sentences are batched in the order given.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from .tasks import TaskSpec
 COMPONENTS = ("layer_outputs", "encoder", "head")
 LABEL_MODES = ("empirical", "true")
 METHODS = ("vmap", "loop")
+STYLES = ("taskrel", "taskemb")
 
 
 def log_likelihood(logits, labels, is_token: bool, row_sentence=None, n_sentences: int = 1):
@@ -196,6 +206,7 @@ def fisher_embedding(
     batch_size: int = 8,
     method: str = "vmap",
     progress=None,
+    style: str = "taskrel",
 ) -> dict[str, np.ndarray]:
     """The diagonal Fisher of task ``spec`` over the encoded sentences ``items``, per component."""
     from tqdm.auto import tqdm
@@ -204,6 +215,12 @@ def fisher_embedding(
         raise ValueError(f"bad label mode {label_mode!r}, method {method!r} or components {components}")
     if getattr(model.head(spec), "crf", None) is not None:
         raise ValueError("Fisher embeddings need a softmax head: this model's NER head has a CRF")
+    if style == "taskemb":
+        if label_mode != "empirical":
+            raise ValueError("the taskemb style uses the gold labels (label_mode empirical)")
+        return _taskemb(model, items, spec, pad_id, device, components, seed, batch_size, progress)
+    if style != "taskrel":
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     was_training = model.training
     model.eval()  # no dropout: the Fisher of the model itself, not of a random sub-network
     tasks = {spec: model.tasks[spec]}
@@ -226,6 +243,45 @@ def fisher_embedding(
                     acc.add(comp, _loop_params(model, chunk, tasks, spec, labels_of, comp, pad_id, device))
             acc.n += len(chunk)
     finally:
+        model.train(was_training)
+    return acc.result()
+
+
+def _taskemb(model, items, spec, pad_id, device, components, seed, batch_size, progress) -> dict[str, np.ndarray]:
+    """The TaskEmb reference computation (module docstring): squared batch-level gradients, train mode."""
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.train()
+    tasks = {spec: model.tasks[spec]}
+    acc = FisherAccumulator()
+    params = {c: component_params(model, spec, c) for c in components if c != "layer_outputs"}
+    generator_state = torch.get_rng_state()
+    torch.manual_seed(seed)  # the dropout draw
+    try:
+        starts = range(0, len(items), batch_size)
+        for start in tqdm(starts, desc=f"taskemb {spec}", disable=None if progress else True, leave=False):
+            chunk = items[start : start + batch_size]
+            batch = to_device(collate(chunk, tasks, pad_id), device)
+            out = model.encoder(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True
+            )
+            states = list(out.hidden_states[1:])
+            loss = model.task_outputs(states[-1], batch, [spec])[spec]["loss"]  # the batch-mean loss
+            flat = [p for ps in params.values() for p in ps.values()]
+            grads = torch.autograd.grad(loss, states + flat, allow_unused=True)
+            if "layer_outputs" in components:
+                mask = batch["attention_mask"].unsqueeze(-1).float()  # (R, T, 1)
+                summed = [(g.float() * mask).sum((0, 1)) for g in grads[: len(states)]]  # (H,) per layer
+                acc.add("layer_outputs", (torch.stack(summed).pow(2) / mask.sum())[None])
+            k = len(states)
+            for comp, ps in params.items():
+                gs = {n: (g if g is not None else torch.zeros_like(p)) for (n, p), g in zip(ps.items(), grads[k:])}
+                k += len(ps)
+                acc.add(comp, _reduce(comp, {n: g.unsqueeze(0) for n, g in gs.items()}))
+            acc.n += len(chunk)
+    finally:
+        torch.set_rng_state(generator_state)
         model.train(was_training)
     return acc.result()
 

@@ -3,6 +3,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from taskrel.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from taskrel.data import encode
@@ -128,6 +129,9 @@ def test_embed_pipeline_trains_models_resumes_and_analyses(tiny_corpus, chem_cor
     assert emb.has_control and emb.vectors("head", control=True).shape == (4, 32)
     assert not np.allclose(emb.vectors("head", control=True), emb.vectors("head"))
     assert {"control_kind", "control_level", "control_corpus"} <= set(purity.columns)
+    assert emb.vectors("layer_outputs").shape == (4, 2 * 32)  # layers concatenated by default
+    emb.meta["layer_reduce"] = "mean"  # the paper's Figure 6: the mean over layers
+    assert np.allclose(emb.vectors("layer_outputs"), emb.layers().mean(1))
     assert emb.levels() == ["token", "sentence", "token", "sentence"]
     sims = pd.read_csv(tmp_path / "emb/similarity.csv")
     assert len(sims) == 2 * 2 * 4 * 3
@@ -173,3 +177,32 @@ def test_the_control_shuffles_labels_among_the_same_sentences():
     items = shuffled_labels(encode(SENTENCES, tok, {"ner": model.tasks["ner"]}, 64), "ner", True, seed=1)
     b = fisher_embedding(model, items, "ner", tok.pad_token_id, DEVICE, ("head",))
     assert not np.allclose(a["head"], b["head"])
+
+
+def test_the_taskemb_style_equals_a_hand_computation():
+    model, tok = tiny_model(("ner",))
+    enc = encode(SENTENCES, tok, model.tasks, 64)
+    got = fisher_embedding(model, enc, "ner", tok.pad_token_id, DEVICE, ("layer_outputs", "head"), style="taskemb",
+                           batch_size=len(enc))  # fmt: skip
+    # by hand: one batch, gradient of the batch-mean loss, retained on every layer output
+    from taskrel.data import collate, to_device
+
+    batch = to_device(collate(enc, model.tasks, tok.pad_token_id), DEVICE)
+    model.train()
+    torch.manual_seed(1)  # the style's seeded dropout draw (seed=1)
+    out = model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+    states = out.hidden_states[1:]
+    for s in states:
+        s.retain_grad()
+    model.zero_grad()
+    model.task_outputs(states[-1], batch, ["ner"])["ner"]["loss"].backward()
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    hand = torch.stack([(s.grad * mask).sum((0, 1)) ** 2 for s in states]) / mask.sum() / len(enc)
+    np.testing.assert_allclose(got["layer_outputs"], hand.detach().cpu().numpy(), rtol=1e-4, atol=1e-12)
+    head = model.head("ner").classifier.weight.grad.pow(2).sum(0) / len(enc)
+    np.testing.assert_allclose(got["head"], head.cpu().numpy(), rtol=1e-4, atol=1e-12)
+    # unlike the default style, it depends on the batch size
+    one = fisher_embedding(model, enc, "ner", tok.pad_token_id, DEVICE, ("head",), style="taskemb", batch_size=1)
+    assert not np.allclose(one["head"], got["head"])
+    with pytest.raises(ValueError, match="gold labels"):
+        fisher_embedding(model, enc, "ner", tok.pad_token_id, DEVICE, ("head",), style="taskemb", label_mode="true")
