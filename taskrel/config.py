@@ -488,6 +488,12 @@ class EmbedConfig(_WithBase):
         choices=("taskrel", "taskemb"),
         flag="--fisher-style",
     )
+    sentences: str = setting(
+        "trained",
+        "where the Fisher's sentences come from: the training subset the task's model was trained on, or all of "
+        "train (with a train fraction below 1, most of those were never seen in training)",
+        choices=("trained", "all"),
+    )
     layer_reduce: str = setting(
         "concat",
         "how layer_outputs' per-layer vectors become one: concatenated, or averaged (the paper's Figure 6)",

@@ -100,7 +100,9 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
         model, tokenizer, meta = load(folder, device)
         head = spec if spec in model.tasks else meta["tasks"][0]
         cfg = RunConfig(ec.base.data, replace(ec.base.model, tasks=[spec]), replace(ec.base.train, weights=None))
-        train_sents = next(iter(load_sources(cfg, ("train", "devel")).values())).corpus.splits["train"]
+        src = next(iter(load_sources(cfg, ("train", "devel")).values()))
+        # the sentences its model was trained on (the seeded train_fraction subset), or all of train
+        train_sents = src.train if ec.sentences == "trained" else src.corpus.splits["train"]
         rng = np.random.default_rng(ec.seed)
         pick = sorted(rng.choice(len(train_sents), min(ec.examples, len(train_sents)), replace=False).tolist())
         enc = encode([train_sents[i] for i in pick], tokenizer, {head: model.tasks[head]}, meta["max_length"])
@@ -164,6 +166,7 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
         "components": ec.components,
         "label_mode": ec.label_mode,
         "style": ec.style,
+        "sentences": ec.sentences,
         "layer_reduce": ec.layer_reduce,
         "examples": ec.examples,
         "seed": ec.seed,

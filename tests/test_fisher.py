@@ -206,3 +206,19 @@ def test_the_taskemb_style_equals_a_hand_computation():
     assert not np.allclose(one["head"], got["head"])
     with pytest.raises(ValueError, match="gold labels"):
         fisher_embedding(model, enc, "ner", tok.pad_token_id, DEVICE, ("head",), style="taskemb", label_mode="true")
+
+
+def test_fisher_sentences_come_from_the_models_training_subset(tiny_corpus, tmp_path):
+    from taskrel.sources import load_sources
+
+    base = RunConfig(
+        DataConfig(str(tiny_corpus), train_fraction=0.5), ModelConfig("tiny"), TrainConfig(epochs=1, threads=1)
+    )
+    subset = next(iter(load_sources(RunConfig(base.data, ModelConfig("tiny", ["ner"]), TrainConfig())).values()))
+    kw = dict(examples=1000, components=["head"], control=False)
+    trained = embed_tasks(EmbedConfig(base, ["ner"], **kw), tmp_path / "a", progress=False, log=lambda *_: None)
+    every = EmbedConfig(base, ["ner"], sentences="all", **kw)
+    everything = embed_tasks(every, tmp_path / "b", progress=False, log=lambda *_: None)
+    assert trained["per_task"]["ner"]["examples"] == len(subset.train) < len(subset.corpus.splits["train"])
+    assert everything["per_task"]["ner"]["examples"] == len(subset.corpus.splits["train"])
+    assert trained["sentences"] == "trained" and everything["sentences"] == "all"
