@@ -4,17 +4,23 @@ Every ``every`` steps of an ordinary joint run, before the real update, and for
 each task i of the batch:
 
 1. take the gradient of i's weighted loss alone on the shared encoder, clipped
-   to the trainer's ``grad_clip`` norm;
+   to the trainer's ``grad_clip`` global norm (over the encoder's parameters:
+   the trainer clips the summed gradient of every task over all parameters,
+   heads included, so a task's look-ahead step is what its share of the update
+   would be if it were alone);
 2. apply the AdamW update the trainer's optimizer would take with it (its
    moments, step count, learning rate, betas, epsilon and decoupled weight
    decay) to a look-ahead copy of the encoder;
 3. affinity i → j = 1 − L_j(after) / L_j(before) on the same batch, for every
-   task j of the batch;
+   task j of the batch (divided by the step's learning rate with
+   ``normalise_lr``, as the TAG reference code does, so that look-aheads made
+   during warm-up and decay weigh alike);
 4. restore the encoder's parameters exactly.
 
-The look-ahead runs in eval mode (no dropout) and never touches the optimizer
-state or the random generators, so the run itself trains exactly as it would
-without it. Affinities are averaged over all look-aheads.
+Look-aheads at a learning rate of 0 (the first warm-up step) are skipped: they
+would move nothing and add all-zero affinities. The look-ahead runs in eval
+mode (no dropout) and never touches the optimizer state or the random
+generators, so the run itself trains exactly as it would without it. Affinities are averaged over all look-aheads.
 
 Written next to the run: ``affinity.csv`` (source, target, affinity, count),
 ``affinity.json`` (look-ahead seconds against the run's training seconds) and
@@ -55,8 +61,8 @@ def adamw_lookahead(params, grads, optimizer) -> None:
 class TagAffinity:
     """A trainer step hook that accumulates look-ahead affinities."""
 
-    def __init__(self, weights: dict, every: int = 10, grad_clip: float = 1.0):
-        self.weights, self.every, self.grad_clip = weights, every, grad_clip
+    def __init__(self, weights: dict, every: int = 10, grad_clip: float = 1.0, normalise_lr: bool = False):
+        self.weights, self.every, self.grad_clip, self.normalise_lr = weights, every, grad_clip, normalise_lr
         self.sums: dict[tuple[str, str], float] = {}
         self.counts: dict[tuple[str, str], int] = {}
         self.seconds = 0.0
@@ -80,6 +86,7 @@ class TagAffinity:
         with autocast(device):
             out = model(batch, tasks=tasks)
         before = {t: float(out[t]["loss"].detach()) for t in tasks}
+        per_lr = 1.0 / optimizer.param_groups[0]["lr"] if self.normalise_lr else 1.0
         grads = {}  # all gradients first: the look-aheads change the parameters the graph saved
         for k, i in enumerate(tasks):
             g = torch.autograd.grad(
@@ -95,7 +102,8 @@ class TagAffinity:
                 with autocast(device):
                     after = model(batch, tasks=tasks)
                 for j in tasks:
-                    self.sums[(i, j)] = self.sums.get((i, j), 0.0) + 1 - float(after[j]["loss"]) / max(before[j], 1e-12)
+                    gain = (1 - float(after[j]["loss"]) / max(before[j], 1e-12)) * per_lr
+                    self.sums[(i, j)] = self.sums.get((i, j), 0.0) + gain
                     self.counts[(i, j)] = self.counts.get((i, j), 0) + 1
                 for p, s in zip(shared, saved):
                     p.copy_(s)
@@ -115,13 +123,13 @@ class TagAffinity:
         return pd.DataFrame(rows)
 
 
-def run_affinity(cfg, every: int = 10, progress: bool = True, log=say) -> pd.DataFrame:
+def run_affinity(cfg, every: int = 10, progress: bool = True, log=say, normalise_lr: bool = False) -> pd.DataFrame:
     """One joint run of ``cfg`` with look-aheads every ``every`` steps; writes the affinity files into it."""
-    AffinityConfig(cfg, every)  # checks the settings before the run folder is made
+    AffinityConfig(cfg, every, normalise_lr)  # checks the settings before the run folder is made
     from .plots import affinity_heatmap
     from .train import train
 
-    tag = TagAffinity(cfg.train.weights, every, cfg.train.grad_clip)
+    tag = TagAffinity(cfg.train.weights, every, cfg.train.grad_clip, normalise_lr)
     train(cfg, progress=progress, log=log, step_hooks=[tag])
     out = Path(cfg.out)
     table = tag.table(cfg.data.data)
@@ -129,6 +137,7 @@ def run_affinity(cfg, every: int = 10, progress: bool = True, log=say) -> pd.Dat
     train_seconds = RunDir(out).train_seconds
     summary = {
         "every": every,
+        "normalise_lr": normalise_lr,
         "lookaheads": tag.lookaheads,
         "lookaheads_skipped_at_lr_0": tag.skipped_lr0,
         "lookahead_seconds": tag.seconds,

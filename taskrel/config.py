@@ -525,6 +525,9 @@ class AffinityConfig(_WithBase):
 
     base: RunConfig
     every: int = setting(10, "a look-ahead every this many steps", parse=parse_positive_int)
+    normalise_lr: bool = setting(
+        False, "divide each look-ahead's affinity by the learning rate of its step (as the TAG reference does)"
+    )
 
     def __post_init__(self):
         check_types(self)

@@ -413,4 +413,4 @@ def run_affinity_section(ac, steps: dict, progress: bool = True, log=say) -> Non
     if (Path(ac.base.out) / "affinity.json").is_file():
         log(f"{ac.base.out} is complete")
         return
-    run_affinity(ac.base, ac.every, progress=progress, log=log)
+    run_affinity(ac.base, ac.every, progress=progress, log=log, normalise_lr=ac.normalise_lr)

@@ -84,3 +84,15 @@ def test_lookaheads_at_learning_rate_zero_are_skipped():
         group["lr"] = 1e-3
     tag(1, model, optimizer, batch, TASKS)
     assert tag.lookaheads == 1 and len(tag.sums) == len(TASKS) ** 2
+
+
+def test_normalising_by_the_learning_rate_divides_each_lookahead_by_it():
+    model, tok = tiny_model()
+    _, batch = batch_of(model, tok)
+    optimizer = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-3)
+    plain, scaled = TagAffinity({t: 1.0 for t in TASKS}, every=1), TagAffinity({t: 1.0 for t in TASKS}, every=1,
+                                                                               normalise_lr=True)  # fmt: skip
+    plain(0, model, optimizer, batch, TASKS)
+    scaled(0, model, optimizer, batch, TASKS)
+    for key, value in plain.sums.items():
+        assert scaled.sums[key] == pytest.approx(value / 1e-3, rel=1e-4, abs=1e-6)
