@@ -400,29 +400,12 @@ def add_evaluate_parser(sub):
 
 
 def run_evaluate(a) -> int:
-    from .corpus import apply_unseen_policy, find_split, read_conll, resolve_data
-    from .data import encode
-    from .evaluate import evaluate
-    from .predict import Tagger
-    from .tasks import TaskSpec
+    from .evaluate import evaluate_split
 
-    root = resolve_data(a.data)
-    tagger = Tagger(a.model, a.device, a.batch_size, a.precision)
-    sents = read_conll(find_split(root, a.split))
-    main = tagger.meta["tasks"][0]
-    tasks = {
-        n: t for n, t in tagger.tasks.items() if TaskSpec.parse(n).corpus == TaskSpec.parse(main).corpus
-    }  # main's corpus
-    sents = apply_unseen_policy(sents, set(tagger.meta["ner_labels"][main]), a.unseen_tags)
-    enc = encode(sents, tagger.tokenizer, tasks, tagger.meta["max_length"])
-    bar = None if a.no_progress else a.split
-    pad_id = tagger.tokenizer.pad_token_id or 0
-    scores = evaluate(tagger.model, enc, sents, pad_id, a.batch_size, tagger.device, bar, list(tasks), a.precision)
-    out = Path(a.output) if a.output else Path(a.model).resolve().parent / f"eval_{root.name}_{a.split}.json"
-    out.write_text(
-        json.dumps({"model": str(a.model), "data": str(root), "split": a.split, "scores": scores}, indent=2) + "\n"
+    scores, out, name = evaluate_split(
+        a.model, a.data, a.split, a.output, a.unseen_tags, a.batch_size, a.device, a.precision, not a.no_progress
     )
-    print(format_scores(scores, f"{root.name} {a.split}"))
+    print(format_scores(scores, f"{name} {a.split}"))
     print(f"scores written to {out}")
     return 0
 

@@ -123,3 +123,44 @@ def score_all(tasks: dict, sentences, preds: dict) -> dict:
 
 def main_score(task, scores: dict) -> float:
     return scores[task.main_metric]
+
+
+def evaluate_split(
+    model_dir,
+    data,
+    split: str = "test",
+    output=None,
+    unseen_tags: str = "error",
+    batch_size: int = 64,
+    device: str = "auto",
+    precision: str = "auto",
+    progress: bool = True,
+):
+    """Score a model folder on one split of a corpus, on the tasks of its main task's corpus.
+
+    Writes ``{model, data, split, scores}`` to ``output`` (default:
+    ``eval_<corpus>_<split>.json`` beside the model folder); returns
+    ``(scores, output path, corpus name)``.
+    """
+    from pathlib import Path
+
+    from .corpus import apply_unseen_policy, find_split, read_conll, resolve_data
+    from .data import encode
+    from .predict import Tagger
+    from .rundir import write_json
+    from .tasks import TaskSpec
+
+    root = resolve_data(data)
+    tagger = Tagger(model_dir, device, batch_size, precision)
+    sents = read_conll(find_split(root, split))
+    main = tagger.meta["tasks"][0]
+    corpus = TaskSpec.parse(main).corpus
+    tasks = {n: t for n, t in tagger.tasks.items() if TaskSpec.parse(n).corpus == corpus}
+    sents = apply_unseen_policy(sents, set(tagger.meta["ner_labels"][main]), unseen_tags)
+    enc = encode(sents, tagger.tokenizer, tasks, tagger.meta["max_length"])
+    pad_id = tagger.tokenizer.pad_token_id or 0
+    bar = split if progress else None
+    scores = evaluate(tagger.model, enc, sents, pad_id, batch_size, tagger.device, bar, list(tasks), precision)
+    out = Path(output) if output else Path(model_dir).resolve().parent / f"eval_{root.name}_{split}.json"
+    write_json(out, {"model": str(model_dir), "data": str(root), "split": split, "scores": scores})
+    return scores, out, root.name
