@@ -61,3 +61,17 @@ def overfit(model, batch, steps: int = 150, lr: float = 3e-3):
         loss.backward()
         opt.step()
     return model
+
+
+class Killed(Exception):
+    """Stands for a kill in the middle of a run (raised by ``kill_after``)."""
+
+
+def kill_after(epoch: int):
+    """A training callback that 'kills' the run once the given epoch's record and checkpoint are written."""
+
+    def callback(record):
+        if record["epoch"] == epoch:
+            raise Killed
+
+    return callback

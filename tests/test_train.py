@@ -82,16 +82,11 @@ def test_same_seed_same_numbers(tiny_corpus, tmp_path):
 def test_resume_after_a_kill_gives_the_same_numbers(tiny_corpus, tmp_path, monkeypatch):
     full = train(tiny_config(tiny_corpus, tmp_path / "full", epochs=3), progress=False, log=lambda *_: None)
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_epoch_2(record):
-        if record["epoch"] == 2:
-            raise Killed
+    from helpers import Killed, kill_after
 
     cfg = tiny_config(tiny_corpus, tmp_path / "resumed", epochs=3)
     with pytest.raises(Killed):
-        train(cfg, callbacks=[kill_after_epoch_2], progress=False, log=lambda *_: None)
+        train(cfg, callbacks=[kill_after(2)], progress=False, log=lambda *_: None)
     assert (tmp_path / "resumed" / "checkpoint" / "state.json").exists()
     assert not (tmp_path / "resumed" / "metrics.json").exists()
     with pytest.raises(ConfigError, match="pass --resume"):
@@ -420,17 +415,12 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_the_run_resumes(tiny_corpus, 
 
 
 def test_a_kill_between_the_renames_of_a_checkpoint_loses_nothing(tiny_corpus, tmp_path):
-    class Killed(Exception):
-        pass
-
-    def kill_after_epoch_1(record):
-        if record["epoch"] == 1:
-            raise Killed
+    from helpers import Killed, kill_after
 
     cfg = tiny_config(tiny_corpus, tmp_path / "r", epochs=2)
     full = train(tiny_config(tiny_corpus, tmp_path / "full", epochs=2), progress=False, log=lambda *_: None)
     with pytest.raises(Killed):
-        train(cfg, callbacks=[kill_after_epoch_1], progress=False, log=lambda *_: None)
+        train(cfg, callbacks=[kill_after(1)], progress=False, log=lambda *_: None)
     run = tmp_path / "r"
     (run / "checkpoint").rename(run / "checkpoint.old")  # as if killed after the first rename of _swap_in
     assert train(cfg, resume=True, progress=False, log=lambda *_: None) == full
