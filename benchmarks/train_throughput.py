@@ -142,28 +142,45 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-padded", action="store_true", help="leave out (d), the slowest")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument(
+        "--precisions",
+        action="store_true",
+        help="the speed issue's table instead: taskrel (4 tasks) and the HF loop, each in fp32 and bf16 autocast",
+    )
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     corpus = load_corpus(a.data)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "subset"
         sents = write_subset(corpus, a.sentences, a.seed, folder)
-        configs = {
+        four = ["ner", "mtcls", "bcls", "mcls"]
+        configs = {  # fp32 pinned: "auto" is bf16 on CPUs with native bf16
             "(a) taskrel, 4 tasks": lambda k: run_taskrel(
-                folder, ["ner", "mtcls", "bcls", "mcls"], a.batch_size, a.threads, a.seed, Path(tmp) / f"a{k}"
+                folder, four, a.batch_size, a.threads, a.seed, Path(tmp) / f"a{k}", precision="fp32"
             ),
             "(b) taskrel, ner only": lambda k: run_taskrel(
-                folder, ["ner"], a.batch_size, a.threads, a.seed, Path(tmp) / f"b{k}"
+                folder, ["ner"], a.batch_size, a.threads, a.seed, Path(tmp) / f"b{k}", precision="fp32"
             ),
             "(c) HF loop, dynamic padding": lambda k: run_hf(sents, corpus.tag_set, a.batch_size, a.seed, None),
         }
+        if a.precisions:
+            configs = {
+                "(a) taskrel, 4 tasks, fp32": configs["(a) taskrel, 4 tasks"],
+                "(b) taskrel, 4 tasks, bf16": lambda k: run_taskrel(
+                    folder, four, a.batch_size, a.threads, a.seed, Path(tmp) / f"b{k}", precision="bf16"
+                ),
+                "(c) HF loop, dynamic padding": configs["(c) HF loop, dynamic padding"],
+                "(d) HF loop, dynamic padding, bf16": lambda k: run_hf(
+                    sents, corpus.tag_set, a.batch_size, a.seed, None, precision="bf16"
+                ),
+            }
         run_hf(sents[: 2 * a.batch_size], corpus.tag_set, a.batch_size, a.seed, None)  # warm-up, discarded
         runs = {name: [] for name in configs}
         names = list(configs)
         for k in range(a.repeats):
-            for name in names[k % 3 :] + names[: k % 3]:
+            for name in names[k % len(names) :] + names[: k % len(names)]:
                 runs[name].append(configs[name](k))
-        if not a.skip_padded:
+        if not a.skip_padded and not a.precisions:
             runs["(d) HF loop, padded to 256"] = [run_hf(sents, corpus.tag_set, a.batch_size, a.seed, 256)]
     base = mean(r["wordpieces_per_s"] for r in runs["(c) HF loop, dynamic padding"])
     print(
