@@ -59,15 +59,16 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
             if main not in gold_cache:
                 data = load_corpus(corpus, ("train", "devel", "test"))
                 task = TaskSpec.parse(main).build(data.tag_set, pairs[0][1].data.mcls_cap)
-                gold_cache[main] = (task, [task.derive(s.tags) for s in data.splits["test"]])
-            task, gold = gold_cache[main]
+                test = data.splits["test"]
+                gold_cache[main] = (task, [task.derive(s.tags) for s in test], [s.doc for s in test])
+            task, gold, docs = gold_cache[main]
             metric = task.main_metric
             base_scores = [p[3].score("test", main) for p in pairs]
             var_scores = [p[4].score("test", main) for p in pairs]
             deltas = [v - b for v, b in zip(var_scores, base_scores)]
             stats_b = [prediction_stats(p[3].predictions, main, task, gold) for p in pairs]
             stats_v = [prediction_stats(p[4].predictions, main, task, gold) for p in pairs]
-            boot = hierarchical_bootstrap(stats_v, stats_b, samples=samples, unit=unit)
+            boot = hierarchical_bootstrap(stats_v, stats_b, samples=samples, unit=unit, docs=docs)
             converged = [bool(p[3].converged) and bool(p[4].converged) for p in pairs]
             rows.append(
                 {

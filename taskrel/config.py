@@ -405,20 +405,21 @@ class GridConfig(_WithBase):
     alpha: float = setting(0.05, "significance level of the verdicts (Holm-adjusted)")
     bootstrap_unit: str = setting(
         "block:10",
-        "test units the bootstrap resamples: 'sentence', or 'block:N' consecutive sentences (the benchmark files "
-        "keep no document boundaries; abstracts are about 10 sentences)",
+        "test units the bootstrap resamples: 'sentence', 'document' (needs -DOCSTART- lines in test), or "
+        "'block:N' consecutive sentences (the benchmark files keep no document boundaries; abstracts are about "
+        "10 sentences)",
     )
 
     def __post_init__(self):
         check_types(self)
         _check(
-            self.bootstrap_unit == "sentence"
+            self.bootstrap_unit in ("sentence", "document")
             or (
                 self.bootstrap_unit.startswith("block:")
                 and self.bootstrap_unit[6:].isdigit()
                 and int(self.bootstrap_unit[6:]) >= 1
             ),
-            f"bootstrap_unit must be 'sentence' or 'block:N', got {self.bootstrap_unit!r}",
+            f"bootstrap_unit must be 'sentence', 'document' or 'block:N', got {self.bootstrap_unit!r}",
         )
         self.tasks, self.seeds = list(self.tasks), [int(s) for s in self.seeds]
         self.pair_weights = [float(w) for w in self.pair_weights]

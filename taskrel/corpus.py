@@ -35,13 +35,16 @@ class Sentence:
     """A sentence as words and IOB2 tags (``tags`` is None for unlabelled text).
 
     ``path`` and ``line`` locate the first word; word ``i`` is on line
-    ``line + i`` of a CoNLL file.
+    ``line + i`` of a CoNLL file. ``doc`` numbers the ``-DOCSTART-`` document
+    the sentence belongs to (None in a file without such markers): the
+    document bootstrap resamples whole documents.
     """
 
     tokens: tuple[str, ...]
     tags: tuple[str, ...] | None = None
     path: str = "<memory>"
     line: int = 0
+    doc: int | None = None
 
     def where(self, i: int = 0) -> str:
         return f"{self.path}:{self.line + i}"
@@ -156,17 +159,20 @@ def read_conll(path, labelled: bool = True) -> list[Sentence]:
     tags: list[str] = []
     start = 0
     ncols = first_line = None
+    doc = None  # the current -DOCSTART- document, counted from 0
 
     def flush():
         if tokens:
             normalised = tuple(to_iob2(tags)) if labelled else None
-            sentences.append(Sentence(tuple(tokens), normalised, str(path), start))
+            sentences.append(Sentence(tuple(tokens), normalised, str(path), start, doc))
         tokens.clear()
         tags.clear()
 
     for n, line in enumerate(lines, 1):
         if not line.strip() or is_docstart(line):
             flush()
+            if is_docstart(line):
+                doc = 0 if doc is None else doc + 1
             continue
         cols = split_columns(line)
         if ncols is None:

@@ -146,6 +146,10 @@ def run_grid(
     """
     beat = {k: v for k, v in (("heartbeat", heartbeat), ("grace", grace)) if v is not None}
     out = Path(out)
+    if grid.bootstrap_unit == "document":  # checked before hours of training, not at the analysis
+        for src in load_sources(grid.base).values():
+            if any(sent.doc is None for sent in src.test):
+                raise ConfigError(f"bootstrap unit 'document': the test file of {src.key} has no -DOCSTART- lines")
     out.mkdir(parents=True, exist_ok=True)
     _write_grid_json(grid, out)
     cells = grid_cells(grid.tasks, grid.seeds)
@@ -274,7 +278,10 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFr
             alone = [prediction_stats(preds(Cell(m, None, s)), m, tasks[m], gold) for s in seeds]
             boot = {"p_bootstrap": math.nan, "p_floor": False, "ci_low": math.nan, "ci_high": math.nan, "mde": math.nan}
             if all(a is not None for a in with_s + alone):
-                h = hierarchical_bootstrap(with_s, alone, grid.bootstrap_samples, seed=0, unit=grid.bootstrap_unit)
+                docs = [s.doc for s in test_of[m]]
+                h = hierarchical_bootstrap(
+                    with_s, alone, grid.bootstrap_samples, seed=0, unit=grid.bootstrap_unit, docs=docs
+                )
                 boot = {
                     "p_bootstrap": h["p"],
                     "p_floor": h["p_floor"],

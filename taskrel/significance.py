@@ -84,21 +84,31 @@ def seed_ttest(deltas: list[float]) -> float:
     return float(ttest_1samp(d, 0.0).pvalue)
 
 
-def unit_blocks(n: int, unit: str = "block:10") -> np.ndarray:
-    """The test unit of each of ``n`` sentences: ``sentence`` (each its own) or ``block:K`` (K consecutive).
+def unit_blocks(n: int, unit: str = "block:10", docs=None) -> np.ndarray:
+    """The test unit of each of ``n`` sentences: ``sentence`` (each its own), ``block:K`` (K consecutive), or
+    ``document`` (``docs``: each sentence's ``-DOCSTART-`` document).
 
     Errors cluster within documents, and none of the benchmark files keeps its
     document boundaries, so the default unit is a block of consecutive
-    sentences (abstracts are about 10 sentences long).
+    sentences (abstracts are about 10 sentences long); ``document`` serves
+    corpora that keep them.
     """
     if unit == "sentence":
         return np.arange(n)
+    if unit == "document":
+        if docs is None or len(docs) != n or any(d is None for d in docs):
+            raise ValueError(
+                "bootstrap unit 'document' needs -DOCSTART- boundaries in the test file; this one has none "
+                "(use block:K)"
+            )
+        _, index = np.unique(np.asarray(docs), return_inverse=True)
+        return index
     if unit.startswith("block:"):
         k = int(unit.split(":", 1)[1])
         if k < 1:
             raise ValueError(f"block size must be positive, got {unit!r}")
         return np.arange(n) // k
-    raise ValueError(f"bootstrap unit must be 'sentence' or 'block:K', got {unit!r}")
+    raise ValueError(f"bootstrap unit must be 'sentence', 'document' or 'block:K', got {unit!r}")
 
 
 def hierarchical_bootstrap(
@@ -107,6 +117,7 @@ def hierarchical_bootstrap(
     samples: int = 2000,
     seed: int = 0,
     unit: str = "block:10",
+    docs=None,
 ) -> dict:
     """Δ = mean over seeds of score(with) − score(alone), resampling seeds and then test units.
 
@@ -121,7 +132,7 @@ def hierarchical_bootstrap(
     k, n = len(with_s), with_s[0].shape[0]
     if len(alone) != k or any(a.shape[0] != n for a in with_s + alone):
         raise ValueError("the hierarchical bootstrap needs paired seeds over the same test sentences")
-    units = unit_blocks(n, unit)
+    units = unit_blocks(n, unit, docs)
     n_units = units.max() + 1
 
     # per seed and unit: summed statistics (k, U, d)

@@ -290,3 +290,11 @@ def test_workers_die_with_their_parent(tmp_path):
         time.sleep(0.1)
     else:
         pytest.fail("the worker outlived its killed parent")
+
+
+def test_a_document_bootstrap_needs_document_boundaries_and_says_so_before_training(tiny_corpus, tmp_path):
+    grid = tiny_grid(tiny_corpus)
+    grid.bootstrap_unit = "document"
+    with pytest.raises(ConfigError, match="no -DOCSTART- lines"):
+        run_grid(grid, tmp_path / "g", **QUIET)
+    assert not (tmp_path / "g").exists()

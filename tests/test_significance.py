@@ -135,3 +135,28 @@ def test_verdicts_are_calibrated_under_the_null():
         r = hierarchical_bootstrap(a, b, samples=300, seed=int(rng.integers(1e6)))
         calls += verdict(r["delta"], r["p"], True, seeds) != "undetermined"
     assert calls / trials <= 0.1  # nominal 0.05; 60 trials leave room for chance
+
+
+def test_document_resampling_follows_the_docstart_boundaries(tmp_path):
+    from taskrel.corpus import read_conll
+    from taskrel.significance import hierarchical_bootstrap, unit_blocks
+
+    # a hand-made test file: 3 documents of unequal length, and a file without -DOCSTART- lines
+    doc = lambda k: "-DOCSTART- O\n\n" + "".join(f"w{i} O\n\n" for i in range(k))  # noqa: E731
+    (tmp_path / "test.tsv").write_text(doc(2) + doc(3) + doc(1))
+    sents = read_conll(tmp_path / "test.tsv")
+    assert [s.doc for s in sents] == [0, 0, 1, 1, 1, 2]
+    assert list(unit_blocks(6, "document", [s.doc for s in sents])) == [0, 0, 1, 1, 1, 2]
+    (tmp_path / "plain.tsv").write_text("w O\n\nv O\n")
+    with pytest.raises(ValueError, match="-DOCSTART- boundaries"):
+        unit_blocks(2, "document", [s.doc for s in read_conll(tmp_path / "plain.tsv")])
+    # errors that cluster in documents: the document bootstrap gives the wider, honest interval
+    rng = np.random.default_rng(0)
+    docs = np.repeat(np.arange(40), rng.integers(5, 16, size=40))
+    bad_docs = rng.random(40) < 0.3
+    a = accuracy_stats(~bad_docs[docs])
+    b = accuracy_stats(rng.random(len(docs)) >= bad_docs.mean())
+    by_sentence = hierarchical_bootstrap([a], [b], samples=1000, unit="sentence")
+    by_document = hierarchical_bootstrap([a], [b], samples=1000, unit="document", docs=list(docs))
+    width = lambda r: r["ci_high"] - r["ci_low"]  # noqa: E731
+    assert width(by_document) > 1.5 * width(by_sentence)
