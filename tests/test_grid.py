@@ -228,7 +228,8 @@ def test_bootstrap_unit_is_a_grid_setting():
     base = RunConfig(DataConfig("x"), ModelConfig("tiny", ["ner", "bcls"]), TrainConfig())
     assert GridConfig(base, ["ner", "bcls"], [1]).bootstrap_unit == "block:10"
     assert GridConfig(base, ["ner", "bcls"], [1], bootstrap_unit="sentence").bootstrap_unit == "sentence"
-    for bad in ("block:0", "block:x", "document"):
+    assert GridConfig(base, ["ner", "bcls"], [1], bootstrap_unit="document").bootstrap_unit == "document"
+    for bad in ("block:0", "block:x", "paragraph"):
         with pytest.raises(ConfigError, match="bootstrap_unit"):
             GridConfig(base, ["ner", "bcls"], [1], bootstrap_unit=bad)
 
