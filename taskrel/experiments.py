@@ -260,7 +260,7 @@ def run_study(path, out=None, workers: int = 1, progress: bool = True, log=say) 
     if workers <= 1:
         from tqdm.auto import tqdm
 
-        todo = [r for r in runs if not RunDir(r[3].out).done]
+        todo = _seed_major([r for r in runs if not RunDir(r[3].out).done], study)
         log(f"study {study.name}: {len(runs)} runs, {len(runs) - len(todo)} already finished")
         bar = tqdm(total=len(todo), desc=f"{study.name} runs", disable=None if progress else True)
         for variant, corpus, seed, cfg in todo:
@@ -274,9 +274,15 @@ def run_study(path, out=None, workers: int = 1, progress: bool = True, log=say) 
     return out
 
 
+def _seed_major(runs: list, study: Study) -> list:
+    """Runs seed by seed (every variant and corpus of seed 1, then of seed 2, ...), so a study stopped
+    half-way has every variant and corpus at the same number of seeds and its comparisons are paired."""
+    seeds = {s: i for i, s in enumerate(study.seeds)}
+    return sorted(runs, key=lambda r: seeds[r[2]])
+
+
 def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -> None:
-    """Runs in ``workers`` processes (spawned: CUDA-safe), seed by seed, so a study stopped half-way has
-    every variant and corpus at the same number of seeds."""
+    """Runs in ``workers`` processes (spawned: CUDA-safe), seed by seed (``_seed_major``)."""
     import os
     from concurrent.futures import as_completed
 
@@ -285,8 +291,7 @@ def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -
     from .grid import _run_cell, warn_oversubscribed
     from .workers import pool as worker_pool
 
-    seeds = {s: i for i, s in enumerate(study.seeds)}
-    todo = sorted([r for r in runs if not RunDir(r[3].out).done], key=lambda r: seeds[r[2]])
+    todo = _seed_major([r for r in runs if not RunDir(r[3].out).done], study)
     log(f"study {study.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {workers} workers")
     threads = max(1, (os.cpu_count() or 1) // workers)
     warn_oversubscribed(workers, max(cfg.train.threads or threads for _, _, _, cfg in runs), log)
