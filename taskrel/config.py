@@ -21,10 +21,12 @@ STRATEGIES = ("joint", "alternating")
 DEVICES = ("auto", "cpu", "cuda")
 WEIGHTINGS = ("static", "uncertainty", "gradnorm", "pcgrad")  # see weighting.py
 PRECISIONS = ("auto", "fp32", "bf16")  # see precision.py
-SCHEDULES = ("linear", "constant")
+SCHEDULES = ("linear", "constant")  # after warm-up: linear decay to 0 at the maximum budget, or constant
 # token losses: mean over a batch's labelled words, or the sum over each sentence's words averaged over sentences
 # (the paper's Eq. 3; about 25x larger relative to the sentence losses on these corpora)
-TOKEN_LOSSES = ("word-mean", "sentence-sum")  # after warm-up: linear decay to 0 at the maximum budget, or constant
+TOKEN_LOSSES = ("word-mean", "sentence-sum")
+# what grad_clip bounds: the summed gradient of all tasks, or each task's gradient before the sum
+CLIPS = ("summed", "per-task")
 # A run that the maximum budget stopped counts as converged when its best main dev score of the last
 # `patience` evaluations (CONVERGE_WINDOW without patience) beats the best before them by less than this.
 CONVERGE_TOL = 0.002
@@ -246,7 +248,12 @@ class TrainConfig(_Dict):
     lr: float = setting(5e-5, "peak learning rate (AdamW)")
     weight_decay: float = setting(0.01, "AdamW weight decay on matrices (not biases or LayerNorm)")
     warmup: float = setting(0.1, "fraction of the maximum budget's steps of linear warm-up")
-    grad_clip: float = setting(1.0, "clip the summed gradient to this norm")
+    grad_clip: float = setting(1.0, "clip the gradient to this norm (see --clip)")
+    clip: str = setting(
+        "summed",
+        "clip the summed gradient of all tasks, or each task's weighted gradient before the sum (static weights)",
+        choices=CLIPS,
+    )
     seed: int = setting(1, "training seed (initialisation, batch order, dropout)")
     device: str = setting("auto", "auto: CUDA when there is a GPU", choices=DEVICES)
     threads: int | None = setting(None, "CPU threads (torch.set_num_threads)", parse=parse_positive_int)
@@ -306,6 +313,11 @@ class TrainConfig(_Dict):
         _check(
             self.strategy == "joint" or self.weighting not in ("gradnorm", "pcgrad"),
             f"weighting {self.weighting!r} compares tasks within a step: it needs the joint strategy",
+        )
+        _check(self.clip in CLIPS, f"clip must be one of {CLIPS}, got {self.clip!r}")
+        _check(
+            self.clip == "summed" or self.weighting == "static",
+            f"clip 'per-task' works with static weights; weighting {self.weighting!r} shapes the gradients itself",
         )
         _check(self.weighting_lr > 0, f"weighting_lr must be positive, got {self.weighting_lr}")
         _check(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")

@@ -46,7 +46,7 @@ from .model import MultiTaskModel, resolve_device
 from .precision import autocast, resolve_precision
 from .rundir import SettingsDiffer, read_records, settings_diff, write_json
 from .sources import all_tasks, load_sources, subset_seed
-from .weighting import make_weighting
+from .weighting import clipped_per_task_backward, make_weighting
 
 CHECKPOINT = "checkpoint"
 
@@ -375,13 +375,17 @@ def _train(cfg: RunConfig, resume: bool, callbacks, progress: bool, log, test: b
             with autocast(device, precision):
                 outputs = model(batch, tasks=step_tasks)
             losses = {t: o["loss"] for t, o in outputs.items()}
-            loss = weighting.backward(losses, model)
+            if cfg.train.clip == "per-task":
+                loss = clipped_per_task_backward(weighting.static, losses, model, cfg.train.grad_clip)
+            else:
+                loss = weighting.backward(losses, model)
             if not math.isfinite(float(loss)):
                 raise TrainingDiverged(
                     f"{out}: the loss became {float(loss)} at epoch {epoch}, step {run['step'] + 1}; "
                     "the last good checkpoint is kept (lower --lr or check --weights)"
                 )
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+            if cfg.train.clip == "summed":
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
             optimizer.step()
             weighting.after_step()
             scheduler.step()

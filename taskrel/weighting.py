@@ -166,6 +166,25 @@ def pcgrad_project(grads: list[torch.Tensor]) -> torch.Tensor:
     return total
 
 
+def clipped_per_task_backward(weights: dict, losses: dict, model, max_norm: float) -> torch.Tensor:
+    """Put ``Σ_t clip(∇ w_t L_t)`` into ``.grad``: each task's weighted gradient (over every parameter it
+    reaches) scaled down to at most ``max_norm`` before the sum (``--clip per-task``), so one task's large
+    gradient no longer shrinks the others' steps as clipping the sum does. One backward pass per task."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    tasks = list(losses)
+    for p in params:
+        p.grad = None
+    for i, t in enumerate(tasks):
+        grads = torch.autograd.grad(weights[t] * losses[t], params, retain_graph=i < len(tasks) - 1, allow_unused=True)
+        norm = torch.sqrt(sum(g.float().pow(2).sum() for g in grads if g is not None))
+        scale = min(1.0, max_norm / (float(norm) + 1e-6))
+        for p, g in zip(params, grads):
+            if g is not None:
+                g = g * scale
+                p.grad = g if p.grad is None else p.grad + g
+    return sum(weights[t] * loss.detach() for t, loss in losses.items())
+
+
 WEIGHTINGS = {"static": Weighting, "uncertainty": Uncertainty, "gradnorm": GradNorm, "pcgrad": PCGrad}
 assert tuple(WEIGHTINGS) == NAMES, "config.WEIGHTINGS lists the methods for validation and the CLI"
 

@@ -6,7 +6,13 @@ import torch
 
 from taskrel.config import ConfigError, TrainConfig
 from taskrel.train import train
-from taskrel.weighting import WEIGHTINGS, last_shared_layer, make_weighting, pcgrad_project
+from taskrel.weighting import (
+    WEIGHTINGS,
+    clipped_per_task_backward,
+    last_shared_layer,
+    make_weighting,
+    pcgrad_project,
+)
 
 from helpers import batch_of, read_jsonl, tiny_config, tiny_model
 
@@ -157,3 +163,42 @@ def test_weighting_state_lives_on_the_model_device(name):
     model.to("meta")  # any device other than the default stands in for CUDA here
     weighting = make_weighting(name, {"ner": 0.8, "mtcls": 0.1, "bcls": 0.05, "mcls": 0.05}, model)
     assert all(t.device.type == "meta" for t in [*weighting.parameters(), *weighting.buffers()])
+
+
+def test_per_task_clipping_bounds_each_task_and_sums_them():
+    """--clip per-task: each task's weighted gradient scaled to at most max_norm, then summed."""
+    model, tok = deterministic_model()
+    _, batch = batch_of(model, tok)
+    weights = {"ner": 1.0, "mtcls": 0.5, "bcls": 0.1, "mcls": 0.1}
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    per_task, norms = {}, {}
+    for t in TASKS:  # by hand: one task at a time
+        model.zero_grad(set_to_none=True)
+        (weights[t] * model(batch)[t]["loss"]).backward()
+        per_task[t] = {n: p.grad.clone() for n, p in params.items() if p.grad is not None}
+        norms[t] = float(torch.sqrt(sum(v.pow(2).sum() for v in per_task[t].values())))
+    max_norm = sorted(norms.values())[1]  # between the norms: the bound bites for some tasks, not all
+    expected = {n: torch.zeros_like(p) for n, p in params.items()}
+    for t in TASKS:
+        for n, v in per_task[t].items():
+            expected[n] += v * min(1.0, max_norm / (norms[t] + 1e-6))
+    model.zero_grad(set_to_none=True)
+    out = model(batch)
+    loss = clipped_per_task_backward(weights, {t: o["loss"] for t, o in out.items()}, model, max_norm)
+    assert torch.isclose(loss, sum(weights[t] * o["loss"].detach() for t, o in out.items()))
+    assert all(torch.allclose(params[n].grad, expected[n], atol=1e-6) for n in params)
+    # clipping the sum instead would have scaled every task by the same factor: not what was computed
+    model.zero_grad(set_to_none=True)
+    out = model(batch)
+    sum(weights[t] * o["loss"] for t, o in out.items()).backward()
+    torch.nn.utils.clip_grad_norm_(list(params.values()), max_norm)
+    assert not all(torch.allclose(params[n].grad, expected[n], atol=1e-6) for n in params)
+
+
+def test_per_task_clipping_needs_static_weights_and_trains(tiny_corpus, tmp_path):
+    with pytest.raises(ConfigError, match="per-task"):
+        TrainConfig(clip="per-task", weighting="pcgrad")
+    cfg = tiny_config(tiny_corpus, tmp_path / "run", clip="per-task")
+    metrics = train(cfg, progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["clip"] == "per-task"
+    assert math.isfinite(metrics["test"]["ner"]["f1"])
