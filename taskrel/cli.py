@@ -306,7 +306,7 @@ def _after_tuning(a) -> int:
 
 def add_run_parser(sub):
     p = sub.add_parser("run", help="run (or resume) a study declared in an experiment file")
-    p.add_argument("study", help="experiment file, e.g. experiments/figure5-grid.yaml")
+    p.add_argument("study", help="experiment file, e.g. experiments/figure5-grid-ncbi.yaml")
     p.add_argument("--out", help="results folder (default: runs/<study name>)")
     p.add_argument("--report", help="also write the report into this folder")
     p.add_argument("--workers", type=int, default=1, help="grid cells or runs trained in parallel")

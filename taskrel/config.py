@@ -415,6 +415,12 @@ class GridConfig(_WithBase):
     workers: int = setting(1, "cells trained in parallel on this machine")
     bootstrap_samples: int = setting(1000, "paired bootstrap samples", flag="--bootstrap")
     alpha: float = setting(0.05, "significance level of the verdicts (Holm-adjusted)")
+    noise_threads: int | None = setting(
+        None,
+        "also train every task alone at the first seed with this many threads: the numerical noise floor "
+        "(same seed, another thread count) beside the seed spread, in noise.csv",
+        parse=parse_positive_int,
+    )
     bootstrap_unit: str = setting(
         "block:10",
         "test units the bootstrap resamples: 'sentence', 'document' (needs -DOCSTART- lines in test), or "
@@ -444,6 +450,11 @@ class GridConfig(_WithBase):
         _check(0 < self.alpha < 1, "alpha must be in (0, 1)")
         if self.base.train.threads is None:
             self.base.train.threads = CELL_THREADS
+        _check(
+            self.noise_threads is None or (self.noise_threads >= 1 and self.noise_threads != self.base.train.threads),
+            f"noise_threads must be a positive thread count other than the cells' {self.base.train.threads}, "
+            f"got {self.noise_threads}",
+        )
         if self.base.model.tasks != self.tasks:  # the base run reads every task of the grid
             model = dataclasses.replace(self.base.model, tasks=self.tasks)
             train = dataclasses.replace(self.base.train, weights=None)

@@ -70,12 +70,12 @@ def study_runs(study, out: Path) -> list[RunConfig]:
     if study.kind == "runs":
         return [cfg for _, _, _, cfg in study.run_configs(out)]
     if study.kind == "grid":
-        from .grid import cell_config, grid_cells
+        from .grid import all_cells, cell_config
 
         return [
             cell_config(grid, cell, out / Path(corpus).name)
             for corpus, grid in study.grid_configs()
-            for cell in grid_cells(grid.tasks, grid.seeds)
+            for cell in all_cells(grid)
         ]
     from dataclasses import replace
 

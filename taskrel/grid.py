@@ -8,7 +8,10 @@ skips finished cells and resumes killed ones from their last epoch.
 
 Outputs: ``grid.json`` (settings and command), ``runs.csv`` (one row per cell
 and seed), ``transfer.csv`` (mean Δ, std, p-values per pair), ``heatmap.png``
-and ``learning_curves.png``.
+and ``learning_curves.png``. With ``noise_threads`` the grid also trains every
+task alone at its first seed with that many threads (``cells/TASK/seed1-threadsN``):
+``noise.csv`` then sets the numerical noise floor (same seed, another thread
+count) beside the seed spread.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class Cell:
     main: str
     secondary: str | None
     seed: int
+    threads: int | None = None  # a noise-floor cell: trained with this thread count instead of the grid's
 
     @property
     def tasks(self) -> list[str]:
@@ -50,14 +54,22 @@ class Cell:
 
     @property
     def folder(self) -> str:
-        return f"cells/{'+'.join(TaskSpec.parse(t).label for t in self.tasks)}/seed{self.seed}"
+        noise = f"-threads{self.threads}" if self.threads else ""
+        return f"cells/{'+'.join(TaskSpec.parse(t).label for t in self.tasks)}/seed{self.seed}{noise}"
 
 
-def grid_cells(tasks: list[str], seeds: list[int]) -> list[Cell]:
-    """Singles first (they are every pair's baseline), then the ordered pairs."""
+def grid_cells(tasks: list[str], seeds: list[int], noise_threads: int | None = None) -> list[Cell]:
+    """Singles first (they are every pair's baseline), then the ordered pairs, then (with ``noise_threads``)
+    every task alone at the first seed with that thread count."""
     singles = [Cell(m, None, s) for s in seeds for m in tasks]
     pairs = [Cell(m, x, s) for s in seeds for m in tasks for x in tasks if x != m]
-    return singles + pairs
+    noise = [Cell(m, None, seeds[0], noise_threads) for m in tasks] if noise_threads else []
+    return singles + pairs + noise
+
+
+def all_cells(grid: GridConfig) -> list[Cell]:
+    """Every cell the grid trains (``grid_cells`` with its noise-floor cells)."""
+    return grid_cells(grid.tasks, grid.seeds, grid.noise_threads)
 
 
 def cell_config(grid: GridConfig, cell: Cell, out: Path) -> RunConfig:
@@ -67,7 +79,7 @@ def cell_config(grid: GridConfig, cell: Cell, out: Path) -> RunConfig:
     return RunConfig(
         replace(base.data),
         replace(base.model, tasks=cell.tasks),
-        replace(base.train, seed=cell.seed, weights=weights),
+        replace(base.train, seed=cell.seed, weights=weights, threads=cell.threads or base.train.threads),
         str(out / cell.folder),
     )
 
@@ -115,11 +127,11 @@ def _queue_worker(grid_dict: dict, out: str, storage: str, study: str, threads: 
     from .workqueue import open_study, work
 
     grid, out = GridConfig.from_dict(grid_dict), Path(out)
-    cells = {c.folder: c for c in grid_cells(grid.tasks, grid.seeds)}
+    cells = {c.folder: c for c in all_cells(grid)}
 
     def run(name: str) -> float:
         cell = cells[name]
-        _run_cell(cell_config(grid, cell, out).to_dict(), threads)
+        _run_cell(cell_config(grid, cell, out).to_dict(), cell.threads or threads)
         return cell_score(out, cell)
 
     heartbeat = {k: queue.pop(k) for k in ("heartbeat", "grace") if k in queue}
@@ -152,7 +164,7 @@ def run_grid(
                 raise ConfigError(f"bootstrap unit 'document': the test file of {src.key} has no -DOCSTART- lines")
     out.mkdir(parents=True, exist_ok=True)
     _write_grid_json(grid, out)
-    cells = grid_cells(grid.tasks, grid.seeds)
+    cells = all_cells(grid)
     todo = [c for c in cells if not is_done(out, c)]
     log(f"grid {out}: {len(cells)} cells, {len(cells) - len(todo)} already done, {len(todo)} to run")
     workers = max(1, min(grid.workers, len(todo) or 1))
@@ -176,12 +188,12 @@ def run_grid(
     if workers == 1:
         for cell in todo:
             bar.set_postfix_str(f"{cell.name} seed {cell.seed}")
-            _run_cell(cell_config(grid, cell, out).to_dict(), threads)
+            _run_cell(cell_config(grid, cell, out).to_dict(), cell.threads or threads)
             bar.update()
             done(cell)
     else:
         with worker_pool(workers) as pool:
-            jobs = {pool.submit(_run_cell, cell_config(grid, c, out).to_dict(), threads): c for c in todo}
+            jobs = {pool.submit(_run_cell, cell_config(grid, c, out).to_dict(), c.threads or threads): c for c in todo}
             for job in as_completed(jobs):
                 job.result()
                 bar.update()
@@ -323,6 +335,53 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFr
     return table
 
 
+def noise_table(out: Path, grid: GridConfig) -> pd.DataFrame:
+    """``noise.csv``: per task, the seed spread alone (std over seeds) beside the numerical noise floor: the
+    same seed's score with the grid's thread count and with ``noise_threads`` (their difference), and the
+    share of test words whose label changed. Empty without ``noise_threads`` or before the cells finish."""
+    rows = []
+    for m in grid.tasks if grid.noise_threads else []:
+        seed = grid.seeds[0]
+        base, noise = (
+            RunDir(out / Cell(m, None, seed).folder),
+            RunDir(out / Cell(m, None, seed, grid.noise_threads).folder),
+        )
+        if not (base.done and noise.done):
+            continue
+        alone = [RunDir(out / Cell(m, None, s).folder) for s in grid.seeds]
+        scores = [r.score("test", m) for r in alone if r.done]
+        rows.append(
+            {
+                "main": m,
+                "metric": base.metric(m),
+                "seed": seed,
+                "threads": base.threads,
+                "noise_threads": noise.threads,
+                "score": base.score("test", m),
+                "noise_score": noise.score("test", m),
+                "threads_delta": noise.score("test", m) - base.score("test", m),
+                "labels_changed": _labels_changed(base, noise, m),
+                "seed_std": float(np.std(scores, ddof=1)) if len(scores) > 1 else math.nan,
+                "n_seeds": len(scores),
+                "converged": bool(base.converged) and bool(noise.converged),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _labels_changed(a: RunDir, b: RunDir, task: str) -> float:
+    """Share of the test labels of ``task`` (a word's tag, or a sentence's class) that differ between two runs."""
+    if not (a.predictions.is_file() and b.predictions.is_file()):
+        return math.nan
+
+    def labels(run: RunDir) -> list:
+        rows = [json.loads(line)[task] for line in run.predictions.read_text().splitlines()]
+        return [y for row in rows for y in (row if isinstance(row, list) else [row])]
+
+    xa, xb = labels(a), labels(b)
+    return float(np.mean([x != y for x, y in zip(xa, xb)])) if len(xa) == len(xb) and xa else math.nan
+
+
 def analyse(out: Path, grid: GridConfig, log=say) -> pd.DataFrame:
     """Write ``runs.csv``, ``transfer.csv`` and the figures from whatever cells are finished."""
     from .plots import heatmap, learning_curves
@@ -332,6 +391,9 @@ def analyse(out: Path, grid: GridConfig, log=say) -> pd.DataFrame:
     runs.to_csv(out / "runs.csv", index=False)
     transfer = transfer_table(out, grid, runs)
     transfer.to_csv(out / "transfer.csv", index=False)
+    noise = noise_table(out, grid)
+    if len(noise):
+        noise.to_csv(out / "noise.csv", index=False)
     if len(transfer):
         heatmap(transfer, grid.tasks, out / "heatmap.png", grid.alpha)
         heatmap(transfer, grid.tasks, out / "heatmap_speed.png", grid.alpha, value="delta_aulc")

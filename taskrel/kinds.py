@@ -47,7 +47,7 @@ KINDS: dict[str, StudyKind] = {
             "grid",
             "grid.json",
             "report:grid_blocks",
-            ("runs.csv", "transfer.csv"),
+            ("runs.csv", "transfer.csv", "noise.csv"),
             ("pairwise_transfer.ipynb", "GRID_DIR"),
             "config:GridConfig",
         ),

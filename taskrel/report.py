@@ -109,6 +109,38 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
             ),
             ("table", t),
         ]
+    if (folder / "noise.csv").is_file():
+        noise = pd.read_csv(folder / "noise.csv")
+        blocks += [
+            ("h2", "Numerical noise floor beside the seed spread"),
+            (
+                "p",
+                "Each task alone, trained again at the same seed with another thread count: the score moves by "
+                "the numerical noise of floating-point reduction order alone. A transfer Δ within this floor, or "
+                "within the seed spread, is not a finding. Runs are never bit-identical across thread counts.",
+            ),
+            (
+                "table",
+                pd.DataFrame(
+                    {
+                        "task": noise["main"],
+                        "metric": noise["metric"],
+                        "seed": noise["seed"],
+                        "threads": [f"{a} → {b}" for a, b in zip(noise["threads"], noise["noise_threads"])],
+                        "score (×100)": [
+                            f"{100 * a:.2f} → {100 * b:.2f}" for a, b in zip(noise["score"], noise["noise_score"])
+                        ],
+                        "Δ same seed (points)": noise["threads_delta"].map(lambda d: f"{100 * d:+.2f}"),
+                        "test labels changed": noise["labels_changed"].map(lambda x: f"{100 * x:.2f}%"),
+                        "seed std alone (points)": [
+                            f"{100 * s:.2f} ({n} seeds)" if pd.notna(s) else f"– ({n} seed)"
+                            for s, n in zip(noise["seed_std"], noise["n_seeds"])
+                        ],
+                        "converged": noise["converged"].map(lambda c: "yes" if c else "**no**"),
+                    }
+                ),
+            ),
+        ]
     return blocks + _images(
         folder,
         (

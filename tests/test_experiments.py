@@ -277,3 +277,14 @@ def test_a_baseline_per_variant_pairs_each_variant_with_its_own(tmp_path):
         load_study(write(tmp_path, text.replace("{mt-mean: single}", "{mt-mean: nope}")))
     table3 = load_study(EXPERIMENTS / "table3-fractions.yaml").comparisons()
     assert table3 == [(f"mt-{f}", f"single-{f}") for f in (100, 50, 25, 10)]
+
+
+def test_one_worker_trains_seed_by_seed(tiny_corpus, tmp_path, monkeypatch):
+    """Stopped half-way, a study has every variant and corpus at the same number of seeds (paired)."""
+    import taskrel.train
+    from taskrel.experiments import run_study
+
+    order = []
+    monkeypatch.setattr(taskrel.train, "train", lambda cfg, **kw: order.append((cfg.model.tasks[-1], cfg.train.seed)))
+    run_study(write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus)), tmp_path / "out", progress=False)
+    assert order == [("ner", 1), ("mcls", 1), ("ner", 2), ("mcls", 2)]

@@ -299,3 +299,29 @@ def test_a_document_bootstrap_needs_document_boundaries_and_says_so_before_train
     with pytest.raises(ConfigError, match="no -DOCSTART- lines"):
         run_grid(grid, tmp_path / "g", **QUIET)
     assert not (tmp_path / "g").exists()
+
+
+def test_noise_threads_trains_each_task_alone_again_and_reports_the_floor(tiny_corpus, tmp_path):
+    from taskrel.report import write_report
+
+    with pytest.raises(ConfigError, match="noise_threads"):
+        GridConfig(tiny_grid(tiny_corpus).base, ["ner", "bcls"], [1], noise_threads=1)
+    grid = tiny_grid(tiny_corpus)
+    grid.noise_threads = 2
+    out = tmp_path / "g"
+    run_grid(grid, out, **QUIET)
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 2 * (2 + 2)  # the noise cells are not transfer cells
+    for task in ("ner", "bcls"):
+        cfg = json.loads((out / f"cells/{task}/seed1-threads2/config.json").read_text())
+        assert cfg["train"]["threads"] == 2 and cfg["resolved"]["threads"] == 2 and cfg["train"]["seed"] == 1
+    noise = pd.read_csv(out / "noise.csv")
+    assert list(noise["main"]) == ["ner", "bcls"]
+    assert (noise["threads"] == 1).all() and (noise["noise_threads"] == 2).all()
+    alone = runs[(runs["secondary"].isna()) & (runs["seed"] == 1)].set_index("main")["score"]
+    for r in noise.itertuples():
+        assert r.score == pytest.approx(alone[r.main])
+        assert r.threads_delta == pytest.approx(r.noise_score - r.score)
+        assert 0 <= r.labels_changed <= 1 and r.n_seeds == 2
+    report = write_report(out, tmp_path / "report")
+    assert "Numerical noise floor" in (report.parent / "report.md").read_text()
