@@ -14,7 +14,11 @@ training subset, same seed). Per comparison:
 - ``mde``: the smallest |Δ| this design would detect (2.8 bootstrap standard
   errors: two-sided 5% level, 80% power);
 - ``verdict``: ``helps``/``hurts`` when the adjusted p is below alpha and
-  every run of both arms converged, else ``undetermined``.
+  every run of both arms converged, else ``undetermined``;
+- with two corpora or more, a ``pooled`` row per comparison: the unweighted
+  mean Δ over the corpora (the paper's "on average"), its interval and p from
+  the corpora's bootstrap draws combined (``significance.pooled_bootstrap``),
+  in the same Holm family.
 
 Only seeds that finished in both arms are paired; the table says how many.
 """
@@ -29,7 +33,15 @@ import pandas as pd
 
 from .corpus import load_corpus
 from .rundir import RunDir
-from .significance import format_p, hierarchical_bootstrap, holm, prediction_stats, seed_ttest, verdict
+from .significance import (
+    format_p,
+    hierarchical_bootstrap,
+    holm,
+    pooled_bootstrap,
+    prediction_stats,
+    seed_ttest,
+    verdict,
+)
 from .tasks import TaskSpec
 
 MDE_FACTOR = 2.8  # (z_0.975 + z_0.8) standard errors
@@ -41,7 +53,7 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
     if not study.baseline:
         return pd.DataFrame()
     runs = {(v, Path(c).name, s): (c, cfg) for v, c, s, cfg in study.run_configs(Path(out))}
-    rows = []
+    rows, boots = [], {}
     for corpus in study.corpora:
         name = Path(corpus).name
         gold_cache = {}
@@ -70,6 +82,7 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
             stats_v = [prediction_stats(p[4].predictions, main, task, gold) for p in pairs]
             boot = hierarchical_bootstrap(stats_v, stats_b, samples=samples, unit=unit, docs=docs)
             converged = [bool(p[3].converged) and bool(p[4].converged) for p in pairs]
+            boots.setdefault((variant, baseline), []).append((boot, len(pairs), converged, base_scores, var_scores))
             rows.append(
                 {
                     "corpus": name,
@@ -95,6 +108,9 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
                     "all_converged": all(converged),
                 }
             )
+    for (variant, baseline), parts in boots.items():
+        if len(parts) > 1:
+            rows.append(_pooled_row(variant, baseline, rows, parts, unit))
     table = pd.DataFrame(rows)
     if len(table):
         table["p_adjusted"] = holm(table["p"])
@@ -103,6 +119,36 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
             for d, p, c, s in zip(table["delta"], table["p_adjusted"], table["all_converged"], table["seeds"])
         ]
     return table
+
+
+def _pooled_row(variant: str, baseline: str, rows: list[dict], parts: list, unit: str) -> dict:
+    """The comparison pooled over corpora (see the module's docstring)."""
+    pooled = pooled_bootstrap([b for b, *_ in parts])
+    mine = [r for r in rows if r["variant"] == variant and r["baseline"] == baseline]
+    converged = [c for _, _, cs, _, _ in parts for c in cs]
+    return {
+        "corpus": "pooled",
+        "variant": variant,
+        "baseline": baseline,
+        "metric": "/".join(sorted({r["metric"] for r in mine})),
+        "seeds": min(n for _, n, *_ in parts),
+        "baseline_mean": float(np.mean([r["baseline_mean"] for r in mine])),
+        "baseline_std": float("nan"),
+        "variant_mean": float(np.mean([r["variant_mean"] for r in mine])),
+        "variant_std": float("nan"),
+        "delta": pooled["delta"],
+        "delta_std": float("nan"),
+        "deltas": json.dumps({r["corpus"]: round(r["delta"], 5) for r in mine}),
+        "p_seeds": float("nan"),
+        "p": pooled["p"],
+        "p_floor": pooled["p_floor"],
+        "ci_low": pooled["ci_low"],
+        "ci_high": pooled["ci_high"],
+        "mde": MDE_FACTOR * pooled["se"],
+        "unit": f"mean over {len(parts)} corpora ({unit})",
+        "converged": f"{sum(converged)}/{len(converged)}",
+        "all_converged": all(converged),
+    }
 
 
 def format_comparisons(table: pd.DataFrame) -> pd.DataFrame:

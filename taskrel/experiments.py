@@ -15,12 +15,17 @@ A study file states everything needed to reproduce it::
     variants:                      # kind runs: one run per variant x corpus x seed
       single: {model: {tasks: [ner]}}
       mt-max: {model: {tasks: [ner, mtcls, bcls, mcls], pooling: max}}
+      single-aa: {seed_offset: 100, model: {tasks: [ner]}}   # trains seeds 101, 102: an A/A check
     grid: {tasks: [ner, mtcls, bcls, mcls], pair_weights: [1.0, 1.0]}   # kind grid
     tune: {trials: 30, pruner: median, confirm_seeds: [1, 2, 3]}        # kind tune
     embed: {tasks: [BC2GM:ner, NCBI-disease:ner], examples: 500}        # kind embed
     affinity: {every: 5}                                                # kind affinity
 
-Runs land in ``OUT/VARIANT/CORPUS/seedS`` (kind runs) or ``OUT/CORPUS/``
+A variant's ``seed_offset`` shifts its training seeds (study seed S trains seed
+S + offset, paired with the baseline's seed S): the same settings as the
+baseline under other seeds, an A/A check whose verdict must be undetermined.
+
+Runs land in ``OUT/VARIANT/CORPUS/seedS`` (kind runs; S the training seed) or ``OUT/CORPUS/``
 (every other kind: one grid, tuning study, embedding or affinity run per
 corpus, from the defaults of that corpus and the kind's section: the fields of
 its settings dataclass, see ``kinds.py``). ``study.json`` records the study
@@ -49,6 +54,8 @@ from .rundir import RunDir, record_study
 
 # keys of a kind's section that are steps after its study rather than settings of it
 SECTION_STEPS = {"tune": ("measure_pruning", "continue_pruned", "confirm_seeds", "arms")}
+# a variant key that is not a run setting: its training seeds are the study's plus this
+SEED_OFFSET = "seed_offset"
 # study keys that may change when a study is continued (more seeds, variants or corpora; a new description)
 STUDY_FREE_KEYS = ("description", "seeds", "variants", "corpora", "per_corpus", "baseline", "file")
 
@@ -91,12 +98,14 @@ class Study:
         """``(variant, corpus, seed, config)`` for every run of a ``runs`` study."""
         items = []
         for variant, overrides in self.variants.items():
+            overrides = copy.deepcopy(overrides or {})
+            offset = overrides.pop(SEED_OFFSET, 0)
             for corpus in self.corpora:
                 for seed in self.seeds:
-                    d = _merge(self._base(corpus), overrides or {})
+                    d = _merge(self._base(corpus), overrides)
                     d.setdefault("data", {})["data"] = corpus
-                    d.setdefault("train", {})["seed"] = seed
-                    d["out"] = str(out / variant / Path(corpus).name / f"seed{seed}")
+                    d.setdefault("train", {})["seed"] = seed + offset
+                    d["out"] = str(out / variant / Path(corpus).name / f"seed{seed + offset}")
                     items.append((variant, corpus, seed, RunConfig.from_dict(d)))
         return items
 
@@ -205,6 +214,10 @@ def load_study(path) -> Study:
             for name, value in getattr(study, key).items():
                 if value is not None and not isinstance(value, dict):
                     raise ConfigError(f"{key}.{name} must be a mapping of settings, got {value!r}")
+        for name, value in study.variants.items():
+            offset = (value or {}).get(SEED_OFFSET, 0)
+            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+                raise ConfigError(f"variants.{name}.{SEED_OFFSET} must be a non-negative integer, got {offset!r}")
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     _check_names(path, study)
@@ -323,6 +336,7 @@ def results_table(out: Path, study: Study) -> pd.DataFrame:
                 "variant": variant,
                 "corpus": Path(corpus).name,
                 "seed": seed,
+                "train_seed": cfg.train.seed,
                 "tasks": ",".join(cfg.model.tasks),
                 "pooling": cfg.model.pooling,
                 "strategy": cfg.train.strategy,

@@ -288,3 +288,39 @@ def test_one_worker_trains_seed_by_seed(tiny_corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(taskrel.train, "train", lambda cfg, **kw: order.append((cfg.model.tasks[-1], cfg.train.seed)))
     run_study(write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus)), tmp_path / "out", progress=False)
     assert order == [("ner", 1), ("mcls", 1), ("ner", 2), ("mcls", 2)]
+
+
+def test_comparisons_are_pooled_over_corpora(tiny_corpus, tmp_path):
+    import shutil
+
+    other = tmp_path / "tiny-copy"
+    shutil.copytree(tiny_corpus, other)
+    text = RUNS_STUDY.format(corpus=f"{tiny_corpus}, {other}").replace("kind: runs", "kind: runs\nbaseline: single")
+    out = tmp_path / "out"
+    assert main(["run", str(write(tmp_path, text)), "--out", str(out), "--no-progress"]) == 0
+    comp = pd.read_csv(out / "comparisons.csv")
+    assert list(comp["corpus"]) == [tiny_corpus.name, "tiny-copy", "pooled"]
+    pooled = comp.iloc[-1]
+    assert pooled["delta"] == pytest.approx(comp["delta"].iloc[:2].mean())
+    assert pooled["seeds"] == 2 and pooled["converged"] == "0/4" and pooled["verdict"] == "undetermined"
+    assert pooled["ci_low"] <= pooled["delta"] <= pooled["ci_high"]
+    assert (comp["p_adjusted"] >= comp["p"]).all()  # one Holm family with the per-corpus rows
+
+
+def test_a_seed_offset_variant_is_an_a_a_check(tiny_corpus, tmp_path):
+    text = RUNS_STUDY.format(corpus=tiny_corpus).replace(
+        "  mt-mean: {model: {tasks: [ner, mtcls, bcls, mcls], pooling: mean}}",
+        "  single-aa: {seed_offset: 100, model: {tasks: [ner]}}",
+    )
+    text = text.replace("kind: runs", "kind: runs\nbaseline: {single-aa: single}")
+    out = tmp_path / "out"
+    assert main(["run", str(write(tmp_path, text)), "--out", str(out), "--no-progress"]) == 0
+    name = tiny_corpus.name
+    assert sorted(p.name for p in (out / "single-aa" / name).iterdir()) == ["seed101", "seed102"]
+    results = pd.read_csv(out / "results.csv").set_index(["variant", "seed"])
+    assert results.loc[("single-aa", 1), "train_seed"] == 101 and results.loc[("single", 1), "train_seed"] == 1
+    comp = pd.read_csv(out / "comparisons.csv")
+    assert list(comp["variant"]) == ["single-aa"] and comp["seeds"].iloc[0] == 2  # paired by the study's seed
+    for bad in ("-1", "1.5", "true"):
+        with pytest.raises(ConfigError, match="seed_offset"):
+            load_study(write(tmp_path, text.replace("seed_offset: 100", f"seed_offset: {bad}")))

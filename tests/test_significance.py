@@ -160,3 +160,25 @@ def test_document_resampling_follows_the_docstart_boundaries(tmp_path):
     by_document = hierarchical_bootstrap([a], [b], samples=1000, unit="document", docs=list(docs))
     width = lambda r: r["ci_high"] - r["ci_low"]  # noqa: E731
     assert width(by_document) > 1.5 * width(by_sentence)
+
+
+def test_pooled_bootstrap_averages_corpora_and_combines_them_independently():
+    from taskrel.significance import hierarchical_bootstrap, pooled_bootstrap
+
+    rng = np.random.default_rng(3)
+    n = 300
+    base = [[accuracy_stats(rng.random(n) < 0.7) for _ in range(3)] for _ in range(3)]
+    better = [[accuracy_stats(rng.random(n) < p) for _ in range(3)] for p in (0.72, 0.74, 0.71)]
+    # the same generator seed for every corpus, as compare_study does
+    parts = [hierarchical_bootstrap(w, a, samples=1000, seed=0) for w, a in zip(better, base)]
+    pooled = pooled_bootstrap(parts)
+    assert pooled["delta"] == pytest.approx(np.mean([r["delta"] for r in parts])) and pooled["parts"] == 3
+    # independent corpora: the mean's standard error is about the root mean square of theirs over sqrt(3)
+    expected = np.sqrt(np.mean([r["se"] ** 2 for r in parts]) / 3)
+    assert pooled["se"] == pytest.approx(expected, rel=0.15)
+    assert pooled["ci_low"] < pooled["delta"] < pooled["ci_high"]
+    # pooling treats its parts as independent (their draws shuffled apart): pass each corpus once
+    twice = pooled_bootstrap([parts[0], parts[0]])
+    assert twice["se"] < 0.85 * parts[0]["se"]
+    with pytest.raises(ValueError, match="same number"):
+        pooled_bootstrap([parts[0], hierarchical_bootstrap(better[0], base[0], samples=500)])
