@@ -13,8 +13,17 @@ and scored on test:
 
 Runs go to ``TUNE_DIR/confirm/ARM/seedK`` (a killed comparison resumes).
 ``runs.csv`` has a row per run; ``comparison.csv`` per arm the mean ± std of the
-main task's test score, its Δ against ``single`` with the paired bootstrap over
-test sentences and the t-test over seeds, and the mean training time per run.
+main task's test score, its Δ against ``single`` with the statistics of the
+studies (``compare.py``: seeds paired, hierarchical bootstrap over seeds and
+blocks of 10 test sentences, its 95% interval, Holm over the arms, the minimum
+detectable effect, a verdict ``helps``/``hurts`` only where the adjusted p is
+below 0.05 and every run converged, else ``undetermined``), the t-test over
+seeds, how many runs converged, and the mean training time per run.
+
+The dynamic methods run with their defaults (``weighting_lr``, ``gradnorm_alpha``):
+they get no tuning budget of their own, while ``tuned`` had the study's trials.
+A comparison of tuned static weights against them is fair only once they get the
+same budget; the tables say which arms were tuned.
 """
 
 from __future__ import annotations
@@ -27,10 +36,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .compare import MDE_FACTOR
 from .config import AUTHORS_WEIGHTS, DEFAULT_TASKS, ConfigError, RunConfig, TuneConfig
 from .logs import say
 from .rundir import RunDir
-from .significance import paired_bootstrap, prediction_stats, seed_ttest
+from .significance import format_p, hierarchical_bootstrap, holm, prediction_stats, seed_ttest, verdict
 from .sources import all_tasks, load_sources
 
 ARMS = ("single", "equal", "authors", "tuned", "uncertainty", "gradnorm", "pcgrad")
@@ -132,7 +142,9 @@ def collect(out: Path, arms: list[str], seeds: list[int]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def compare(tc: TuneConfig, out, arms: list[str], seeds: list[int], log=say, samples: int = 1000) -> pd.DataFrame:
+def compare(
+    tc: TuneConfig, out, arms: list[str], seeds: list[int], log=say, samples: int = 2000, alpha: float = 0.05
+) -> pd.DataFrame:
     """Write ``confirm/runs.csv``, ``confirm/comparison.csv``, ``comparison.md`` and ``comparison.png``."""
     from .plots import arm_comparison
 
@@ -147,7 +159,9 @@ def compare(tc: TuneConfig, out, arms: list[str], seeds: list[int], log=say, sam
     task = all_tasks(sources)[main]
     test = next(iter(sources.values())).test
     gold = [task.derive(s.tags) for s in test]
+    docs = [s.doc for s in test]
     score = {(r.arm, r.seed): r.test_score for r in runs.itertuples()}
+    converged = {(r.arm, r.seed): bool(r.converged) for r in runs.itertuples()}
     stats = {
         (r.arm, r.seed): prediction_stats(out / r.run_dir / "test_predictions.jsonl", main, task, gold)
         for r in runs.itertuples()
@@ -165,20 +179,43 @@ def compare(tc: TuneConfig, out, arms: list[str], seeds: list[int], log=say, sam
             "test_mean": mine["test_score"].mean(),
             "test_std": mine["test_score"].std(ddof=1) if len(mine) > 1 else math.nan,
             "dev_mean": mine["dev_score"].mean(),
+            "tuned": arm == "tuned",
+            "converged": f"{int(mine['converged'].astype(bool).sum())}/{len(mine)}",
             "delta_vs_single": math.nan,
+            "ci_low": math.nan,
+            "ci_high": math.nan,
             "p_bootstrap": math.nan,
+            "p_floor": False,
+            "mde": math.nan,
             "p_seeds": math.nan,
+            "paired_seeds": len(paired) if arm != "single" else 0,
+            "all_converged": all(converged[(arm, s)] and converged[("single", s)] for s in paired),
             "train_seconds_per_run": mine["train_seconds"].mean(),
         }
         if arm != "single" and paired:
             deltas = [score[(arm, s)] - score[("single", s)] for s in paired]
-            boot = paired_bootstrap(
-                [stats[(arm, s)] for s in paired], [stats[("single", s)] for s in paired], samples, seed=0
+            boot = hierarchical_bootstrap(
+                [stats[(arm, s)] for s in paired], [stats[("single", s)] for s in paired], samples, seed=0, docs=docs
             )
-            row |= {"delta_vs_single": float(np.mean(deltas)), "p_bootstrap": boot["p_bootstrap"]}
-            row["p_seeds"] = seed_ttest(deltas)
+            row |= {
+                "delta_vs_single": float(np.mean(deltas)),
+                "ci_low": boot["ci_low"],
+                "ci_high": boot["ci_high"],
+                "p_bootstrap": boot["p"],
+                "p_floor": boot["p_floor"],
+                "mde": MDE_FACTOR * boot["se"],
+                "p_seeds": seed_ttest(deltas),
+            }
         rows.append(row)
     table = pd.DataFrame(rows)
+    if len(table):
+        table["p_adjusted"] = holm(table["p_bootstrap"])
+        table["verdict"] = [
+            "–"
+            if r.arm == "single"
+            else verdict(r.delta_vs_single, r.p_adjusted, r.all_converged, r.paired_seeds, alpha)
+            for r in table.itertuples()
+        ]
     table.to_csv(folder / "comparison.csv", index=False)
     (folder / "comparison.md").write_text(comparison_markdown(table, main, task.main_metric))
     if len(runs):
@@ -190,16 +227,22 @@ def compare(tc: TuneConfig, out, arms: list[str], seeds: list[int], log=say, sam
 def comparison_markdown(table: pd.DataFrame, main: str, metric: str) -> str:
     """The comparison as a Markdown table (scores and Δ in points)."""
     lines = [
-        f"| arm | weighting | seeds | test {main} {metric} | dev | Δ vs single "
-        "| p (bootstrap) | p (seeds) | train s/run |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| arm | weighting | tuned | seeds | converged | test {main} {metric} | dev | Δ vs single (95% CI) "
+        "| p | p Holm | p (seeds) | MDE | verdict | train s/run |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in table.itertuples():
         std = f" ± {100 * r.test_std:.2f}" if np.isfinite(r.test_std) else ""
-        delta = f"{100 * r.delta_vs_single:+.2f}" if np.isfinite(r.delta_vs_single) else "–"
-        fmt_p = lambda p: f"{p:.3f}" if np.isfinite(p) else "–"  # noqa: E731
+        delta = (
+            f"{100 * r.delta_vs_single:+.2f} ({100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f})"
+            if np.isfinite(r.delta_vs_single)
+            else "–"
+        )
+        mde = f"{100 * r.mde:.2f}" if np.isfinite(r.mde) else "–"
         lines.append(
-            f"| {r.arm} | {r.weighting} | {r.n_seeds} | {100 * r.test_mean:.2f}{std} | {100 * r.dev_mean:.2f} "
-            f"| {delta} | {fmt_p(r.p_bootstrap)} | {fmt_p(r.p_seeds)} | {r.train_seconds_per_run:.1f} |"
+            f"| {r.arm} | {r.weighting} | {'yes' if r.tuned else 'no'} | {r.n_seeds} | {r.converged} "
+            f"| {100 * r.test_mean:.2f}{std} | {100 * r.dev_mean:.2f} | {delta} "
+            f"| {format_p(r.p_bootstrap, r.p_floor)} | {format_p(r.p_adjusted)} | {format_p(r.p_seeds)} | {mde} "
+            f"| {r.verdict} | {r.train_seconds_per_run:.1f} |"
         )
     return "\n".join(lines) + "\n"

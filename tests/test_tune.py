@@ -142,16 +142,20 @@ def test_confirm_trains_every_arm_and_compares_with_single(tiny_corpus, tmp_path
     for r in table.itertuples():
         mine = runs[runs["arm"] == r.arm].set_index("seed")["test_score"]
         assert r.test_mean == pytest.approx(mine.mean())
+        assert r.tuned == (r.arm == "tuned") and r.converged.endswith("/2")
         if r.arm == "single":
-            assert pd.isna(r.delta_vs_single) and pd.isna(r.p_bootstrap)
+            assert pd.isna(r.delta_vs_single) and pd.isna(r.p_bootstrap) and r.verdict == "–"
         else:
             assert r.delta_vs_single == pytest.approx((mine - single).mean())
-            assert 0 <= r.p_bootstrap <= 1
+            assert r.ci_low <= r.delta_vs_single <= r.ci_high and 0 <= r.p_bootstrap <= r.p_adjusted <= 1
+            assert r.verdict in ("helps", "hurts", "undetermined")
+            if not r.all_converged:  # a run that did not converge is never a finding, whatever the p
+                assert r.verdict == "undetermined"
     config = json.loads((out / "confirm/gradnorm/seed2/config.json").read_text())
     assert config["train"]["weighting"] == "gradnorm" and config["train"]["seed"] == 2
     assert config["train"]["epochs"] == 1 and config["data"]["data"] == str(tiny_corpus)  # the study's settings
     assert (out / "confirm/comparison.png").stat().st_size > 0
-    assert "| pcgrad | pcgrad | 2 |" in (out / "confirm/comparison.md").read_text()
+    assert "| pcgrad | pcgrad | no | 2 |" in (out / "confirm/comparison.md").read_text()
     # run again: nothing is retrained
     stamp = (out / "confirm/single/seed1/metrics.json").stat().st_mtime_ns
     assert main(args + ["--arms", "single,equal"]) == 0
