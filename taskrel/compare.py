@@ -18,7 +18,9 @@ training subset, same seed). Per comparison:
 - with two corpora or more, a ``pooled`` row per comparison: the unweighted
   mean Δ over the corpora (the paper's "on average"), its interval and p from
   the corpora's bootstrap draws combined (``significance.pooled_bootstrap``),
-  in the same Holm family.
+  in the same Holm family;
+- ``aso_eps``: Almost Stochastic Order's ε_min over the seed scores
+  (``significance.aso_epsilon``), a second opinion that verdicts do not use.
 
 Only seeds that finished in both arms are paired; the table says how many.
 """
@@ -34,6 +36,7 @@ import pandas as pd
 from .corpus import load_corpus
 from .rundir import RunDir
 from .significance import (
+    aso_epsilon,
     format_p,
     hierarchical_bootstrap,
     holm,
@@ -98,6 +101,7 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
                     "delta_std": float(np.std(deltas, ddof=1)) if len(pairs) > 1 else float("nan"),
                     "deltas": json.dumps([round(d, 5) for d in deltas]),
                     "p_seeds": seed_ttest(deltas),
+                    "aso_eps": aso_epsilon(var_scores, base_scores),
                     "p": boot["p"],
                     "p_floor": boot["p_floor"],
                     "ci_low": boot["ci_low"],
@@ -140,6 +144,7 @@ def _pooled_row(variant: str, baseline: str, rows: list[dict], parts: list, unit
         "delta_std": float("nan"),
         "deltas": json.dumps({r["corpus"]: round(r["delta"], 5) for r in mine}),
         "p_seeds": float("nan"),
+        "aso_eps": float("nan"),
         "p": pooled["p"],
         "p_floor": pooled["p_floor"],
         "ci_low": pooled["ci_low"],
@@ -170,6 +175,7 @@ def format_comparisons(table: pd.DataFrame) -> pd.DataFrame:
             "p": [format_p(p, f) for p, f in zip(table["p"], table["p_floor"])],
             "p Holm": [format_p(p) for p in table["p_adjusted"]],
             "p seeds": [format_p(p) for p in table["p_seeds"]],
+            "ASO ε": [f"{e:.2f}" if e == e else "–" for e in table.get("aso_eps", [float("nan")] * len(table))],
             "MDE": [f"{100 * m:.2f}" for m in table["mde"]],
             "seeds": table["seeds"],
             "converged": table["converged"],

@@ -40,7 +40,7 @@ from .compare import MDE_FACTOR
 from .config import AUTHORS_WEIGHTS, DEFAULT_TASKS, ConfigError, RunConfig, TuneConfig
 from .logs import say
 from .rundir import RunDir
-from .significance import format_p, hierarchical_bootstrap, holm, prediction_stats, seed_ttest, verdict
+from .significance import aso_epsilon, format_p, hierarchical_bootstrap, holm, prediction_stats, seed_ttest, verdict
 from .sources import all_tasks, load_sources
 
 ARMS = ("single", "equal", "authors", "tuned", "uncertainty", "gradnorm", "pcgrad")
@@ -188,6 +188,7 @@ def compare(
             "p_floor": False,
             "mde": math.nan,
             "p_seeds": math.nan,
+            "aso_eps": math.nan,
             "paired_seeds": len(paired) if arm != "single" else 0,
             "all_converged": all(converged[(arm, s)] and converged[("single", s)] for s in paired),
             "train_seconds_per_run": mine["train_seconds"].mean(),
@@ -205,6 +206,7 @@ def compare(
                 "p_floor": boot["p_floor"],
                 "mde": MDE_FACTOR * boot["se"],
                 "p_seeds": seed_ttest(deltas),
+                "aso_eps": aso_epsilon([score[(arm, s)] for s in paired], [score[("single", s)] for s in paired]),
             }
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -228,8 +230,8 @@ def comparison_markdown(table: pd.DataFrame, main: str, metric: str) -> str:
     """The comparison as a Markdown table (scores and Δ in points)."""
     lines = [
         f"| arm | weighting | tuned | seeds | converged | test {main} {metric} | dev | Δ vs single (95% CI) "
-        "| p | p Holm | p (seeds) | MDE | verdict | train s/run |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| p | p Holm | p (seeds) | ASO ε | MDE | verdict | train s/run |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in table.itertuples():
         std = f" ± {100 * r.test_std:.2f}" if np.isfinite(r.test_std) else ""
@@ -242,7 +244,8 @@ def comparison_markdown(table: pd.DataFrame, main: str, metric: str) -> str:
         lines.append(
             f"| {r.arm} | {r.weighting} | {'yes' if r.tuned else 'no'} | {r.n_seeds} | {r.converged} "
             f"| {100 * r.test_mean:.2f}{std} | {100 * r.dev_mean:.2f} | {delta} "
-            f"| {format_p(r.p_bootstrap, r.p_floor)} | {format_p(r.p_adjusted)} | {format_p(r.p_seeds)} | {mde} "
+            f"| {format_p(r.p_bootstrap, r.p_floor)} | {format_p(r.p_adjusted)} | {format_p(r.p_seeds)} "
+            f"| {f'{r.aso_eps:.2f}' if np.isfinite(r.aso_eps) else '–'} | {mde} "
             f"| {r.verdict} | {r.train_seconds_per_run:.1f} |"
         )
     return "\n".join(lines) + "\n"

@@ -31,7 +31,7 @@ from .compare import MDE_FACTOR
 from .config import ConfigError, GridConfig, RunConfig
 from .logs import say
 from .rundir import RunDir, record_study
-from .significance import hierarchical_bootstrap, holm, prediction_stats, seed_ttest, verdict
+from .significance import aso_epsilon, hierarchical_bootstrap, holm, prediction_stats, seed_ttest, verdict
 from .sources import all_tasks, load_sources
 from .tasks import TaskSpec
 from .workers import pool as worker_pool
@@ -267,7 +267,8 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFr
     pair weight); ``verdict`` is ``helps``/``hurts`` only where the adjusted p
     is below alpha, every run of both arms converged and there are two seeds
     or more; else ``undetermined``. ``significant`` means a verdict other than
-    undetermined. Speed transfer ``delta_aulc``: Δ of the area under the main
+    undetermined. ``aso_eps``: Almost Stochastic Order over the seed scores, a
+    second opinion the verdicts do not use. Speed transfer ``delta_aulc``: Δ of the area under the main
     task's dev curve over the longer run's epochs (``aulc``), mean over seeds.
     """
     sources = load_sources(grid.base)
@@ -317,6 +318,7 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFr
                     "std_delta": float(np.std(deltas, ddof=1)) if len(deltas) > 1 else math.nan,
                     **boot,
                     "p_seeds": seed_ttest(deltas),
+                    "aso_eps": aso_epsilon([score[(m, x, s)] for s in seeds], [score[(m, "", s)] for s in seeds]),
                     "n_seeds": len(seeds),
                     "converged": converged,
                     "deltas": ";".join(f"{d:.6f}" for d in deltas),

@@ -84,6 +84,9 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
                 "p": [format_p(p, f) for p, f in zip(transfer["p_bootstrap"], transfer.get("p_floor", False))],
                 "p Holm": transfer["p_adjusted"].map(format_p) if "p_adjusted" in transfer else "n/a",
                 "p (seeds)": transfer["p_seeds"].map(format_p),
+                "ASO ε": transfer["aso_eps"].map(lambda e: f"{e:.2f}" if e == e else "–")
+                if "aso_eps" in transfer
+                else "–",
                 "MDE": transfer["mde"].map(lambda m: f"{100 * m:.2f}") if "mde" in transfer else "n/a",
                 "converged": transfer["converged"].map(lambda c: "yes" if c else "**no**")
                 if "converged" in transfer
@@ -105,7 +108,9 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
                 f"adjusted p < {grid.alpha}, every run converged and there are at least 2 seeds; otherwise "
                 "undetermined, and an undetermined cell is not a finding. MDE: the smallest |Δ| this design detects "
                 "(5%, 80% power). Speed Δ: difference of the areas under the main task's dev curve (how fast it "
-                "learns), which says nothing about the final score.",
+                "learns), which says nothing about the final score. ASO ε: Almost Stochastic Order's ε_min over "
+                "the seed scores (from 3 seeds; below 0.5 the pair tends to beat the task alone, below 0.2 "
+                "clearly), a second, unpaired opinion that the verdicts do not use.",
             ),
             ("table", t),
         ]

@@ -195,6 +195,35 @@ def pooled_bootstrap(results: list[dict], seed: int = 0) -> dict:
     return _summary(float(np.mean([r["delta"] for r in results])), draws) | {"parts": len(results)}
 
 
+ASO_MIN_SEEDS = 3
+
+
+def aso_epsilon(variant: list[float], baseline: list[float], seed: int = 0, samples: int = 1000) -> float:
+    """Almost Stochastic Order (Dror et al. 2019; ``deepsig.aso``): ε_min of "the variant's scores over seeds
+    stochastically dominate the baseline's". Below 0.5 the variant tends to be better, above it worse; Dror et
+    al. suggest ε_min < 0.2 for "better". A second, seed-level opinion beside the bootstrap: unpaired, blind to
+    test-set variance and weak at a handful of seeds, so verdicts never use it. NaN below ``ASO_MIN_SEEDS`` seeds
+    a side (its quantile functions from two points say nothing)."""
+    import warnings
+
+    if min(len(variant), len(baseline)) < ASO_MIN_SEEDS:
+        return float("nan")
+    from deepsig import aso
+
+    with warnings.catch_warnings():  # identical score sets divide by zero inside deepsig; ε is then 1
+        warnings.simplefilter("ignore")
+        return float(
+            aso(
+                np.asarray(variant, dtype=float),
+                np.asarray(baseline, dtype=float),
+                seed=seed,
+                num_bootstrap_iterations=samples,
+                num_jobs=1,
+                show_progress=False,
+            )
+        )
+
+
 def format_p(p: float, floor: bool = False) -> str:
     """A p-value for a table: ``< 0.0005`` where it is a bound from the number of resamples."""
     if p != p:

@@ -182,3 +182,12 @@ def test_pooled_bootstrap_averages_corpora_and_combines_them_independently():
     assert twice["se"] < 0.85 * parts[0]["se"]
     with pytest.raises(ValueError, match="same number"):
         pooled_bootstrap([parts[0], hierarchical_bootstrap(better[0], base[0], samples=500)])
+
+
+def test_aso_epsilon_is_a_seed_level_second_opinion():
+    from taskrel.significance import ASO_MIN_SEEDS, aso_epsilon
+
+    better, worse = [0.73, 0.74, 0.72, 0.75, 0.73], [0.70, 0.71, 0.72, 0.69, 0.70]
+    assert aso_epsilon(better, worse, samples=200) < 0.2 < 0.8 < aso_epsilon(worse, better, samples=200)
+    assert aso_epsilon(better, worse, samples=200) == aso_epsilon(better, worse, samples=200)  # seeded
+    assert np.isnan(aso_epsilon(better[: ASO_MIN_SEEDS - 1], worse))
