@@ -123,7 +123,12 @@ def read_lines(path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"{path}: no such file")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise CorpusError(f"{path}: a folder, not a corpus file") from None
+    except OSError as e:  # no read permission, a broken link, an I/O error: name the file
+        raise CorpusError(f"{path}: cannot be read ({e.strerror or e})") from None
     if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is not part of the first line
         data = data[3:]
     # \n, \r\n and old-Mac \r line endings alike (a CR-only file would otherwise be one line)

@@ -212,6 +212,8 @@ def load_study(path) -> Study:
             raise ConfigError(f"seeds must be integers, got {bad_seeds}")
         for key in ("defaults", "per_corpus", "variants"):
             for name, value in getattr(study, key).items():
+                if value is None and key == "variants":  # most likely a variant left unfinished
+                    raise ConfigError(f"variants.{name} is empty; write {{}} for a variant that takes the defaults")
                 if value is not None and not isinstance(value, dict):
                     raise ConfigError(f"{key}.{name} must be a mapping of settings, got {value!r}")
         for name, value in study.variants.items():

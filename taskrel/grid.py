@@ -28,7 +28,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .compare import MDE_FACTOR
-from .config import ConfigError, GridConfig, RunConfig
+from .config import GRACE, ConfigError, GridConfig, RunConfig
 from .logs import say
 from .rundir import RunDir, record_study
 from .significance import aso_epsilon, hierarchical_bootstrap, holm, prediction_stats, seed_ttest, verdict
@@ -136,7 +136,10 @@ def _queue_worker(grid_dict: dict, out: str, storage: str, study: str, threads: 
 
     heartbeat = {k: queue.pop(k) for k in ("heartbeat", "grace") if k in queue}
     handle = open_study(storage, study, **heartbeat)
-    return work(handle, list(cells), run, out / "queue_log.jsonl", log=log or (lambda *_: None), **queue)
+    log = log or (lambda *_: None)
+    return work(
+        handle, list(cells), run, out / "queue_log.jsonl", log=log, grace=heartbeat.get("grace", GRACE), **queue
+    )
 
 
 def run_grid(

@@ -8,7 +8,11 @@ Optuna pops it atomically (WAITING -> RUNNING), keeps its heartbeat while the
 cell trains and records the score. Only Optuna's public API is used. A worker
 that dies stops beating; the next worker to look fails its trial as stale, and
 ``RetryHeartbeatStaleTrialCallback`` puts the cell back in the queue; the new
-owner resumes the run directory from its last finished epoch.
+owner resumes the run directory from its last finished epoch. A worker that
+died after taking a trial but before its first heartbeat left nothing to go
+stale: a RUNNING trial older than the grace period gets one heartbeat recorded
+on its behalf (once per looking worker), so that it goes stale in turn if
+nobody beats for it (``_nudge_silent``).
 
 Should two workers starting together enqueue one cell twice, the trial with the
 lowest number among those not failed owns the cell, and a later duplicate is
@@ -21,6 +25,7 @@ shared file system, ``postgresql://...`` or ``mysql://...`` for a cluster
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
@@ -82,8 +87,24 @@ def _owner(study: optuna.Study, cell: str) -> int | None:
     return min(live) if live else None
 
 
-def work(study: optuna.Study, names: list[str], run, log_path: Path, poll: float = 5.0, log=say) -> int:
-    """Take cells until every one is complete; ``run(name) -> score``. Returns cells run here."""
+def _nudge_silent(study: optuna.Study, nudged: set[int], grace: float) -> None:
+    """Record one heartbeat for every RUNNING trial started more than a grace period ago that this worker has
+    not nudged yet. A live owner beats anyway; a trial whose owner died before its first beat (which Optuna's
+    stale check cannot see, having no beat to age) then goes stale a grace period later and is retried."""
+    storage = study._storage  # the storage open_study built (heartbeats are a storage feature)
+    now = datetime.datetime.now()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = t.datetime_start
+        if t._trial_id not in nudged and started is not None and (now - started).total_seconds() > grace:
+            storage.record_heartbeat(t._trial_id)
+            nudged.add(t._trial_id)
+
+
+def work(
+    study: optuna.Study, names: list[str], run, log_path: Path, poll: float = 5.0, log=say, grace: float = GRACE
+) -> int:
+    """Take cells until every one is complete; ``run(name) -> score``. Returns cells run here. ``grace``: the
+    storage's grace period (``open_study``)."""
     enqueue(study, names)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     ran = []
@@ -107,7 +128,9 @@ def work(study: optuna.Study, names: list[str], run, log_path: Path, poll: float
         log(f"{worker}: {cell} done (trial {trial.number})")
         return score
 
+    nudged: set[int] = set()
     while True:
+        _nudge_silent(study, nudged, grace)
         fail_stale_trials(study)
         snapshot = study.get_trials(deepcopy=False)  # one read, so the states below are consistent
         complete = {_cell_of(t) for t in snapshot if t.state == TrialState.COMPLETE}

@@ -324,3 +324,9 @@ def test_a_seed_offset_variant_is_an_a_a_check(tiny_corpus, tmp_path):
     for bad in ("-1", "1.5", "true"):
         with pytest.raises(ConfigError, match="seed_offset"):
             load_study(write(tmp_path, text.replace("seed_offset: 100", f"seed_offset: {bad}")))
+
+
+def test_an_empty_variant_is_refused_not_run_on_defaults(tmp_path):
+    text = RUNS_STUDY.format(corpus="x").replace("  single: {model: {tasks: [ner]}}", "  single:")
+    with pytest.raises(ConfigError, match=r"variants.single is empty; write \{\}"):
+        load_study(write(tmp_path, text))

@@ -149,7 +149,8 @@ def test_two_concurrent_workers_on_one_storage_run_each_cell_once(tiny_corpus, t
     assert len(transfer) == 2 and (transfer["n_seeds"] == 2).all()
 
 
-def test_a_crashed_workers_cell_is_picked_up_again(tiny_corpus, tmp_path):
+@pytest.mark.parametrize("beats", [1, 0], ids=["died after a beat", "died before its first beat"])
+def test_a_crashed_workers_cell_is_picked_up_again(tiny_corpus, tmp_path, beats):
     import optuna
 
     from taskrel.grid import _queue_worker
@@ -160,14 +161,25 @@ def test_a_crashed_workers_cell_is_picked_up_again(tiny_corpus, tmp_path):
     out.mkdir()
     url = f"sqlite:///{tmp_path / 'queue.db'}"
     names = [c.folder for c in grid_cells(grid.tasks, grid.seeds)]
-    # a worker takes a cell, beats once and dies
+    # a worker takes a cell, beats once (or never) and dies
     study = open_study(url, "q", heartbeat=1, grace=2)
     enqueue(study, names)
     trial = study.ask()
     taken = trial.suggest_categorical("cell", names)
-    study._storage.record_heartbeat(trial._trial_id)
+    for _ in range(beats):
+        study._storage.record_heartbeat(trial._trial_id)
     time.sleep(2.5)
-    assert _queue_worker(grid.to_dict(), str(out), url, "q", 1, heartbeat=1, grace=2, poll=0.2) == len(names)
+    import signal
+
+    def hung(*_):
+        raise TimeoutError("the queue waited forever on a trial nobody runs")
+
+    signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)  # a regression here hangs rather than fails
+    try:
+        assert _queue_worker(grid.to_dict(), str(out), url, "q", 1, heartbeat=1, grace=2, poll=0.2) == len(names)
+    finally:
+        signal.alarm(0)
     states = {t.number: t.state for t in optuna.load_study(study_name="q", storage=url).trials}
     assert states[trial.number] == optuna.trial.TrialState.FAIL
     assert sorted(r["cell"] for r in _queue_log(out)) == sorted(names) and taken in names

@@ -338,6 +338,15 @@ BAD_INPUTS = [
     (["tune", "--timeout", "-5"], "positive number"),
     (["tune", "--merge-dev"], "merge_dev"),
     (["affinity", "--every", "0"], "positive integer"),
+    (["train", "--train-fraction", "2"], "train_fraction must be in (0, 1]"),
+    (["train", "--weights", "1,2"], "2 weights given for 4 tasks"),
+    (["train", "--batch-size", "0"], "batch sizes must be positive"),
+    (["train", "--weights", "inf,1,1,1"], "finite"),
+    (["train", "--clip", "per-task", "--weighting", "pcgrad"], "per-task"),
+    (["grid", "--tasks", "ner"], "at least two tasks"),
+    (["grid", "--noise-threads", "0"], "positive integer"),
+    (["tune", "--pruner", "nope"], "invalid choice"),
+    (["embed", "--tasks", "ner,foo"], "unknown task"),
 ]
 
 
@@ -424,3 +433,20 @@ def test_a_kill_between_the_renames_of_a_checkpoint_loses_nothing(tiny_corpus, t
     run = tmp_path / "r"
     (run / "checkpoint").rename(run / "checkpoint.old")  # as if killed after the first rename of _swap_in
     assert train(cfg, resume=True, progress=False, log=lambda *_: None) == full
+
+
+def test_an_unreadable_corpus_file_is_named(tiny_corpus, tmp_path, capsys, monkeypatch):
+    """(As root, chmod cannot make a file unreadable: the read itself fails here.)"""
+    from pathlib import Path
+
+    real = Path.read_bytes
+
+    def read_bytes(self):
+        if self.name == "train.tsv":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    assert main(["stats", "--data", str(tiny_corpus)]) == 2
+    err = capsys.readouterr().err
+    assert "train.tsv: cannot be read (Permission denied)" in err and "Traceback" not in err
