@@ -233,3 +233,27 @@ def test_confirm_refuses_study_options_it_would_ignore(tmp_path, capsys):
     assert main(["tune", "--confirm", "--out", str(tmp_path), "--lr", "0.1", "--trials", "5"]) == 2
     err = capsys.readouterr().err
     assert "would be ignored: --lr, --trials" in err
+
+
+def test_two_workers_on_one_fresh_storage_share_the_study_without_repeating(tiny_corpus, tmp_path):
+    """Two `taskrel tune` processes started together on one new folder: the schema is created once (the
+    loser retries), the trials are shared out, and no two trials draw the same weights."""
+    import multiprocessing as mp
+
+    out = tmp_path / "tune"
+    args = ["tune", "--data", str(tiny_corpus), "--tasks", "ner,bcls,mcls", "--epochs", "1", "--trials", "6"]
+    args += ["--out", str(out), *TINY_RUN]
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=main, args=(args,)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    study = optuna.load_study(study_name="taskrel-tune", storage=f"sqlite:///{out / 'study.db'}")
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert 6 <= len(finished) <= 7  # each worker stops at 6 finished; one may have started its last just before
+    drawn = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(drawn)) == len(drawn)
+    assert len({t.user_attrs["run_dir"] for t in finished}) == len(finished)
+    assert (out / "best.json").is_file()
