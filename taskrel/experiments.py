@@ -2,7 +2,7 @@
 
 A study file states everything needed to reproduce it::
 
-    name: table2-pooling
+    name: table2-pooling-ncbi
     description: single-task vs 4-task with cls/mean/max pooling
     kind: runs                     # or: grid
     corpora: [NCBI-disease]        # corpus names under $TASKREL_DATA (or folders)
