@@ -271,15 +271,21 @@ def comparison_forest(table: pd.DataFrame, path: Path | None = None):
             capsize=4,
             zorder=3,
         )
-        seeds = json.loads(r.deltas)
-        ax.scatter([100 * d for d in seeds], [y + 0.2] * len(seeds), s=12, color="0.4", zorder=2)
+        dots = json.loads(r.deltas)  # per-seed Δ, or for a pooled row {corpus: its mean Δ}
+        pooled = isinstance(dots, dict)
+        values = list(dots.values()) if pooled else dots
+        ax.scatter(
+            [100 * d for d in values], [y + 0.2] * len(values), s=18 if pooled else 12, marker="D" if pooled else "o",
+            color="0.4", zorder=2,
+        )  # fmt: skip
     ax.axvline(0, color="0.3", lw=0.8)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([f"{r.corpus}: {r.variant}\n({r.verdict}, {r.seeds} seeds)" for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(f"Δ test {rows[0].metric} vs {rows[0].baseline} (points)")
     ax.set_title(
-        "Mean Δ with 95% interval (hierarchical bootstrap)\ndots: per-seed Δ; grey: ± minimum detectable effect",
+        "Mean Δ with 95% interval (hierarchical bootstrap)\ndots: per-seed Δ; diamonds: each corpus's mean Δ "
+        "(pooled rows)\ngrey: ± minimum detectable effect",
         fontsize=8,
     )
     return _finish(fig, path)

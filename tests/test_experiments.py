@@ -305,6 +305,10 @@ def test_comparisons_are_pooled_over_corpora(tiny_corpus, tmp_path):
     assert pooled["seeds"] == 2 and pooled["converged"] == "0/4" and pooled["verdict"] == "undetermined"
     assert pooled["ci_low"] <= pooled["delta"] <= pooled["ci_high"]
     assert (comp["p_adjusted"] >= comp["p"]).all()  # one Holm family with the per-corpus rows
+    from taskrel.plots import comparison_forest
+
+    ax = comparison_forest(comp).axes[0]  # the pooled row's dots are the corpora's Δ, on the numeric axis
+    assert ax.xaxis.get_converter() is None  # a dict of corpus names once made it a category axis
 
 
 def test_a_seed_offset_variant_is_an_a_a_check(tiny_corpus, tmp_path):
