@@ -79,11 +79,20 @@ def run_taskrel(
 
 
 def run_hf(
-    sents, labels: list, batch_size: int, seed: int, pad_to: int | None, device: str = "cpu", precision: str = "fp32"
+    sents,
+    labels: list,
+    batch_size: int,
+    seed: int,
+    pad_to: int | None,
+    device: str = "cpu",
+    precision: str = "fp32",
+    compile: bool = False,
 ) -> dict:
     """The plain loop a user would write from the transformers token-classification example.
 
     On CUDA the batches move to the GPU and ``precision="bf16"`` runs the forward pass under autocast.
+    ``compile``: the model under ``torch.compile(dynamic=True)``; two forward and backward passes compile it
+    before the clock starts (their time is ``compile_seconds``), so the epoch measures the compiled steady state.
     """
     from taskrel.precision import autocast
 
@@ -113,6 +122,15 @@ def run_hf(
     optimizer = torch.optim.AdamW(param_groups(model, 0.01), lr=5e-5)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * len(loader)), len(loader))
     model.train()
+    compile_seconds = None
+    if compile:
+        model = torch.compile(model, dynamic=True)
+        t0 = time.perf_counter()
+        for _, batch in zip(range(2), loader):
+            with autocast(device, precision):
+                model(**{k: v.to(device) for k, v in batch.items()}).loss.backward()
+        optimizer.zero_grad(set_to_none=True)
+        compile_seconds = time.perf_counter() - t0
     n_sent = n_pieces = 0
     t0 = time.perf_counter()
     for batch in loader:
@@ -129,7 +147,12 @@ def run_hf(
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
-    return {"sentences_per_s": n_sent / seconds, "wordpieces_per_s": n_pieces / seconds, "seconds": seconds}
+    return {
+        "sentences_per_s": n_sent / seconds,
+        "wordpieces_per_s": n_pieces / seconds,
+        "seconds": seconds,
+        "compile_seconds": compile_seconds,
+    }
 
 
 def main(argv=None):
@@ -146,6 +169,11 @@ def main(argv=None):
         "--precisions",
         action="store_true",
         help="the speed issue's table instead: taskrel (4 tasks) and the HF loop, each in fp32 and bf16 autocast",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="with --precisions: also (e) the HF loop in bf16 under torch.compile (steady state; compile time apart)",
     )
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -174,6 +202,10 @@ def main(argv=None):
                     sents, corpus.tag_set, a.batch_size, a.seed, None, precision="bf16"
                 ),
             }
+            if a.compile:
+                configs["(e) HF loop, dynamic padding, bf16, torch.compile"] = lambda k: run_hf(
+                    sents, corpus.tag_set, a.batch_size, a.seed, None, precision="bf16", compile=True
+                )
         run_hf(sents[: 2 * a.batch_size], corpus.tag_set, a.batch_size, a.seed, None)  # warm-up, discarded
         runs = {name: [] for name in configs}
         names = list(configs)
@@ -197,6 +229,10 @@ def main(argv=None):
             f"| {name} | {sps:.1f} | {mean(wps):.0f} ({min(wps):.0f}-{max(wps):.0f}) | "
             f"{mean(wps) / base:.2f}x | {mean(r['seconds'] for r in rs):.1f} |"
         )
+    for name, rs in runs.items():
+        if any(r.get("compile_seconds") for r in rs):
+            took = ", ".join(f"{r['compile_seconds']:.1f}" for r in rs)
+            print(f"{name}: compiling took {took} s before each epoch")
     results = runs
     if a.json:
         Path(a.json).write_text(json.dumps({"args": vars(a), "results": results}, indent=2))

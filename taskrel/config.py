@@ -27,6 +27,7 @@ SCHEDULES = ("linear", "constant")  # after warm-up: linear decay to 0 at the ma
 TOKEN_LOSSES = ("word-mean", "sentence-sum")
 # what grad_clip bounds: the summed gradient of all tasks, or each task's gradient before the sum
 CLIPS = ("summed", "per-task")
+ADAMW = ("foreach", "fused")  # torch.optim.AdamW's implementations
 # A run that the maximum budget stopped counts as converged when its best main dev score of the last
 # `patience` evaluations (CONVERGE_WINDOW without patience) beats the best before them by less than this.
 CONVERGE_TOL = 0.002
@@ -249,6 +250,12 @@ class TrainConfig(_Dict):
     weight_decay: float = setting(0.01, "AdamW weight decay on matrices (not biases or LayerNorm)")
     warmup: float = setting(0.1, "fraction of the maximum budget's steps of linear warm-up")
     grad_clip: float = setting(1.0, "clip the gradient to this norm (see --clip)")
+    adamw: str = setting(
+        "foreach",
+        "AdamW's implementation: fused is about 10% faster a step on the CPU but not bit-identical to foreach "
+        "(the default, so runs started before this setting continue unchanged)",
+        choices=ADAMW,
+    )
     clip: str = setting(
         "summed",
         "clip the summed gradient of all tasks, or each task's weighted gradient before the sum (static weights)",
@@ -314,6 +321,7 @@ class TrainConfig(_Dict):
             self.strategy == "joint" or self.weighting not in ("gradnorm", "pcgrad"),
             f"weighting {self.weighting!r} compares tasks within a step: it needs the joint strategy",
         )
+        _check(self.adamw in ADAMW, f"adamw must be one of {ADAMW}, got {self.adamw!r}")
         _check(self.clip in CLIPS, f"clip must be one of {CLIPS}, got {self.clip!r}")
         _check(
             self.clip == "summed" or self.weighting == "static",

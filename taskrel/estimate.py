@@ -108,7 +108,9 @@ def probe(cfg: RunConfig, steps: int = 4, dev_sentences: int = 64) -> Probe:
     src = next(iter(sources.values()))
     enc = encode(src.train[: cfg.train.batch_size * steps], tokenizer, src.tasks, cfg.data.max_length)
     batches = bucket_batches([e.length for e in enc], cfg.train.batch_size, np.random.default_rng(0))
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr, fused=cfg.train.adamw == "fused"
+    )
     pad = tokenizer.pad_token_id or 0
     times = []
     batches = (batches * steps)[:steps]

@@ -332,7 +332,7 @@ def _train(cfg: RunConfig, resume: bool, callbacks, progress: bool, log, test: b
     total_steps = steps_per_epoch * cfg.train.epochs  # the maximum budget: the schedule's horizon
     eval_every = cfg.train.eval_every or steps_per_epoch
     groups = param_groups(model, cfg.train.weight_decay) + weighting.param_groups(cfg.train.weighting_lr)
-    optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr, fused=cfg.train.adamw == "fused")
     scheduler = make_scheduler(cfg, optimizer, total_steps)
 
     # the state of the run after its last evaluation: what a checkpoint holds

@@ -450,3 +450,19 @@ def test_an_unreadable_corpus_file_is_named(tiny_corpus, tmp_path, capsys, monke
     assert main(["stats", "--data", str(tiny_corpus)]) == 2
     err = capsys.readouterr().err
     assert "train.tsv: cannot be read (Permission denied)" in err and "Traceback" not in err
+
+
+def test_fused_adamw_is_recorded_and_resumes_exactly(tiny_corpus, tmp_path):
+    from taskrel.train import SettingsDiffer
+
+    from helpers import Killed, kill_after
+
+    quiet = {"progress": False, "log": lambda *_: None}
+    fused = train(tiny_config(tiny_corpus, tmp_path / "fused", epochs=2, adamw="fused"), **quiet)
+    assert json.loads((tmp_path / "fused" / "config.json").read_text())["train"]["adamw"] == "fused"
+    cfg = tiny_config(tiny_corpus, tmp_path / "resumed", epochs=2, adamw="fused")
+    with pytest.raises(Killed):
+        train(cfg, callbacks=[kill_after(1)], **quiet)
+    assert train(cfg, resume=True, **quiet) == fused  # the fused optimizer's state is checkpointed too
+    with pytest.raises(SettingsDiffer, match="train.adamw: 'fused' -> 'foreach'"):  # never mixed silently
+        train(tiny_config(tiny_corpus, tmp_path / "resumed", epochs=2), resume=True, **quiet)

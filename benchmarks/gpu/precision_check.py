@@ -1,6 +1,6 @@
 """bf16 autocast against fp32 on a trained model: entity F1 and label agreement on a real dev set.
 
-    python benchmarks/gpu/precision_check.py RUN_DIR [--device cuda] [--json OUT]
+python benchmarks/gpu/precision_check.py RUN_DIR [--device cuda] [--json OUT]
 """
 
 from __future__ import annotations
