@@ -48,7 +48,11 @@ def encode(sentences, tokenizer, tasks: dict, max_length: int, with_labels: bool
         return []
     cls_id, sep_id = _special_ids(tokenizer)
     budget = max_length - 2
-    enc = tokenizer([list(s.tokens) for s in sentences], is_split_into_words=True, add_special_tokens=False)
+    # verbose=False: long sentences are cut into windows below, so the tokenizer's "longer than the maximum
+    # sequence length" warning would be false
+    enc = tokenizer(
+        [list(s.tokens) for s in sentences], is_split_into_words=True, add_special_tokens=False, verbose=False
+    )
     index = {name: {lab: j for j, lab in enumerate(task.labels)} for name, task in tasks.items()}
     out = []
     for i, s in enumerate(sentences):

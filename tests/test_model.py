@@ -93,6 +93,30 @@ def test_long_sentences_are_windowed_without_losing_entities():
     assert scores["ner"]["support"] == 3  # both gold entities of the long sentence, and the short one's
 
 
+def test_a_sentence_longer_than_the_encoder_gives_no_false_length_warning():
+    """Windows handle it; the tokenizer's "longer than the specified maximum sequence length" would mislead."""
+    import logging
+
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    model, tok = tiny_model()
+    records, logger = Records(), logging.getLogger("transformers")  # transformers' loggers do not propagate
+    logger.addHandler(records)
+    try:
+        long = Sentence(tuple(f"w{i}" for i in range(tok.model_max_length + 100)))
+        enc = encode([long], tok, model.tasks, max_length=64, with_labels=False)
+    finally:
+        logger.removeHandler(records)
+    assert len(enc[0].rows) > 1
+    assert not [m for m in records.messages if "longer than the specified maximum" in m]
+
+
 def test_window_of_one_long_word_and_empty_word():
     model, tok = tiny_model()
     sent = Sentence(("a" * 50, "\u200b", "b"), ("B-Disease", "O", "O"))
