@@ -63,6 +63,8 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
         for variant, baseline in study.comparisons():
             pairs = []
             for seed in study.seeds:
+                if (baseline, name, seed) not in runs or (variant, name, seed) not in runs:
+                    continue  # a variant waiting for its tuning study (experiments.tuned_settings)
                 _, base_cfg = runs[(baseline, name, seed)]
                 _, var_cfg = runs[(variant, name, seed)]
                 a, b = RunDir(base_cfg.out), RunDir(var_cfg.out)

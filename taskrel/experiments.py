@@ -21,6 +21,12 @@ A study file states everything needed to reproduce it::
     embed: {tasks: [BC2GM:ner, NCBI-disease:ner], examples: 500}        # kind embed
     affinity: {every: 5}                                                # kind affinity
 
+A variant's ``tuned_from: FOLDER`` (``{corpus}`` in it stands for the corpus
+folder name, e.g. ``runs/tune-lowres-10pct/{corpus}``) takes the loss weights,
+learning rate and pooling of that tuning study's best trial (``best.json``);
+until the tuning study has finished on a corpus, the variant's runs there wait
+(they are left out, and a study run says so).
+
 A variant's ``seed_offset`` shifts its training seeds (study seed S trains seed
 S + offset, paired with the baseline's seed S): the same settings as the
 baseline under other seeds, an A/A check whose verdict must be undetermined.
@@ -54,8 +60,10 @@ from .rundir import RunDir, record_study
 
 # keys of a kind's section that are steps after its study rather than settings of it
 SECTION_STEPS = {"tune": ("measure_pruning", "continue_pruned", "confirm_seeds", "arms")}
-# a variant key that is not a run setting: its training seeds are the study's plus this
+# variant keys that are not run settings: its training seeds are the study's plus this; the tuning study
+# folder whose best trial gives its weights, learning rate and pooling
 SEED_OFFSET = "seed_offset"
+TUNED_FROM = "tuned_from"
 # study keys that may change when a study is continued (more seeds, variants or corpora; a new description)
 STUDY_FREE_KEYS = ("description", "seeds", "variants", "corpora", "per_corpus", "baseline", "file")
 
@@ -100,14 +108,31 @@ class Study:
         for variant, overrides in self.variants.items():
             overrides = copy.deepcopy(overrides or {})
             offset = overrides.pop(SEED_OFFSET, 0)
+            tuned_from = overrides.pop(TUNED_FROM, None)
             for corpus in self.corpora:
+                tuned = {}
+                if tuned_from:
+                    tuned = tuned_settings(tuned_from.replace("{corpus}", Path(corpus).name), variant)
+                    if tuned is None:
+                        continue  # the tuning study has not finished on this corpus yet
                 for seed in self.seeds:
-                    d = _merge(self._base(corpus), overrides)
+                    d = _merge(_merge(self._base(corpus), overrides), copy.deepcopy(tuned))
                     d.setdefault("data", {})["data"] = corpus
                     d.setdefault("train", {})["seed"] = seed + offset
                     d["out"] = str(out / variant / Path(corpus).name / f"seed{seed + offset}")
                     items.append((variant, corpus, seed, RunConfig.from_dict(d)))
         return items
+
+    def waiting(self) -> list[str]:
+        """``variant on corpus`` for every variant whose tuning study has not finished on a corpus yet."""
+        out = []
+        for variant, overrides in self.variants.items():
+            tuned_from = (overrides or {}).get(TUNED_FROM)
+            for corpus in self.corpora if tuned_from else []:
+                folder = tuned_from.replace("{corpus}", Path(corpus).name)
+                if tuned_settings(folder, variant) is None:
+                    out.append(f"{variant} on {Path(corpus).name} (no {Path(folder) / 'best.json'} yet)")
+        return out
 
     def section_configs(self, out: Path) -> list[tuple[str, object, dict]]:
         """``(corpus, settings, steps)`` per corpus of a tune, embed or affinity study."""
@@ -140,6 +165,27 @@ class Study:
                 raise ConfigError(f"study {self.name}: unknown grid key(s) {unknown}")
             items.append((corpus, GridConfig(base_cfg, **g)))
         return items
+
+
+def tuned_settings(folder, variant: str) -> dict | None:
+    """The settings a tuning study's best trial gives a variant (``{"train": {"weights", "lr"}, "model":
+    {"pooling"}}``, only what was tuned), or None before the study has a best trial."""
+    import json
+
+    path = Path(folder) / "best.json"
+    if not path.is_file():
+        return None
+    try:
+        best = json.loads(path.read_text())
+        weights, params = dict(best["weights"]), dict(best.get("params") or {})
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path}: not a tuning study's best trial ({e}); variant {variant} reads it") from None
+    settings = {"train": {"weights": weights}}
+    if "lr" in params:
+        settings["train"]["lr"] = float(params["lr"])
+    if "pooling" in params:
+        settings["model"] = {"pooling": params["pooling"]}
+    return settings
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -217,6 +263,9 @@ def load_study(path) -> Study:
                 if value is not None and not isinstance(value, dict):
                     raise ConfigError(f"{key}.{name} must be a mapping of settings, got {value!r}")
         for name, value in study.variants.items():
+            tuned_from = (value or {}).get(TUNED_FROM)
+            if tuned_from is not None and not isinstance(tuned_from, str):
+                raise ConfigError(f"variants.{name}.{TUNED_FROM} must be a folder path, got {tuned_from!r}")
             offset = (value or {}).get(SEED_OFFSET, 0)
             if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
                 raise ConfigError(f"variants.{name}.{SEED_OFFSET} must be a non-negative integer, got {offset!r}")
@@ -277,6 +326,8 @@ def run_study(path, out=None, workers: int = 1, progress: bool = True, log=say) 
 
         todo = _seed_major([r for r in runs if not RunDir(r[3].out).done], study)
         log(f"study {study.name}: {len(runs)} runs, {len(runs) - len(todo)} already finished")
+        for line in study.waiting():
+            log(f"study {study.name}: waiting for its tuning study: {line}")
         bar = tqdm(total=len(todo), desc=f"{study.name} runs", disable=None if progress else True)
         for variant, corpus, seed, cfg in todo:
             log(f"study {study.name}: {variant} on {corpus}, seed {seed}")
@@ -308,6 +359,8 @@ def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -
 
     todo = _seed_major([r for r in runs if not RunDir(r[3].out).done], study)
     log(f"study {study.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {workers} workers")
+    for line in study.waiting():
+        log(f"study {study.name}: waiting for its tuning study: {line}")
     threads = max(1, (os.cpu_count() or 1) // workers)
     warn_oversubscribed(workers, max(cfg.train.threads or threads for _, _, _, cfg in runs), log)
     bar = tqdm(total=len(todo), desc=f"{study.name} runs", disable=None if progress else True)

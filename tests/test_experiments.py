@@ -334,3 +334,28 @@ def test_an_empty_variant_is_refused_not_run_on_defaults(tmp_path):
     text = RUNS_STUDY.format(corpus="x").replace("  single: {model: {tasks: [ner]}}", "  single:")
     with pytest.raises(ConfigError, match=r"variants.single is empty; write \{\}"):
         load_study(write(tmp_path, text))
+
+
+def test_a_tuned_variant_waits_for_its_tuning_study_then_takes_its_best_trial(tiny_corpus, tmp_path, capsys):
+    import json
+
+    tune_dir = tmp_path / "tune" / tiny_corpus.name
+    text = RUNS_STUDY.format(corpus=tiny_corpus).replace(
+        "  mt-mean: {model: {tasks: [ner, mtcls, bcls, mcls], pooling: mean}}",
+        f"  tuned: {{tuned_from: '{tmp_path}/tune/{{corpus}}', model: {{tasks: [ner, bcls]}}}}",
+    )
+    text = text.replace("kind: runs", "kind: runs\nbaseline: single")
+    study = load_study(write(tmp_path, text))
+    out = tmp_path / "out"
+    assert [v for v, *_ in study.run_configs(out)] == ["single", "single"]  # tuned: waiting
+    assert main(["run", str(write(tmp_path, text)), "--out", str(out), "--no-progress"]) == 0
+    assert "waiting for its tuning study: tuned on tiny" in capsys.readouterr().err  # the log
+    tune_dir.mkdir(parents=True)
+    best = {"weights": {"ner": 1.0, "bcls": 0.02}, "params": {"w_bcls": 0.02, "lr": 0.003}}
+    (tune_dir / "best.json").write_text(json.dumps(best))
+    tuned = [cfg for v, _, _, cfg in load_study(write(tmp_path, text)).run_configs(out) if v == "tuned"]
+    assert len(tuned) == 2
+    assert all(c.train.weights == {"ner": 1.0, "bcls": 0.02} and c.train.lr == 0.003 for c in tuned)
+    assert main(["run", str(write(tmp_path, text)), "--out", str(out), "--no-progress"]) == 0
+    comp = pd.read_csv(out / "comparisons.csv")
+    assert list(comp["variant"]) == ["tuned"] and comp["seeds"].iloc[0] == 2
