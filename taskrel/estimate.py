@@ -13,6 +13,7 @@ maximum budget. Finished runs are not counted.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from .model import resolve_device
 from .precision import autocast, resolve_precision
 from .train import param_groups, prepare
 
+BUSY_LOAD = 0.5  # a 1-minute load average at or above this before a probe: other work is running
+
 
 @dataclass
 class Probe:
@@ -34,6 +37,7 @@ class Probe:
     seconds_per_dev_sentence: float
     device: str
     precision: str
+    load: float = 0.0  # the 1-minute load average before the probe (other work on the machine slows it)
 
 
 @dataclass
@@ -41,17 +45,24 @@ class Estimate:
     runs: int
     done: int
     probes: dict = field(default_factory=dict)  # corpus -> Probe
+    waiting: list = field(default_factory=list)  # variants waiting for their tuning study (not counted)
     low_seconds: float = 0.0
     high_seconds: float = 0.0
 
     def lines(self, workers: int = 1) -> list[str]:
         todo = self.runs - self.done
         out = [f"{self.runs} runs, {self.done} already finished, {todo} to train"]
+        out += [f"  not counted, waiting for its tuning study: {w}" for w in self.waiting]
         for corpus, p in self.probes.items():
+            busy = p.load >= BUSY_LOAD
             out.append(
                 f"  probe on {corpus}: {p.seconds_per_step:.3f} s a training step, "
                 f"{1000 * p.seconds_per_dev_sentence:.1f} ms a dev sentence ({p.device}, {p.precision}; "
-                "measured now: other work on this machine slows it)"
+                + (
+                    f"load average {p.load:.1f} before the probe: other work slowed it, the estimate is too long)"
+                    if busy
+                    else "idle machine)"
+                )
             )
         w = max(1, workers)
         out.append(
@@ -99,6 +110,7 @@ def study_runs(study, out: Path) -> list[RunConfig]:
 
 def probe(cfg: RunConfig, steps: int = 4, dev_sentences: int = 64) -> Probe:
     """Time ``steps`` training steps (after one discarded) and a dev pass of one run's set-up."""
+    load = os.getloadavg()[0]  # before our own work raises it
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
@@ -132,7 +144,7 @@ def probe(cfg: RunConfig, steps: int = 4, dev_sentences: int = 64) -> Probe:
     t0 = time.perf_counter()
     predict(model, dev, pad, cfg.train.eval_batch_size, device, None, list(src.tasks), cfg.train.precision)
     per_sentence = (time.perf_counter() - t0) / max(len(dev), 1)
-    return Probe(float(np.median(times)), per_sentence, str(device), precision)
+    return Probe(float(np.median(times)), per_sentence, str(device), precision, load)
 
 
 def run_seconds(cfg: RunConfig, p: Probe, train_sentences: int, dev_sentences: int, test_sentences: int):
@@ -160,7 +172,7 @@ def estimate(study, out: Path, steps: int = 4, do_probe: bool = True) -> Estimat
 
     runs = study_runs(study, Path(out))
     done = [r for r in runs if RunDir(r.out).done]
-    est = Estimate(len(runs), len(done))
+    est = Estimate(len(runs), len(done), waiting=study.waiting() if study.kind == "runs" else [])
     if not do_probe:
         return est
     sizes = {}

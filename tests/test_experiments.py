@@ -179,6 +179,10 @@ def test_estimate_counts_the_runs_a_study_would_train(tiny_corpus, tmp_path, cap
     study = load_study(runs_file)
     est = estimate(study, tmp_path / "out")
     assert est.runs == 4 and est.done == 0 and 0 < est.low_seconds <= est.high_seconds
+    probe = next(iter(est.probes.values()))
+    for load, says in ((0.0, "idle machine"), (3.0, "other work slowed it")):  # the probe says how busy it was
+        probe.load = load
+        assert says in "\n".join(est.lines())
     assert main(["estimate", str(runs_file), "--out", str(tmp_path / "out"), "--no-probe"]) == 0
     assert "4 runs, 0 already finished" in capsys.readouterr().out
     grid_text = "name: g\nkind: grid\ncorpora: [{c}]\nseeds: [1, 2]\ndefaults: {{model: {{encoder: tiny}}}}\n"
