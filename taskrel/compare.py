@@ -180,7 +180,9 @@ def format_comparisons(table: pd.DataFrame) -> pd.DataFrame:
             "ASO ε": [f"{e:.2f}" if e == e else "–" for e in table.get("aso_eps", [float("nan")] * len(table))],
             "MDE": [f"{100 * m:.2f}" for m in table["mde"]],
             "seeds": table["seeds"],
-            "converged": table["converged"],
+            "converged": [
+                c if ok else f"**{c} (not all converged)**" for c, ok in zip(table["converged"], table["all_converged"])
+            ],
             "verdict": table["verdict"],
         }
     )

@@ -32,6 +32,12 @@ def _pm(mean: float, std: float, scale: float = 100, signed: bool = False) -> st
     return text + (f" ± {scale * std:.2f}" if pd.notna(std) else "")
 
 
+def converged_count(converged: int, runs: int) -> str:
+    """``5/5``, or a bold ``**1/2 (not all converged)**`` that no reader can miss."""
+    text = f"{int(converged)}/{int(runs)}"
+    return text if int(converged) == int(runs) else f"**{text} (not all converged)**"
+
+
 def _budget(train) -> str:
     if train.patience is None:
         return f"{train.epochs} epochs, no early stopping"
@@ -174,7 +180,7 @@ def study_blocks(folder: Path) -> list[Block]:
             table[f"{m} (×100)"] = [_pm(a, b) for a, b in zip(s[f"{m}_mean"], s[f"{m}_std"])]
         table["seeds"] = s[f"{metrics[0]}_count"]
         if "converged" in s:
-            table["converged"] = [f"{c}/{n}" for c, n in zip(s["converged"], s[f"{metrics[0]}_count"])]
+            table["converged"] = [converged_count(c, n) for c, n in zip(s["converged"], s[f"{metrics[0]}_count"])]
         blocks += [("h2", "Test scores of the main task, mean ± std over seeds"), ("table", table)]
     if (folder / "comparisons.csv").is_file():
         from .compare import format_comparisons
