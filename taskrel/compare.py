@@ -50,6 +50,28 @@ from .tasks import TaskSpec
 MDE_FACTOR = 2.8  # (z_0.975 + z_0.8) standard errors
 
 
+def paired_stats(
+    var_scores: list[float], base_scores: list[float], stats_v: list, stats_b: list, samples: int, unit: str, docs
+) -> dict:
+    """The statistics of one paired comparison (seeds paired by index): Δ per seed, their mean and std, the seed
+    t-test, ASO, and the hierarchical bootstrap's p, interval and MDE (``boot``: its full result)."""
+    deltas = [v - b for v, b in zip(var_scores, base_scores)]
+    boot = hierarchical_bootstrap(stats_v, stats_b, samples=samples, seed=0, unit=unit, docs=docs)
+    return {
+        "delta": float(np.mean(deltas)),
+        "delta_std": float(np.std(deltas, ddof=1)) if len(deltas) > 1 else float("nan"),
+        "deltas": deltas,
+        "p_seeds": seed_ttest(deltas),
+        "aso_eps": aso_epsilon(var_scores, base_scores),
+        "p": boot["p"],
+        "p_floor": boot["p_floor"],
+        "ci_low": boot["ci_low"],
+        "ci_high": boot["ci_high"],
+        "mde": MDE_FACTOR * boot["se"],
+        "boot": boot,
+    }
+
+
 def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10", alpha: float = 0.05) -> pd.DataFrame:
     """One row per (corpus, variant) against its baseline (``study.comparisons()``); empty without a baseline
     or finished pairs."""
@@ -82,10 +104,10 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
             metric = task.main_metric
             base_scores = [p[3].score("test", main) for p in pairs]
             var_scores = [p[4].score("test", main) for p in pairs]
-            deltas = [v - b for v, b in zip(var_scores, base_scores)]
             stats_b = [prediction_stats(p[3].predictions, main, task, gold) for p in pairs]
             stats_v = [prediction_stats(p[4].predictions, main, task, gold) for p in pairs]
-            boot = hierarchical_bootstrap(stats_v, stats_b, samples=samples, unit=unit, docs=docs)
+            st = paired_stats(var_scores, base_scores, stats_v, stats_b, samples, unit, docs)
+            boot = st.pop("boot")
             converged = [bool(p[3].converged) and bool(p[4].converged) for p in pairs]
             boots.setdefault((variant, baseline), []).append((boot, len(pairs), converged, base_scores, var_scores))
             rows.append(
@@ -99,16 +121,8 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
                     "baseline_std": float(np.std(base_scores, ddof=1)) if len(pairs) > 1 else float("nan"),
                     "variant_mean": float(np.mean(var_scores)),
                     "variant_std": float(np.std(var_scores, ddof=1)) if len(pairs) > 1 else float("nan"),
-                    "delta": float(np.mean(deltas)),
-                    "delta_std": float(np.std(deltas, ddof=1)) if len(pairs) > 1 else float("nan"),
-                    "deltas": json.dumps([round(d, 5) for d in deltas]),
-                    "p_seeds": seed_ttest(deltas),
-                    "aso_eps": aso_epsilon(var_scores, base_scores),
-                    "p": boot["p"],
-                    "p_floor": boot["p_floor"],
-                    "ci_low": boot["ci_low"],
-                    "ci_high": boot["ci_high"],
-                    "mde": MDE_FACTOR * boot["se"],
+                    **st,
+                    "deltas": json.dumps([round(d, 5) for d in st["deltas"]]),
                     "unit": f"{unit} ({boot['units']} units)",
                     "converged": f"{sum(converged)}/{len(converged)}",
                     "all_converged": all(converged),

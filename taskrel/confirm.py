@@ -36,11 +36,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .compare import MDE_FACTOR
+from .compare import paired_stats
 from .config import AUTHORS_WEIGHTS, DEFAULT_TASKS, ConfigError, RunConfig, TuneConfig
 from .logs import say
 from .rundir import RunDir
-from .significance import aso_epsilon, format_p, hierarchical_bootstrap, holm, prediction_stats, seed_ttest, verdict
+from .significance import format_p, holm, prediction_stats, verdict
 from .sources import all_tasks, load_sources
 
 ARMS = ("single", "equal", "authors", "tuned", "uncertainty", "gradnorm", "pcgrad")
@@ -194,20 +194,17 @@ def compare(
             "train_seconds_per_run": mine["train_seconds"].mean(),
         }
         if arm != "single" and paired:
-            deltas = [score[(arm, s)] - score[("single", s)] for s in paired]
-            boot = hierarchical_bootstrap(
-                [stats[(arm, s)] for s in paired], [stats[("single", s)] for s in paired], samples, seed=0, docs=docs
+            st = paired_stats(
+                [score[(arm, s)] for s in paired],
+                [score[("single", s)] for s in paired],
+                [stats[(arm, s)] for s in paired],
+                [stats[("single", s)] for s in paired],
+                samples,
+                "block:10",
+                docs,
             )
-            row |= {
-                "delta_vs_single": float(np.mean(deltas)),
-                "ci_low": boot["ci_low"],
-                "ci_high": boot["ci_high"],
-                "p_bootstrap": boot["p"],
-                "p_floor": boot["p_floor"],
-                "mde": MDE_FACTOR * boot["se"],
-                "p_seeds": seed_ttest(deltas),
-                "aso_eps": aso_epsilon([score[(arm, s)] for s in paired], [score[("single", s)] for s in paired]),
-            }
+            row |= {k: st[k] for k in ("ci_low", "ci_high", "p_floor", "mde", "p_seeds", "aso_eps")}
+            row |= {"delta_vs_single": st["delta"], "p_bootstrap": st["p"]}
         rows.append(row)
     table = pd.DataFrame(rows)
     if len(table):

@@ -132,13 +132,10 @@ class PCGrad(Weighting):
         params = [p for p in model.parameters() if p.requires_grad]
         shared_ids = {id(p) for p in model.encoder.parameters()}
         is_shared = [id(p) in shared_ids for p in params]
-        tasks = list(losses)
-        per_task = []
-        for i, t in enumerate(tasks):
-            grads = torch.autograd.grad(
-                self.static[t] * losses[t], params, retain_graph=i < len(tasks) - 1, allow_unused=True
-            )
-            per_task.append([torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)])
+        per_task = [
+            [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+            for grads in task_grads(self.static, losses, params)
+        ]
         flat = [torch.cat([g.reshape(-1) for g, s in zip(grads, is_shared) if s]) for grads in per_task]
         projected = pcgrad_project(flat)
         offset = 0
@@ -150,6 +147,14 @@ class PCGrad(Weighting):
             else:
                 p.grad = sum(grads[k] for grads in per_task)
         return sum(self.static[t] * loss.detach() for t, loss in losses.items())
+
+
+def task_grads(weights: dict, losses: dict, params: list):
+    """Yield each task's gradient of ``w_t L_t`` over ``params`` (None where a parameter is not reached), one
+    backward pass per task, the graph kept until the last; lazily, so a caller may hold one task's at a time."""
+    tasks = list(losses)
+    for i, t in enumerate(tasks):
+        yield torch.autograd.grad(weights[t] * losses[t], params, retain_graph=i < len(tasks) - 1, allow_unused=True)
 
 
 def pcgrad_project(grads: list[torch.Tensor]) -> torch.Tensor:
@@ -171,11 +176,9 @@ def clipped_per_task_backward(weights: dict, losses: dict, model, max_norm: floa
     reaches) scaled down to at most ``max_norm`` before the sum (``--clip per-task``), so one task's large
     gradient no longer shrinks the others' steps as clipping the sum does. One backward pass per task."""
     params = [p for p in model.parameters() if p.requires_grad]
-    tasks = list(losses)
     for p in params:
         p.grad = None
-    for i, t in enumerate(tasks):
-        grads = torch.autograd.grad(weights[t] * losses[t], params, retain_graph=i < len(tasks) - 1, allow_unused=True)
+    for grads in task_grads(weights, losses, params):
         norm = torch.sqrt(sum(g.float().pow(2).sum() for g in grads if g is not None))
         scale = min(1.0, max_norm / (float(norm) + 1e-6))
         for p, g in zip(params, grads):
