@@ -54,15 +54,28 @@ def paired_stats(
     var_scores: list[float], base_scores: list[float], stats_v: list, stats_b: list, samples: int, unit: str, docs
 ) -> dict:
     """The statistics of one paired comparison (seeds paired by index): Δ per seed, their mean and std, the seed
-    t-test, ASO, and the hierarchical bootstrap's p, interval and MDE (``boot``: its full result)."""
+    t-test, ASO, and the hierarchical bootstrap's p, interval and MDE (``boot``: its full result). Without
+    the prediction statistics of every run (``None`` where a run's predictions are missing) the bootstrap's
+    entries are NaN and ``boot`` is None."""
     deltas = [v - b for v, b in zip(var_scores, base_scores)]
-    boot = hierarchical_bootstrap(stats_v, stats_b, samples=samples, seed=0, unit=unit, docs=docs)
-    return {
+    nan = float("nan")
+    st = {
         "delta": float(np.mean(deltas)),
-        "delta_std": float(np.std(deltas, ddof=1)) if len(deltas) > 1 else float("nan"),
+        "delta_std": float(np.std(deltas, ddof=1)) if len(deltas) > 1 else nan,
         "deltas": deltas,
         "p_seeds": seed_ttest(deltas),
         "aso_eps": aso_epsilon(var_scores, base_scores),
+        "p": nan,
+        "p_floor": False,
+        "ci_low": nan,
+        "ci_high": nan,
+        "mde": nan,
+        "boot": None,
+    }
+    if any(x is None for x in stats_v + stats_b):
+        return st
+    boot = hierarchical_bootstrap(stats_v, stats_b, samples=samples, seed=0, unit=unit, docs=docs)
+    return st | {
         "p": boot["p"],
         "p_floor": boot["p_floor"],
         "ci_low": boot["ci_low"],
@@ -123,13 +136,13 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
                     "variant_std": float(np.std(var_scores, ddof=1)) if len(pairs) > 1 else float("nan"),
                     **st,
                     "deltas": json.dumps([round(d, 5) for d in st["deltas"]]),
-                    "unit": f"{unit} ({boot['units']} units)",
+                    "unit": f"{unit} ({boot['units']} units)" if boot else f"{unit} (test predictions missing)",
                     "converged": f"{sum(converged)}/{len(converged)}",
                     "all_converged": all(converged),
                 }
             )
     for (variant, baseline), parts in boots.items():
-        if len(parts) > 1:
+        if len(parts) > 1 and all(b is not None for b, *_ in parts):
             rows.append(_pooled_row(variant, baseline, rows, parts, unit))
     table = pd.DataFrame(rows)
     if len(table):

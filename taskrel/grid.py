@@ -27,11 +27,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .compare import MDE_FACTOR
+from .compare import paired_stats
 from .config import GRACE, ConfigError, GridConfig, RunConfig
 from .logs import say
 from .rundir import RunDir, record_study
-from .significance import aso_epsilon, hierarchical_bootstrap, holm, prediction_stats, seed_ttest, verdict
+from .significance import holm, prediction_stats, verdict
 from .sources import all_tasks, load_sources
 from .tasks import TaskSpec
 from .workers import pool as worker_pool
@@ -288,23 +288,16 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFr
             seeds = [s for s in grid.seeds if (m, x, s) in score and (m, "", s) in score]
             if not seeds:
                 continue
-            deltas = [score[(m, x, s)] - score[(m, "", s)] for s in seeds]
             preds = lambda cell: out / cell.folder / "test_predictions.jsonl"  # noqa: E731
-            with_s = [prediction_stats(preds(Cell(m, x, s)), m, tasks[m], gold) for s in seeds]
-            alone = [prediction_stats(preds(Cell(m, None, s)), m, tasks[m], gold) for s in seeds]
-            boot = {"p_bootstrap": math.nan, "p_floor": False, "ci_low": math.nan, "ci_high": math.nan, "mde": math.nan}
-            if all(a is not None for a in with_s + alone):
-                docs = [s.doc for s in test_of[m]]
-                h = hierarchical_bootstrap(
-                    with_s, alone, grid.bootstrap_samples, seed=0, unit=grid.bootstrap_unit, docs=docs
-                )
-                boot = {
-                    "p_bootstrap": h["p"],
-                    "p_floor": h["p_floor"],
-                    "ci_low": h["ci_low"],
-                    "ci_high": h["ci_high"],
-                    "mde": MDE_FACTOR * h["se"],
-                }
+            st = paired_stats(
+                [score[(m, x, s)] for s in seeds],
+                [score[(m, "", s)] for s in seeds],
+                [prediction_stats(preds(Cell(m, x, s)), m, tasks[m], gold) for s in seeds],
+                [prediction_stats(preds(Cell(m, None, s)), m, tasks[m], gold) for s in seeds],
+                grid.bootstrap_samples,
+                grid.bootstrap_unit,
+                [s.doc for s in test_of[m]],
+            )
             speed = []
             converged = True
             for s in seeds:
@@ -317,14 +310,13 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFr
                     "main": m,
                     "secondary": x,
                     "metric": tasks[m].main_metric,
-                    "mean_delta": float(np.mean(deltas)),
-                    "std_delta": float(np.std(deltas, ddof=1)) if len(deltas) > 1 else math.nan,
-                    **boot,
-                    "p_seeds": seed_ttest(deltas),
-                    "aso_eps": aso_epsilon([score[(m, x, s)] for s in seeds], [score[(m, "", s)] for s in seeds]),
+                    "mean_delta": st["delta"],
+                    "std_delta": st["delta_std"],
+                    "p_bootstrap": st["p"],
+                    **{k: st[k] for k in ("p_floor", "ci_low", "ci_high", "mde", "p_seeds", "aso_eps")},
                     "n_seeds": len(seeds),
                     "converged": converged,
-                    "deltas": ";".join(f"{d:.6f}" for d in deltas),
+                    "deltas": ";".join(f"{d:.6f}" for d in st["deltas"]),
                     "delta_aulc": float(np.mean(speed)),
                     "deltas_aulc": ";".join(f"{d:.6f}" for d in speed),
                 }

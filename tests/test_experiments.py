@@ -304,7 +304,7 @@ def test_comparisons_are_pooled_over_corpora(tiny_corpus, tmp_path):
     assert main(["run", str(write(tmp_path, text)), "--out", str(out), "--no-progress"]) == 0
     comp = pd.read_csv(out / "comparisons.csv")
     assert list(comp["corpus"]) == [tiny_corpus.name, "tiny-copy", "pooled"]
-    pooled = comp.iloc[-1]
+    pooled, pooled_parts = comp.iloc[-1], list(comp["delta"].iloc[:2])
     assert pooled["delta"] == pytest.approx(comp["delta"].iloc[:2].mean())
     assert pooled["seeds"] == 2 and pooled["converged"] == "0/4" and pooled["verdict"] == "undetermined"
     assert pooled["ci_low"] <= pooled["delta"] <= pooled["ci_high"]
@@ -313,6 +313,15 @@ def test_comparisons_are_pooled_over_corpora(tiny_corpus, tmp_path):
 
     ax = comparison_forest(comp).axes[0]  # the pooled row's dots are the corpora's Δ, on the numeric axis
     assert ax.xaxis.get_converter() is None  # a dict of corpus names once made it a category axis
+
+    # a run whose test predictions are gone: its corpus keeps Δ but no bootstrap, and nothing is pooled from it
+    (out / "mt-mean" / "tiny-copy" / "seed1" / "test_predictions.jsonl").unlink()
+    assert main(["run", str(write(tmp_path, text)), "--out", str(out), "--summarise"]) == 0
+    comp = pd.read_csv(out / "comparisons.csv").set_index("corpus")
+    assert list(comp.index) == [tiny_corpus.name, "tiny-copy"]
+    assert comp.loc["tiny-copy", "delta"] == pytest.approx(pooled_parts[1])
+    assert pd.isna(comp.loc["tiny-copy", "p"]) and comp.loc["tiny-copy", "verdict"] == "undetermined"
+    assert "test predictions missing" in comp.loc["tiny-copy", "unit"]
 
 
 def test_a_seed_offset_variant_is_an_a_a_check(tiny_corpus, tmp_path):
