@@ -7,7 +7,7 @@ TASKREL_DATA ?= $(abspath ../shared/data)
 export TASKREL_DATA
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo studies test test-slow bench clean
 
 install: $(STAMP)
 
@@ -23,6 +23,15 @@ $(STAMP): pyproject.toml
 # mtcls, MiniLM, 10% of NCBI-disease train, one seed) ending in its report.
 demo: install
 	$(BIN)/taskrel run experiments/demo-grid.yaml --out runs/demo-grid --report reports/demo-grid
+
+# The real-results studies of this round (reports/README.md), in order of value;
+# each resumes where it stopped, and lowres-10pct runs again once its tuning
+# studies have finished (its tuned arms wait for them). Many hours: start it
+# with `nohup make studies > runs/studies.log 2>&1 &`.
+STUDIES := lowres-10pct tune-lowres-10pct tune-lowres-10pct-single lowres-10pct figure5-grid-ncbi \
+	weighting-ncbi task-relations-embed task-relations-embed-taskemb task-relations-tag table2-pooling-ncbi
+studies: install
+	$(BIN)/taskrel run $(foreach s,$(STUDIES),experiments/$(s).yaml) --no-progress --report-root reports
 
 test: install
 	$(BIN)/ruff check taskrel tests benchmarks

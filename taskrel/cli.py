@@ -305,10 +305,18 @@ def _after_tuning(a) -> int:
 
 
 def add_run_parser(sub):
-    p = sub.add_parser("run", help="run (or resume) a study declared in an experiment file")
-    p.add_argument("study", help="experiment file, e.g. experiments/figure5-grid-ncbi.yaml")
-    p.add_argument("--out", help="results folder (default: runs/<study name>)")
-    p.add_argument("--report", help="also write the report into this folder")
+    p = sub.add_parser(
+        "run",
+        help="run (or resume) a study declared in an experiment file, or several in turn",
+        description="Run (or resume) studies declared in experiment files. Several files run one after the "
+        "other, each into runs/<study name>; every file is checked before the first run starts, and a study "
+        "that fails does not stop the ones after it (the exit status says that one failed). A file may appear "
+        "twice: its second turn trains what became possible meanwhile (tuned variants whose tuning study ran).",
+    )
+    p.add_argument("study", nargs="+", help="experiment file(s), e.g. experiments/figure5-grid-ncbi.yaml")
+    p.add_argument("--out", help="results folder (default: runs/<study name>; one study only)")
+    p.add_argument("--report", help="also write the report into this folder (one study only)")
+    p.add_argument("--report-root", help="also write each study's report into REPORT_ROOT/<study name>")
     p.add_argument("--workers", type=int, default=1, help="grid cells or runs trained in parallel")
     p.add_argument(
         "--summarise",
@@ -320,21 +328,43 @@ def add_run_parser(sub):
 
 
 def run_run(a) -> int:
-    from .experiments import load_study, run_study, summarise
+    from .experiments import load_study
+
+    if len(a.study) > 1 and (a.out or a.report):
+        raise ConfigError("--out and --report name one study's folders: with several studies use --report-root")
+    studies = [(path, load_study(path)) for path in a.study]  # every file checked before hours of training
+    failed = []
+    for i, (path, study) in enumerate(studies, 1):
+        if len(studies) > 1:
+            print(f"== study {i}/{len(studies)}: {study.name} ({path})", flush=True)
+        report = a.report or (str(Path(a.report_root) / study.name) if a.report_root else None)
+        try:
+            _run_one(a, path, study, a.out, report)
+        except (TaskrelError, FileNotFoundError) as e:
+            if len(studies) == 1:
+                raise
+            print(f"taskrel: error in study {study.name} ({path}): {e}; going on with the next", file=sys.stderr)
+            failed.append(study.name)
+    if failed:
+        print(f"taskrel: {len(failed)} of {len(studies)} studies failed: {', '.join(failed)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run_one(a, path: str, study, out: str | None, report: str | None) -> None:
+    from .experiments import run_study, summarise
     from .report import write_report
 
     if a.summarise:
-        study = load_study(a.study)
-        out = Path(a.out or Path("runs") / study.name)
+        out = Path(out or Path("runs") / study.name)
         if study.kind != "runs" or not (out / "study.json").is_file():
             raise ConfigError(f"--summarise needs the folder of a runs study (with study.json), got {out}")
         summarise(out, study)
     else:
-        out = run_study(a.study, a.out, a.workers, progress=not a.no_progress)
-    print(f"study results in {out}")
-    if a.report:
-        print(f"report: {write_report(out, a.report)}")
-    return 0
+        out = run_study(path, out, a.workers, progress=not a.no_progress)
+    print(f"study results in {out}", flush=True)
+    if report:
+        print(f"report: {write_report(out, report)}", flush=True)
 
 
 def add_estimate_parser(sub):

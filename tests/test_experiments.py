@@ -372,3 +372,20 @@ def test_a_tuned_variant_waits_for_its_tuning_study_then_takes_its_best_trial(ti
     assert main(["run", str(write(tmp_path, text)), "--out", str(out), "--no-progress"]) == 0
     comp = pd.read_csv(out / "comparisons.csv")
     assert list(comp["variant"]) == ["tuned"] and comp["seeds"].iloc[0] == 2
+
+
+def test_several_studies_run_in_turn_and_one_failing_does_not_stop_the_rest(tiny_corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    good = write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus).replace("seeds: [1, 2]", "seeds: [1]"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(RUNS_STUDY.format(corpus=tmp_path / "gone").replace("tiny-runs", "gone-runs"))
+    assert main(["run", str(good), str(tmp_path / "typo.yaml"), "--no-progress"]) == 2
+    assert "typo.yaml: no such study file" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # every file is checked before anything runs
+    assert main(["run", str(good), str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "--report-root" in capsys.readouterr().err
+    assert main(["run", str(bad), str(good), "--no-progress", "--report-root", "reports"]) == 2
+    err = capsys.readouterr().err
+    assert "error in study gone-runs" in err and "1 of 2 studies failed: gone-runs" in err
+    assert (tmp_path / "runs" / "tiny-runs" / "results.csv").is_file()
+    assert (tmp_path / "reports" / "tiny-runs" / "report.md").is_file()
