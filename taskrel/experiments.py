@@ -27,6 +27,10 @@ learning rate and pooling of that tuning study's best trial (``best.json``);
 until the tuning study has finished on a corpus, the variant's runs there wait
 (they are left out, and a study run says so).
 
+``stages: [[single, mt-max], [single-aa]]`` (kind runs) orders the training:
+every seed of the first stage's variants before any run of the next stage, so
+the comparisons that matter most come first; variants not named come last.
+
 A variant's ``seed_offset`` shifts its training seeds (study seed S trains seed
 S + offset, paired with the baseline's seed S): the same settings as the
 baseline under other seeds, an A/A check whose verdict must be undetermined.
@@ -65,7 +69,7 @@ SECTION_STEPS = {"tune": ("measure_pruning", "continue_pruned", "confirm_seeds",
 SEED_OFFSET = "seed_offset"
 TUNED_FROM = "tuned_from"
 # study keys that may change when a study is continued (more seeds, variants or corpora; a new description)
-STUDY_FREE_KEYS = ("description", "seeds", "variants", "corpora", "per_corpus", "baseline", "file")
+STUDY_FREE_KEYS = ("description", "seeds", "variants", "corpora", "per_corpus", "baseline", "stages", "file")
 
 
 @dataclass
@@ -84,6 +88,9 @@ class Study:
     tune: dict = field(default_factory=dict)
     embed: dict = field(default_factory=dict)
     affinity: dict = field(default_factory=dict)
+    # kind runs: the order of training, e.g. [[single, mt-authors], [single-aa]]: every seed of the first stage's
+    # variants before the next stage's; variants not named come last (``_seed_major``). Order only, no setting.
+    stages: list = field(default_factory=list)
     file: str = ""  # the study file it was read from (set by load_study)
 
     def to_dict(self) -> dict:
@@ -283,6 +290,13 @@ def load_study(path) -> Study:
         raise ConfigError(f"{path}: per_corpus names corpora not in the study: {stray}")
     if study.kind == "runs" and not study.variants:
         raise ConfigError(f"{path}: a study of kind 'runs' needs variants")
+    staged = [v for names in study.stages for v in (names if isinstance(names, list) else [names])]
+    if study.stages and (study.kind != "runs" or not all(isinstance(n, list) for n in study.stages)):
+        raise ConfigError(f"{path}: stages order the variants of a 'runs' study: a list of lists of variants")
+    if set(staged) - set(study.variants) or len(staged) != len(set(staged)):
+        raise ConfigError(
+            f"{path}: stages must name each variant at most once, from {list(study.variants)}; got {study.stages}"
+        )
     named = study.comparisons() if isinstance(study.baseline, dict) else [(study.baseline, study.baseline)]
     for variant, baseline in named if study.baseline is not None else []:
         for name in (variant, baseline):
@@ -341,10 +355,13 @@ def run_study(path, out=None, workers: int = 1, progress: bool = True, log=say) 
 
 
 def _seed_major(runs: list, study: Study) -> list:
-    """Runs seed by seed (every variant and corpus of seed 1, then of seed 2, ...), so a study stopped
-    half-way has every variant and corpus at the same number of seeds and its comparisons are paired."""
+    """Runs stage by stage (``study.stages``; one stage without them), and within a stage seed by seed (every
+    variant and corpus of seed 1, then of seed 2, ...), so a study stopped half-way has every variant of a stage
+    at the same number of seeds and its comparisons are paired, and the comparisons that matter most come
+    first."""
     seeds = {s: i for i, s in enumerate(study.seeds)}
-    return sorted(runs, key=lambda r: seeds[r[2]])
+    stage = {v: i for i, names in enumerate(study.stages) for v in names}
+    return sorted(runs, key=lambda r: (stage.get(r[0], len(study.stages)), seeds[r[2]]))
 
 
 def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -> None:

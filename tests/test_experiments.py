@@ -293,6 +293,15 @@ def test_one_worker_trains_seed_by_seed(tiny_corpus, tmp_path, monkeypatch):
     run_study(write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus)), tmp_path / "out", progress=False)
     assert order == [("ner", 1), ("mcls", 1), ("ner", 2), ("mcls", 2)]
 
+    # stages: every seed of the first stage before the next; continuing the study under new stages is allowed
+    order.clear()
+    text = RUNS_STUDY.format(corpus=tiny_corpus) + "stages: [[mt-mean]]\n"
+    run_study(write(tmp_path, text), tmp_path / "out", progress=False)
+    assert order == [("mcls", 1), ("mcls", 2), ("ner", 1), ("ner", 2)]
+    for bad in ("[[mt-mean], [mt-mean]]", "[[nope]]", "[mt-mean]"):
+        with pytest.raises(ConfigError, match="stages"):
+            load_study(write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus) + f"stages: {bad}\n"))
+
 
 def test_comparisons_are_pooled_over_corpora(tiny_corpus, tmp_path):
     import shutil
