@@ -66,14 +66,21 @@ class Estimate:
             )
         w = max(1, workers)
         out.append(
-            f"expected wall time: {_hours(self.low_seconds / w)} to {_hours(self.high_seconds / w)}"
+            f"expected wall time: {hours(self.low_seconds / w)} to {hours(self.high_seconds / w)}"
             + (f" with {w} workers (if they do not slow each other down)" if w > 1 else "")
         )
         return out
 
 
-def _hours(seconds: float) -> str:
+def hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def progress_line(done: int, total: int, seconds: float, unit: str = "runs") -> str:
+    """``3 of 65 runs done in 1.2 h; about 25 h left at that pace`` (for logs without a progress bar; the pace is
+    the mean over the runs trained so far, so runs of another size or a busier machine make it drift)."""
+    line = f"{done} of {total} {unit} done in {hours(seconds)}"
+    return line + (f"; about {hours(seconds / done * (total - done))} left at that pace" if done < total else "")
 
 
 def study_runs(study, out: Path) -> list[RunConfig]:

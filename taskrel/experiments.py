@@ -50,6 +50,7 @@ import copy
 import dataclasses
 import importlib
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -342,11 +343,15 @@ def run_study(path, out=None, workers: int = 1, progress: bool = True, log=say) 
         log(f"study {study.name}: {len(runs)} runs, {len(runs) - len(todo)} already finished")
         for line in study.waiting():
             log(f"study {study.name}: waiting for its tuning study: {line}")
+        from .estimate import progress_line
+
         bar = tqdm(total=len(todo), desc=f"{study.name} runs", disable=None if progress else True)
-        for variant, corpus, seed, cfg in todo:
+        started = time.monotonic()
+        for i, (variant, corpus, seed, cfg) in enumerate(todo):
             log(f"study {study.name}: {variant} on {corpus}, seed {seed}")
             train(cfg, resume=True, progress=progress, log=log)
             bar.update()  # the bar's ETA: the mean time of the runs done so far
+            log(f"study {study.name}: {progress_line(i + 1, len(todo), time.monotonic() - started)}")
         bar.close()
     else:
         _run_parallel(study, runs, workers, progress, log)
@@ -371,6 +376,7 @@ def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -
 
     from tqdm.auto import tqdm
 
+    from .estimate import progress_line
     from .grid import _run_cell, warn_oversubscribed
     from .workers import pool as worker_pool
 
@@ -383,10 +389,12 @@ def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -
     bar = tqdm(total=len(todo), desc=f"{study.name} runs", disable=None if progress else True)
     with worker_pool(workers) as pool:
         jobs = {pool.submit(_run_cell, cfg.to_dict(), cfg.train.threads or threads): (v, c, s) for v, c, s, cfg in todo}
-        for job in as_completed(jobs):
+        started = time.monotonic()
+        for k, job in enumerate(as_completed(jobs), 1):
             job.result()
             bar.update()
-            log(f"study {study.name}: {' '.join(map(str, jobs[job]))} done")
+            pace = progress_line(k, len(todo), time.monotonic() - started)
+            log(f"study {study.name}: {' '.join(map(str, jobs[job]))} done ({pace})")
     bar.close()
 
 

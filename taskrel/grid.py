@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from concurrent.futures import as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -186,21 +187,27 @@ def run_grid(
                 for job in as_completed(jobs):
                     job.result()
         return analyse(out, grid, log)
+    from .estimate import progress_line
+
     bar = tqdm(total=len(todo), desc="grid cells", disable=None if progress else True)
-    done = lambda cell: log(f"{cell.name} seed {cell.seed}: test {cell.main} {cell_score(out, cell):.4f}")  # noqa: E731
+    started = time.monotonic()
+
+    def done(cell: Cell, k: int) -> None:  # k cells of todo finished (a disabled bar does not count)
+        bar.update()
+        pace = progress_line(k, len(todo), time.monotonic() - started, "cells")
+        log(f"{cell.name} seed {cell.seed}: test {cell.main} {cell_score(out, cell):.4f} ({pace})")
+
     if workers == 1:
-        for cell in todo:
+        for k, cell in enumerate(todo, 1):
             bar.set_postfix_str(f"{cell.name} seed {cell.seed}")
             _run_cell(cell_config(grid, cell, out).to_dict(), cell.threads or threads)
-            bar.update()
-            done(cell)
+            done(cell, k)
     else:
         with worker_pool(workers) as pool:
             jobs = {pool.submit(_run_cell, cell_config(grid, c, out).to_dict(), c.threads or threads): c for c in todo}
-            for job in as_completed(jobs):
+            for k, job in enumerate(as_completed(jobs), 1):
                 job.result()
-                bar.update()
-                done(jobs[job])
+                done(jobs[job], k)
     bar.close()
     return analyse(out, grid, log)
 

@@ -290,8 +290,14 @@ def test_one_worker_trains_seed_by_seed(tiny_corpus, tmp_path, monkeypatch):
 
     order = []
     monkeypatch.setattr(taskrel.train, "train", lambda cfg, **kw: order.append((cfg.model.tasks[-1], cfg.train.seed)))
-    run_study(write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus)), tmp_path / "out", progress=False)
+    lines = []
+    run_study(
+        write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus)), tmp_path / "out", progress=False, log=lines.append
+    )
     assert order == [("ner", 1), ("mcls", 1), ("ner", 2), ("mcls", 2)]
+    paces = [x for x in lines if " runs done in " in x]
+    assert len(paces) == 4 and "1 of 4 runs done" in paces[0] and "left at that pace" in paces[0]
+    assert "4 of 4 runs done" in paces[-1] and "left" not in paces[-1]
 
     # stages: every seed of the first stage before the next; continuing the study under new stages is allowed
     order.clear()
@@ -301,6 +307,13 @@ def test_one_worker_trains_seed_by_seed(tiny_corpus, tmp_path, monkeypatch):
     for bad in ("[[mt-mean], [mt-mean]]", "[[nope]]", "[mt-mean]"):
         with pytest.raises(ConfigError, match="stages"):
             load_study(write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus) + f"stages: {bad}\n"))
+
+
+def test_a_study_log_says_how_far_it_is_and_how_long_is_left():
+    from taskrel.estimate import progress_line
+
+    assert progress_line(3, 65, 3 * 600) == "3 of 65 runs done in 30 min; about 10.3 h left at that pace"
+    assert progress_line(2, 2, 90) == "2 of 2 runs done in 2 min"
 
 
 def test_comparisons_are_pooled_over_corpora(tiny_corpus, tmp_path):
