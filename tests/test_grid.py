@@ -83,7 +83,8 @@ def test_finished_cells_are_never_rerun_and_killed_ones_are_redone(tiny_corpus, 
     logs = []
     run_grid(grid, out, progress=False, log=logs.append)
     assert "3 already done, 1 to run" in logs[0]
-    assert logs[1].startswith("ner+bcls seed 1: test ner ")  # one line per finished cell
+    assert logs[1].startswith("ner+bcls seed 1: test ner ")  # one line per finished cell, with the pace
+    assert "(1 of 1 cells done in " in logs[1]
     assert finished.stat().st_mtime_ns == stamp
     assert json.loads((killed / "metrics.json").read_text()) == before  # redone, same numbers
 
