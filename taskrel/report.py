@@ -170,7 +170,7 @@ def study_blocks(folder: Path) -> list[Block]:
         for corpus in study["corpora"]:
             sub = folder / Path(corpus).name
             for kind in kinds_of(sub):
-                blocks += grid_blocks(sub, f"Grid on {sub.name}") if kind.name == "grid" else kind.call("blocks", sub)
+                blocks += kind.call("blocks", sub)  # each kind's title names the corpus
         return blocks
     if (folder / "summary.csv").is_file():
         s = pd.read_csv(folder / "summary.csv")

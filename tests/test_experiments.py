@@ -77,7 +77,7 @@ grid: {{tasks: [ner, bcls]}}
     assert main(["run", str(f), "--out", str(out), "--report", str(rep), "--no-progress"]) == 0
     assert len(pd.read_csv(out / "tiny" / "runs.csv")) == 4
     md = (rep / "report.md").read_text()
-    assert "Grid on tiny" in md and "Transfer Δ(main | secondary)" in md
+    assert "Pairwise transfer grid: tiny" in md and "Transfer Δ(main | secondary)" in md
     assert (rep / "tiny_heatmap.png").is_file() and "data:image/png;base64," in (rep / "report.html").read_text()
 
 
