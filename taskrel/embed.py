@@ -33,6 +33,12 @@ SEP = "::"
 CONTROL = "control"  # the shuffled-label embedding of a task: key TASK::COMPONENT::control
 
 
+def section_runs(ec: EmbedConfig, steps: dict, folder: Path) -> list[RunConfig]:
+    """The single-task models an embedding study section trains on one corpus (those not given in
+    ``ec.models``), for ``taskrel estimate``."""
+    return [single_task_config(ec, t, folder) for t in ec.tasks if t not in ec.models]
+
+
 def single_task_config(ec: EmbedConfig, spec: str, out: Path) -> RunConfig:
     base = ec.base
     model = replace(base.model, tasks=[spec])

@@ -95,23 +95,12 @@ def study_runs(study, out: Path) -> list[RunConfig]:
             for corpus, grid in study.grid_configs()
             for cell in all_cells(grid)
         ]
-    from dataclasses import replace
+    from .kinds import KINDS
 
-    from .embed import single_task_config
-
-    runs = []
+    kind, runs = KINDS[study.kind], []
     for corpus, settings, steps in study.section_configs(out):
         folder = out / Path(corpus).name
-        if study.kind == "tune":  # every trial at full length: pruning only makes it shorter
-            from .confirm import ARMS, run_folder
-
-            runs += [replace(settings.base, out=str(folder / "trials" / f"{i:04d}")) for i in range(settings.trials)]
-            arms, seeds = steps.get("arms") or ARMS, steps.get("confirm_seeds") or []
-            runs += [replace(settings.base, out=str(run_folder(folder, a, s))) for a in arms for s in seeds]
-        elif study.kind == "embed":
-            runs += [single_task_config(settings, t, folder) for t in settings.tasks if t not in settings.models]
-        else:
-            runs.append(settings.base)
+        runs += kind.call("trains", settings, steps, folder) if kind.trains else [settings.base]
     return runs
 
 

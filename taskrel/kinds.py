@@ -2,7 +2,8 @@
 
 A kind declares the file that marks its results folder (``marker``), its
 settings dataclass, how a study file's section runs it (``run``), its report
-blocks and the data files copied beside the report, and its notebook.
+blocks and the data files copied beside the report, its notebook, and the runs
+one section trains (for `taskrel estimate`).
 ``experiments`` (study files), ``report``, ``notebooks`` and the CLI look
 kinds up here; adding a kind is one entry. Functions are named, not
 imported, so that reading the registry costs nothing.
@@ -31,6 +32,9 @@ class StudyKind:
     notebook: tuple[str, str] | None = None  # (notebook in notebooks/, the parameter naming the folder)
     config: str | None = None  # "module:Class" of its settings, recorded in the marker file
     run: str | None = None  # "module:function" running one study file section on one corpus
+    # "module:function" (settings, steps, folder) -> the run configurations one section trains on one corpus,
+    # for ``taskrel estimate``; None: the one run ``settings.base``
+    trains: str | None = None
 
     def call(self, attr: str, *args, **kwargs):
         module, _, name = getattr(self, attr).partition(":")
@@ -59,6 +63,7 @@ KINDS: dict[str, StudyKind] = {
             ("loss_weight_tuning.ipynb", "TUNE_DIR"),
             "config:TuneConfig",
             "experiments:run_tune_section",
+            "tune:section_runs",
         ),
         StudyKind("pruning", "pruning.json", "report:pruning_blocks", ("pruning.json", "pruning.csv")),
         StudyKind("confirm", "confirm/comparison.csv", "report:confirm_blocks", ("confirm/comparison.csv",)),
@@ -70,6 +75,7 @@ KINDS: dict[str, StudyKind] = {
             ("task_embeddings.ipynb", "EMB_DIR"),
             "config:EmbedConfig",
             "experiments:run_embed_section",
+            "embed:section_runs",
         ),
         StudyKind(
             "affinity",

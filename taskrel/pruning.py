@@ -62,7 +62,7 @@ def measure_pruning(
     from tqdm.auto import tqdm
 
     from .train import train
-    from .tune import open_study, trial_config
+    from .tune import open_study, trial_config, trial_folder
 
     out = Path(out)
     study = open_study(tc, out, storage, name)
@@ -85,7 +85,7 @@ def measure_pruning(
         cfg = RunConfig(cfg.data, cfg.model, cfg.train, str(target))
         train(cfg, resume=True, progress=False, log=lambda *_: None, test=False)
     for trial in trials:
-        run = Path(trial.user_attrs.get("run_dir") or out / "trials" / f"{trial.number:04d}")
+        run = Path(trial.user_attrs.get("run_dir") or trial_folder(out, trial.number))
         ran = read_records(run)
         full = ran if trial.state == TrialState.COMPLETE else read_records(out / "unpruned" / f"{trial.number:04d}")
         metric = TaskSpec.parse(main).main_metric

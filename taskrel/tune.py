@@ -47,6 +47,21 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
+def trial_folder(out: Path, number: int) -> Path:
+    """The run folder of a tuning study's trial ``number``."""
+    return Path(out) / "trials" / f"{number:04d}"
+
+
+def section_runs(tc: TuneConfig, steps: dict, folder: Path) -> list[RunConfig]:
+    """The runs a tuning study section trains on one corpus (``taskrel estimate``): every trial at full length
+    (pruning only makes them shorter), then the confirmation arms at their seeds."""
+    from .confirm import ARMS, run_folder
+
+    runs = [replace(tc.base, out=str(trial_folder(folder, i))) for i in range(tc.trials)]
+    arms, seeds = steps.get("arms") or ARMS, steps.get("confirm_seeds") or []
+    return runs + [replace(tc.base, out=str(run_folder(folder, a, s))) for a in arms for s in seeds]
+
+
 def trial_config(tc: TuneConfig, trial: optuna.Trial, out: Path) -> RunConfig:
     base = tc.base
     tasks = base.model.tasks
@@ -58,7 +73,7 @@ def trial_config(tc: TuneConfig, trial: optuna.Trial, out: Path) -> RunConfig:
         base.data,
         replace(base.model, pooling=pooling),
         replace(base.train, weights=weights, lr=lr),
-        str(out / "trials" / f"{trial.number:04d}"),
+        str(trial_folder(out, trial.number)),
     )
 
 
