@@ -89,7 +89,7 @@ def add_config_args(p, cls, only=None, skip=(), helps=None, groups=None, title=N
         flag = _flag(f)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         default = (defaults or {}).get(f.name, default)
-        help_ = (helps or {}).get(f.name, meta.get("help", ""))
+        help_ = (helps or {}).get(f.name, meta.get("help", "")).replace("%", "%%")  # argparse formats help with %
         group = p
         if meta.get("group") or title:
             name = meta.get("group") or title
@@ -107,7 +107,7 @@ def add_config_args(p, cls, only=None, skip=(), helps=None, groups=None, title=N
             type=parse,
             default=default,
             choices=meta.get("choices"),
-            help=f"{help_} (default: {shown})" if default not in (None, "") else help_,
+            help=f"{help_} (default: {str(shown).replace('%', '%%')})" if default not in (None, "", []) else help_,
         )
 
 

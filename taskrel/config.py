@@ -135,6 +135,17 @@ def parse_ints(text: str) -> list[int]:
         raise ValueError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def parse_contrasts(text: str) -> list[list[str]]:
+    """``"bcls|mcls vs mcls|bcls, mtcls|ner vs ner|mtcls"`` -> ``[["bcls|mcls", "mcls|bcls"], ...]``."""
+    out = []
+    for item in parse_csv(text):
+        parts = [p.strip() for p in item.split(" vs ")]
+        if len(parts) != 2:
+            raise ValueError(f"expected 'MAIN|SECONDARY vs MAIN|SECONDARY', got {item!r}")
+        out.append(parts)
+    return out
+
+
 def parse_positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -429,6 +440,12 @@ class GridConfig(_WithBase):
         "(same seed, another thread count) beside the seed spread, in noise.csv",
         parse=parse_positive_int,
     )
+    contrasts: list = setting(
+        help="transfers to compare with each other, each 'MAIN|SECONDARY vs MAIN|SECONDARY' (e.g. 'bcls|mcls vs "
+        "mcls|bcls': does bCLS gain more from mCLS than mCLS from bCLS?), in contrasts.csv; analysis only",
+        factory=list,
+        parse=parse_contrasts,
+    )
     bootstrap_unit: str = setting(
         "block:10",
         "test units the bootstrap resamples: 'sentence', 'document' (needs -DOCSTART- lines in test), or "
@@ -456,6 +473,15 @@ class GridConfig(_WithBase):
         _check(self.workers >= 1, "workers must be at least 1")
         _check(self.bootstrap_samples >= 100, "bootstrap_samples must be at least 100")
         _check(0 < self.alpha < 1, "alpha must be in (0, 1)")
+        self.contrasts = [list(c) for c in self.contrasts]
+        for c in self.contrasts:
+            pairs = [str(x).split("|") for x in c] if len(c) == 2 else []
+            _check(
+                len(pairs) == 2
+                and all(len(p) == 2 and p[0] in self.tasks and p[1] in self.tasks and p[0] != p[1] for p in pairs)
+                and c[0] != c[1],
+                f"a contrast is two different transfers 'MAIN|SECONDARY' of the grid's tasks {self.tasks}, got {c}",
+            )
         if self.base.train.threads is None:
             self.base.train.threads = CELL_THREADS
         _check(

@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .compare import paired_stats
+from .compare import MDE_FACTOR, paired_stats
 from .config import GRACE, ConfigError, GridConfig, RunConfig
 from .logs import say
 from .rundir import RunDir, record_study
-from .significance import holm, prediction_stats, verdict
+from .significance import bootstrap_summary, holm, prediction_stats, verdict
 from .sources import all_tasks, load_sources
 from .tasks import TaskSpec
 from .workers import pool as worker_pool
@@ -120,7 +120,7 @@ def cell_score(out: Path, cell: Cell) -> float:
 
 
 def _write_grid_json(grid: GridConfig, out: Path) -> None:
-    record_study(out / "grid.json", grid, free=("workers",))
+    record_study(out / "grid.json", grid, free=("workers", "contrasts"))
 
 
 def _queue_worker(grid_dict: dict, out: str, storage: str, study: str, threads: int | None, log=None, **queue) -> int:
@@ -267,7 +267,7 @@ def collect_runs(out: Path, grid: GridConfig) -> pd.DataFrame:
     return runs[first + scores + ["run_dir"]] if len(runs) else runs
 
 
-def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFrame:
+def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame, boots: dict | None = None) -> pd.DataFrame:
     """``transfer.csv``: per ordered pair, final and speed transfer per seed, their means, and the verdict.
 
     Final transfer ``mean_delta``: Δ of the dev-selected test scores. Its
@@ -279,7 +279,8 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFr
     or more; else ``undetermined``. ``significant`` means a verdict other than
     undetermined. ``aso_eps``: Almost Stochastic Order over the seed scores, a
     second opinion the verdicts do not use. Speed transfer ``delta_aulc``: Δ of the area under the main
-    task's dev curve over the longer run's epochs (``aulc``), mean over seeds.
+    task's dev curve over the longer run's epochs (``aulc``), mean over seeds. ``boots``, when given, receives
+    each pair's seeds and bootstrap result (``contrast_table`` reads their draws).
     """
     sources = load_sources(grid.base)
     tasks = all_tasks(sources)
@@ -305,6 +306,8 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFr
                 grid.bootstrap_unit,
                 [s.doc for s in test_of[m]],
             )
+            if boots is not None and st["boot"] is not None:
+                boots[(m, x)] = (seeds, st["boot"])
             speed = []
             converged = True
             for s in seeds:
@@ -336,6 +339,54 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame) -> pd.DataFr
             for d, p, c, n in zip(table["mean_delta"], table["p_adjusted"], table["converged"], table["n_seeds"])
         ]
         table["significant"] = table["verdict"] != "undetermined"
+    return table
+
+
+def contrast_table(grid: GridConfig, transfer: pd.DataFrame, boots: dict) -> pd.DataFrame:
+    """``contrasts.csv``: per contrast ``A|B vs C|D`` (``grid.contrasts``), the difference of the two final
+    transfers Δ(A|B) − Δ(C|D) with its interval and p from the pairs' bootstrap draws. Tasks of one corpus share
+    the test sentences, and both pairs were bootstrapped with the same generator seed over the same seeds and
+    test units, so the b-th draws come from the same resample and their difference is a joint bootstrap; across
+    corpora (other test sentences) the draws are combined independently (``pooled_bootstrap``'s shuffle). Holm
+    over the contrasts (a family of its own); ``verdict`` says which transfer is larger only where the adjusted
+    p is below alpha and every run of the four cells converged, else ``undetermined``."""
+    corpus = lambda spec: TaskSpec.parse(spec).corpus_key(grid.base.data.data)  # noqa: E731
+    by_pair = {(r.main, r.secondary): r for r in transfer.itertuples()} if len(transfer) else {}
+    rows = []
+    for first, second in grid.contrasts:
+        a, b = tuple(first.split("|")), tuple(second.split("|"))
+        if a not in by_pair or b not in by_pair or a not in boots or b not in boots:
+            continue  # a pair not finished yet
+        (seeds_a, boot_a), (seeds_b, boot_b) = boots[a], boots[b]
+        ra, rb = by_pair[a], by_pair[b]
+        same_test = corpus(a[0]) == corpus(b[0]) and seeds_a == seeds_b
+        draws_b = boot_b["draws"] if same_test else np.random.default_rng(1).permutation(boot_b["draws"])
+        summary = bootstrap_summary(ra.mean_delta - rb.mean_delta, boot_a["draws"] - draws_b)
+        row = {
+            "first": first,
+            "second": second,
+            "metric_first": ra.metric,
+            "metric_second": rb.metric,
+            "delta_first": ra.mean_delta,
+            "delta_second": rb.mean_delta,
+            "difference": summary["delta"],
+            "ci_low": summary["ci_low"],
+            "ci_high": summary["ci_high"],
+            "p": summary["p"],
+            "p_floor": summary["p_floor"],
+            "mde": MDE_FACTOR * summary["se"],
+            "joint": same_test,
+            "seeds": min(ra.n_seeds, rb.n_seeds),
+            "converged": bool(ra.converged) and bool(rb.converged),
+        }
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["p_adjusted"] = holm(table["p"])
+        table["verdict"] = [
+            {"helps": "first larger", "hurts": "second larger"}.get(verdict(d, p, c, n, grid.alpha), "undetermined")
+            for d, p, c, n in zip(table["difference"], table["p_adjusted"], table["converged"], table["seeds"])
+        ]
     return table
 
 
@@ -393,8 +444,12 @@ def analyse(out: Path, grid: GridConfig, log=say) -> pd.DataFrame:
     out = Path(out)
     runs = collect_runs(out, grid)
     runs.to_csv(out / "runs.csv", index=False)
-    transfer = transfer_table(out, grid, runs)
+    boots: dict = {}
+    transfer = transfer_table(out, grid, runs, boots)
     transfer.to_csv(out / "transfer.csv", index=False)
+    contrasts = contrast_table(grid, transfer, boots)
+    if len(contrasts):
+        contrasts.to_csv(out / "contrasts.csv", index=False)
     noise = noise_table(out, grid)
     if len(noise):
         noise.to_csv(out / "noise.csv", index=False)

@@ -156,7 +156,7 @@ def hierarchical_bootstrap(
     observed = float(
         np.mean([score_from_stats(s.sum(0), n) - score_from_stats(t.sum(0), n) for s, t in zip(with_s, alone)])
     )
-    return _summary(observed, deltas) | {
+    return bootstrap_summary(observed, deltas) | {
         "seeds": k,
         "seeds_covered": k > 1,
         "unit": unit,
@@ -165,7 +165,7 @@ def hierarchical_bootstrap(
     }
 
 
-def _summary(observed: float, deltas: np.ndarray) -> dict:
+def bootstrap_summary(observed: float, deltas: np.ndarray) -> dict:
     """Δ, its bootstrap standard error, two-sided p (floored at 1/B) and 95% percentile interval."""
     p = min(1.0, 2 * min(np.mean(deltas <= 0), np.mean(deltas >= 0)))
     floor = 1.0 / len(deltas)
@@ -184,7 +184,7 @@ def pooled_bootstrap(results: list[dict], seed: int = 0) -> dict:
     """The unweighted mean Δ over independent comparisons (one per corpus: the paper's "on average"), from
     their ``hierarchical_bootstrap`` results: the b-th pooled draw is the mean of one draw of each, the draws
     of each comparison shuffled first, so that comparisons bootstrapped with the same generator seed are
-    combined independently. Same keys as ``_summary``, plus ``parts``."""
+    combined independently. Same keys as ``bootstrap_summary``, plus ``parts``."""
     if not results:
         raise ValueError("nothing to pool")
     sizes = {len(r["draws"]) for r in results}
@@ -192,7 +192,7 @@ def pooled_bootstrap(results: list[dict], seed: int = 0) -> dict:
         raise ValueError(f"pooling needs the same number of bootstrap draws in every comparison, got {sorted(sizes)}")
     rng = np.random.default_rng(seed)
     draws = np.mean([rng.permutation(r["draws"]) for r in results], axis=0)
-    return _summary(float(np.mean([r["delta"] for r in results])), draws) | {"parts": len(results)}
+    return bootstrap_summary(float(np.mean([r["delta"] for r in results])), draws) | {"parts": len(results)}
 
 
 ASO_MIN_SEEDS = 3

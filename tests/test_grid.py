@@ -89,6 +89,31 @@ def test_finished_cells_are_never_rerun_and_killed_ones_are_redone(tiny_corpus, 
     assert json.loads((killed / "metrics.json").read_text()) == before  # redone, same numbers
 
 
+def test_contrasts_compare_two_transfers_and_may_be_added_to_a_finished_grid(tiny_corpus, tmp_path):
+    grid = tiny_grid(tiny_corpus)
+    out = tmp_path / "g"
+    run_grid(grid, out, **QUIET)
+    assert not (out / "contrasts.csv").exists()
+    grid.contrasts = [["ner|bcls", "bcls|ner"]]
+    transfer = run_grid(grid, out, **QUIET).set_index(["main", "secondary"])  # analysis only: nothing retrains
+    c = pd.read_csv(out / "contrasts.csv").iloc[0]
+    first, second = transfer.loc[("ner", "bcls")], transfer.loc[("bcls", "ner")]
+    assert c["difference"] == pytest.approx(first["mean_delta"] - second["mean_delta"])
+    assert c["joint"] and c["seeds"] == 2 and 0 < c["p"] <= 1 and c["p_adjusted"] == pytest.approx(c["p"])
+    assert c["verdict"] in ("first larger", "second larger", "undetermined")
+    if not (first["converged"] and second["converged"]):
+        assert c["verdict"] == "undetermined"
+    from taskrel.report import write_report
+
+    assert "Contrasts: is one transfer larger than another?" in write_report(out, tmp_path / "r").read_text()
+    for bad in (["ner|bcls", "ner|bcls"], ["ner|bcls"], ["ner|mcls", "bcls|ner"], ["ner|ner", "bcls|ner"]):
+        with pytest.raises(ConfigError, match="contrast"):
+            tiny_grid(tiny_corpus).__class__(grid.base, grid.tasks, [1], contrasts=[bad])
+    from taskrel.config import parse_contrasts
+
+    assert parse_contrasts("bcls|mcls vs mcls|bcls, a|b vs c|d") == [["bcls|mcls", "mcls|bcls"], ["a|b", "c|d"]]
+
+
 def test_a_grid_folder_refuses_other_settings(tiny_corpus, tmp_path):
     run_grid(tiny_grid(tiny_corpus, seeds=[1]), tmp_path / "g", **QUIET)
     with pytest.raises(ConfigError, match="other settings"):

@@ -108,6 +108,21 @@ def test_hierarchical_bootstrap_covers_seed_variance_and_floors_p():
         hierarchical_bootstrap(strong[:2], base)
 
 
+def test_bootstraps_with_one_generator_seed_resample_alike_so_their_draws_subtract():
+    """What a grid's contrasts rely on: two comparisons over the same seeds and test units, bootstrapped with
+    the same generator seed, draw the same resamples; the difference of their draws is the bootstrap of the
+    difference (here: (w1 − a) − (w2 − a) = w1 − w2, draw by draw)."""
+    from taskrel.significance import hierarchical_bootstrap
+
+    rng = np.random.default_rng(2)
+    n = 200
+    a, w1, w2 = ([accuracy_stats(rng.random(n) < p) for _ in range(3)] for p in (0.6, 0.7, 0.65))
+    d1 = hierarchical_bootstrap(w1, a, samples=300)["draws"]
+    d2 = hierarchical_bootstrap(w2, a, samples=300)["draws"]
+    direct = hierarchical_bootstrap(w1, w2, samples=300)["draws"]
+    assert d1 - d2 == pytest.approx(direct, abs=1e-12)
+
+
 def test_holm_by_hand_and_verdicts():
     from taskrel.significance import holm, verdict
 

@@ -466,3 +466,16 @@ def test_fused_adamw_is_recorded_and_resumes_exactly(tiny_corpus, tmp_path):
     assert train(cfg, resume=True, **quiet) == fused  # the fused optimizer's state is checkpointed too
     with pytest.raises(SettingsDiffer, match="train.adamw: 'fused' -> 'foreach'"):  # never mixed silently
         train(tiny_config(tiny_corpus, tmp_path / "resumed", epochs=2), resume=True, **quiet)
+
+
+def test_every_command_prints_its_help(capsys):
+    """argparse formats help text with %: a setting's help with a bare % once broke --help of every command."""
+    from taskrel.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name in commands:
+        with pytest.raises(SystemExit) as e:
+            main([name, "--help"])
+        assert e.value.code == 0, name
+        assert "usage: taskrel" in capsys.readouterr().out
+    assert {"train", "grid", "tune", "run"} <= set(commands)
