@@ -384,7 +384,7 @@ def run_estimate(a) -> int:
     study = load_study(a.study)
     est = estimate(study, Path(a.out or Path("runs") / study.name), a.steps, not a.no_probe)
     lines = est.lines(a.workers)
-    print("\n".join(lines[:1] if a.no_probe else lines))
+    print("\n".join(lines[: 1 + len(est.waiting)] if a.no_probe else lines))  # the count, and what waits
     return 0
 
 

@@ -7,7 +7,9 @@ and scored on test:
 - ``single``: the main task alone;
 - ``equal``: every task with weight 1;
 - ``authors``: 0.8 / 0.1 / 0.05 / 0.05 (only when the tasks are the four paper tasks);
-- ``tuned``: the study's best weights (and its pooling and lr, if they were tuned);
+- ``tuned``: the study's best trial: its weights, or, for a study of a dynamic
+  weighting, that method with its tuned parameters (and the pooling and lr, if
+  they were tuned);
 - ``uncertainty``, ``gradnorm``, ``pcgrad``: the dynamic methods of ``weighting``,
   starting from equal weights.
 
@@ -20,10 +22,12 @@ detectable effect, a verdict ``helps``/``hurts`` only where the adjusted p is
 below 0.05 and every run converged, else ``undetermined``), the t-test over
 seeds, how many runs converged, and the mean training time per run.
 
-The dynamic methods run with their defaults (``weighting_lr``, ``gradnorm_alpha``):
-they get no tuning budget of their own, while ``tuned`` had the study's trials.
-A comparison of tuned static weights against them is fair only once they get the
-same budget; the tables say which arms were tuned.
+The dynamic-method arms run with their defaults (``weighting_lr``,
+``gradnorm_alpha``): they get no tuning budget of their own, while ``tuned`` had
+the study's trials. A comparison of tuned static weights against them is fair
+only once they get the same budget: a tuning study whose base weighting is
+dynamic tunes that method's own parameters (``tune.DYNAMIC_SPACE``); the tables
+say which arms were tuned.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from .logs import say
 from .rundir import RunDir
 from .significance import format_p, holm, prediction_stats, verdict
 from .sources import all_tasks, load_sources
+from .tune import best_overrides
 
 ARMS = ("single", "equal", "authors", "tuned", "uncertainty", "gradnorm", "pcgrad")
 
@@ -80,11 +85,13 @@ def arm_configs(tc: TuneConfig, best: dict, arms=ARMS) -> dict[str, RunConfig]:
         if arm not in plan:
             continue
         arm_tasks, weights, weighting = plan[arm]
-        model, train = replace(base.model, tasks=list(arm_tasks)), base.train
-        if arm == "tuned":
-            model = replace(model, pooling=best["params"].get("pooling", model.pooling))
-            train = replace(train, lr=best["params"].get("lr", train.lr))
-        configs[arm] = RunConfig(base.data, model, replace(train, weights=dict(weights), weighting=weighting))
+        model, train = replace(base.model, tasks=list(arm_tasks)), replace(base.train, weighting=weighting)
+        if arm == "tuned":  # the best trial's weights, weighting and parameters, lr and pooling (where tuned)
+            tuned = best_overrides(best)
+            model = replace(model, **tuned.get("model", {}))
+            configs[arm] = RunConfig(base.data, model, replace(train, **tuned["train"]))
+            continue
+        configs[arm] = RunConfig(base.data, model, replace(train, weights=dict(weights)))
     return configs
 
 

@@ -176,24 +176,20 @@ class Study:
 
 
 def tuned_settings(folder, variant: str) -> dict | None:
-    """The settings a tuning study's best trial gives a variant (``{"train": {"weights", "lr"}, "model":
-    {"pooling"}}``, only what was tuned), or None before the study has a best trial."""
+    """The settings a tuning study's best trial gives a variant (``tune.best_overrides``: weights, weighting and
+    its parameters, and the learning rate and pooling where they were tuned), or None before the study has a
+    best trial."""
     import json
+
+    from .tune import best_overrides
 
     path = Path(folder) / "best.json"
     if not path.is_file():
         return None
     try:
-        best = json.loads(path.read_text())
-        weights, params = dict(best["weights"]), dict(best.get("params") or {})
-    except (ValueError, KeyError, TypeError) as e:
+        return best_overrides(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ConfigError(f"{path}: not a tuning study's best trial ({e}); variant {variant} reads it") from None
-    settings = {"train": {"weights": weights}}
-    if "lr" in params:
-        settings["train"]["lr"] = float(params["lr"])
-    if "pooling" in params:
-        settings["model"] = {"pooling": params["pooling"]}
-    return settings
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -256,8 +256,16 @@ def _images(folder: Path, figures) -> list[Block]:
 
 def tune_blocks(folder: Path) -> list[Block]:
     """A tuning folder: its settings, the best trial and the study's figures."""
+    from .tune import DYNAMIC_SPACE
+
     tune = json.loads((folder / "tune.json").read_text())
     base = tune["base"]
+    method = base["train"].get("weighting", "static")
+    if method in DYNAMIC_SPACE:
+        space = f"weighting {method}: its own parameters tuned ({', '.join(DYNAMIC_SPACE[method])}) from equal weights"
+    else:
+        space = f"secondary weights log-uniform in [{tune['min_weight']:g}, {tune['max_weight']:g}]"
+    also = [name for key, name in (("tune_lr", "learning rate"), ("tune_pooling", "pooling")) if tune.get(key)]
     blocks: list[Block] = [
         ("h2", f"Loss-weight tuning: {folder.name}"),
         (
@@ -265,8 +273,8 @@ def tune_blocks(folder: Path) -> list[Block]:
             f"Tasks {', '.join(base['model']['tasks'])} (the first is the main task, weight 1) on "
             f"{Path(base['data']['data']).name}; {100 * base['data']['train_fraction']:g}% of train; "
             f"{base['train']['epochs']} epochs; lr {base['train']['lr']:g}; {tune['trials']} trials; "
-            f"pruner {tune['pruner']}; secondary weights log-uniform in "
-            f"[{tune['min_weight']:g}, {tune['max_weight']:g}]. Tuning reads train and dev only.",
+            f"pruner {tune['pruner']}; {space}{'; also ' + ' and '.join(also) if also else ''}. "
+            "Tuning reads train and dev only.",
         ),
     ]
     if (folder / "best.json").is_file():
@@ -274,8 +282,9 @@ def tune_blocks(folder: Path) -> list[Block]:
         weights = ", ".join(f"{t} {w:.4g}" for t, w in best["weights"].items())
         counts = ", ".join(f"{n} {k}" for k, n in best["trials"].items() if n)
         conv = {True: "", False: " (**not converged**)", None: ""}.get(best.get("converged"), "")
-        blocks.append(("p", f"Best trial {best['trial']}: dev {best['dev_score']:.4f}{conv} with weights {weights}. "
-                            f"Trials: {counts}."))  # fmt: skip
+        params = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in best["params"].items())
+        blocks.append(("p", f"Best trial {best['trial']}: dev {best['dev_score']:.4f}{conv} with weights {weights} "
+                            f"(parameters: {params}). Trials: {counts}."))  # fmt: skip
     return blocks + _images(
         folder,
         (

@@ -3,7 +3,11 @@
 Search space: the main task's weight is fixed to 1 and every secondary weight
 is log-uniform in ``[min_weight, max_weight]`` (the loss is scale-free in the
 main weight only up to AdamW's epsilon and clipping, so fixing it removes a
-redundant dimension); optionally the pooling and the learning rate.
+redundant dimension); optionally the pooling and the learning rate. With a
+dynamic weighting in the base settings (uncertainty, GradNorm) the study tunes
+that method's own hyper-parameters instead (``DYNAMIC_SPACE``: its learning
+rate, GradNorm's alpha), from equal starting weights: the same budget of trials
+for a dynamic method as for static weights.
 
 Objective: the main task's dev score of the epoch the trainer selects. The test
 split is never read: runs are trained with ``test=False``, which loads only
@@ -62,19 +66,43 @@ def section_runs(tc: TuneConfig, steps: dict, folder: Path) -> list[RunConfig]:
     return runs + [replace(tc.base, out=str(run_folder(folder, a, s))) for a in arms for s in seeds]
 
 
+# A dynamic weighting's own hyper-parameters (TrainConfig fields: low, high, log scale), tuned instead of the
+# static weights it starts from (equal); static weights and PCGrad (which projects weighted gradients) tune
+# the weights themselves.
+DYNAMIC_SPACE = {
+    "uncertainty": {"weighting_lr": (1e-3, 0.3, True)},
+    "gradnorm": {"weighting_lr": (1e-3, 0.3, True), "gradnorm_alpha": (0.0, 3.0, False)},
+}
+TUNED_TRAIN_PARAMS = ("lr", "weighting_lr", "gradnorm_alpha")  # best-trial parameters that are TrainConfig fields
+
+
 def trial_config(tc: TuneConfig, trial: optuna.Trial, out: Path) -> RunConfig:
     base = tc.base
-    tasks = base.model.tasks
-    weights = {tasks[0]: 1.0}
-    weights |= {t: trial.suggest_float(f"w_{t}", tc.min_weight, tc.max_weight, log=True) for t in tasks[1:]}
+    tasks, method = base.model.tasks, base.train.weighting
+    if method in DYNAMIC_SPACE:
+        weights = {t: 1.0 for t in tasks}
+        own = {k: trial.suggest_float(k, lo, hi, log=log) for k, (lo, hi, log) in DYNAMIC_SPACE[method].items()}
+    else:
+        weights = {tasks[0]: 1.0}
+        weights |= {t: trial.suggest_float(f"w_{t}", tc.min_weight, tc.max_weight, log=True) for t in tasks[1:]}
+        own = {}
     pooling = trial.suggest_categorical("pooling", POOLINGS) if tc.tune_pooling else base.model.pooling
     lr = trial.suggest_float("lr", 1e-5, 3e-4, log=True) if tc.tune_lr else base.train.lr
     return RunConfig(
         base.data,
         replace(base.model, pooling=pooling),
-        replace(base.train, weights=weights, lr=lr),
+        replace(base.train, weights=weights, lr=lr, **own),
         str(trial_folder(out, trial.number)),
     )
+
+
+def best_overrides(best: dict) -> dict:
+    """The settings a study's best trial (``best.json``) fixes, as RunConfig sections: the loss weights, the
+    weighting method and its tuned parameters, the learning rate and the pooling where they were tuned."""
+    params = dict(best.get("params") or {})
+    train = {"weights": dict(best["weights"]), "weighting": best.get("weighting", "static")}
+    train |= {k: float(params[k]) for k in TUNED_TRAIN_PARAMS if k in params}
+    return {"train": train} | ({"model": {"pooling": params["pooling"]}} if "pooling" in params else {})
 
 
 def storage_url(out: Path, storage: str | None = None) -> str:
@@ -170,13 +198,17 @@ def write_outputs(study: optuna.Study, tc: TuneConfig, out: Path, storage: str |
     if not complete:
         raise RuntimeError(f"no trial of study {study.study_name} completed; see {out / 'trials.csv'}")
     best = study.best_trial
-    tasks = tc.base.model.tasks
-    weights = {tasks[0]: 1.0} | {t: best.params[f"w_{t}"] for t in tasks[1:] if f"w_{t}" in best.params}
+    tasks, method = tc.base.model.tasks, tc.base.train.weighting
+    if method in DYNAMIC_SPACE:  # the weights it starts from were not tuned
+        weights = {t: 1.0 for t in tasks}
+    else:
+        weights = {tasks[0]: 1.0} | {t: best.params[f"w_{t}"] for t in tasks[1:] if f"w_{t}" in best.params}
     result = {
         "trial": best.number,
         "dev_score": best.value,
         "main_task": tasks[0],
         "weights": weights,
+        "weighting": method,
         "params": best.params,
         "run_dir": best.user_attrs.get("run_dir"),
         # a best trial that did not converge is marked so wherever its score appears

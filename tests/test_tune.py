@@ -81,6 +81,42 @@ def test_search_space():
         TuneConfig(RunConfig(DataConfig("x"), ModelConfig("tiny", ["ner"]), TrainConfig()))
 
 
+def test_a_dynamic_weighting_gets_its_own_parameters_tuned_with_the_same_trials(tiny_corpus, tmp_path):
+    """The fairness the literature asks for: a study whose base weighting is GradNorm tunes GradNorm's alpha and
+    learning rate (not the weights it starts from), and its best trial reaches the confirm arm and study
+    variants as that method with those parameters."""
+    from taskrel.experiments import tuned_settings
+    from taskrel.tune import DYNAMIC_SPACE
+
+    tc = tiny_tune(tiny_corpus, trials=2)
+    tc.base.train.weighting = "gradnorm"
+    best = tune(tc, tmp_path / "t", **QUIET)
+    assert set(best["params"]) == set(DYNAMIC_SPACE["gradnorm"]) and best["weighting"] == "gradnorm"
+    assert best["weights"] == {"ner": 1.0, "bcls": 1.0}
+    trial = json.loads((Path(best["run_dir"]) / "config.json").read_text())["train"]
+    assert trial["weighting"] == "gradnorm" and trial["gradnorm_alpha"] == pytest.approx(
+        best["params"]["gradnorm_alpha"]
+    )
+    tuned = arm_configs(tc, best, ["single", "tuned"])["tuned"].train
+    assert (tuned.weighting, tuned.gradnorm_alpha, tuned.weighting_lr) == (
+        "gradnorm",
+        pytest.approx(best["params"]["gradnorm_alpha"]),
+        pytest.approx(best["params"]["weighting_lr"]),
+    )
+    assert tuned_settings(tmp_path / "t", "v")["train"] == {
+        "weights": {"ner": 1.0, "bcls": 1.0},
+        "weighting": "gradnorm",
+        **{k: pytest.approx(v) for k, v in best["params"].items()},
+    }
+    from taskrel.report import write_report
+
+    report = write_report(tmp_path / "t", tmp_path / "r").read_text()
+    assert "weighting gradnorm: its own parameters tuned (weighting_lr, gradnorm_alpha)" in report
+    # a static study's best trial keeps static weighting, whatever the base's other settings
+    static = {"weights": {"ner": 1.0, "bcls": 0.1}, "params": {"w_bcls": 0.1}}
+    assert arm_configs(tc, static, ["tuned"])["tuned"].train.weighting == "static"
+
+
 def test_tune_cli(tiny_corpus, tmp_path, capsys):
     args = ["tune", "--data", str(tiny_corpus), "--tasks", "ner,mcls", "--epochs", "1", "--trials", "2"]
     args += ["--pruner", "hyperband", "--out", str(tmp_path / "t"), *TINY_RUN]
