@@ -121,39 +121,7 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
             ("table", t),
         ]
     if (folder / "contrasts.csv").is_file():
-        c = pd.read_csv(folder / "contrasts.csv")
-        blocks += [
-            ("h2", "Contrasts: is one transfer larger than another?"),
-            (
-                "p",
-                "Difference of two final transfers, Δ(first) − Δ(second), in points. Interval and p from the two "
-                "pairs' bootstrap draws (one resample for both where they share the test sentences: `joint`); "
-                f"Holm over the contrasts; a verdict only where the adjusted p < {grid.alpha} and every run of "
-                "the four cells converged.",
-            ),
-            (
-                "table",
-                pd.DataFrame(
-                    {
-                        "first": c["first"],
-                        "second": c["second"],
-                        "Δ first": c["delta_first"].map(lambda d: f"{100 * d:+.2f}"),
-                        "Δ second": c["delta_second"].map(lambda d: f"{100 * d:+.2f}"),
-                        "difference (95% CI)": [
-                            f"{100 * d:+.2f} ({100 * lo:+.2f}, {100 * hi:+.2f})"
-                            for d, lo, hi in zip(c["difference"], c["ci_low"], c["ci_high"])
-                        ],
-                        "p": [format_p(p, f) for p, f in zip(c["p"], c["p_floor"])],
-                        "p Holm": c["p_adjusted"].map(format_p),
-                        "MDE": c["mde"].map(lambda m: f"{100 * m:.2f}"),
-                        "joint": c["joint"].map(lambda j: "yes" if j else "no"),
-                        "seeds": c["seeds"],
-                        "converged": c["converged"].map(lambda x: "yes" if x else "**no**"),
-                        "verdict": c["verdict"],
-                    }
-                ),
-            ),
-        ]
+        blocks += _contrast_blocks(pd.read_csv(folder / "contrasts.csv"), grid.alpha)
     if (folder / "noise.csv").is_file():
         noise = pd.read_csv(folder / "noise.csv")
         blocks += [
@@ -194,6 +162,35 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
             ("learning_curves.png", "Dev score by epoch"),
         ),
     )
+
+
+def _contrast_blocks(c: pd.DataFrame, alpha: float) -> list[Block]:
+    """A grid's ``contrasts.csv``: one transfer against another."""
+    text = (
+        "Difference of two final transfers, Δ(first) − Δ(second), in points. Interval and p from the two pairs' "
+        "bootstrap draws (one resample for both where they share the test sentences: `joint`); Holm over the "
+        f"contrasts; a verdict only where the adjusted p < {alpha} and every run of the four cells converged."
+    )
+    table = pd.DataFrame(
+        {
+            "first": c["first"],
+            "second": c["second"],
+            "Δ first": c["delta_first"].map(lambda d: f"{100 * d:+.2f}"),
+            "Δ second": c["delta_second"].map(lambda d: f"{100 * d:+.2f}"),
+            "difference (95% CI)": [
+                f"{100 * d:+.2f} ({100 * lo:+.2f}, {100 * hi:+.2f})"
+                for d, lo, hi in zip(c["difference"], c["ci_low"], c["ci_high"])
+            ],
+            "p": [format_p(p, f) for p, f in zip(c["p"], c["p_floor"])],
+            "p Holm": c["p_adjusted"].map(format_p),
+            "MDE": c["mde"].map(lambda m: f"{100 * m:.2f}"),
+            "joint": c["joint"].map(lambda j: "yes" if j else "no"),
+            "seeds": c["seeds"],
+            "converged": c["converged"].map(lambda x: "yes" if x else "**no**"),
+            "verdict": c["verdict"],
+        }
+    )
+    return [("h2", "Contrasts: is one transfer larger than another?"), ("p", text), ("table", table)]
 
 
 def study_blocks(folder: Path) -> list[Block]:
