@@ -477,6 +477,7 @@ class GridResults:
     grid: GridConfig
     runs: pd.DataFrame
     transfer: pd.DataFrame
+    contrasts: pd.DataFrame  # empty without ``grid.contrasts``
 
     def alone(self) -> pd.DataFrame:
         """Each task's test score alone: mean, std and count over seeds, with its metric."""
@@ -487,11 +488,13 @@ class GridResults:
 
 
 def load_results(folder) -> GridResults:
-    """The settings and tables of a grid folder (``runs.csv`` and ``transfer.csv``, made again if missing)."""
+    """The settings and tables of a grid folder (``runs.csv``, ``transfer.csv`` and ``contrasts.csv``; the
+    first two made again if missing)."""
     folder = Path(folder)
     grid = load_grid(folder)
     if not (folder / "transfer.csv").is_file():
         analyse(folder, grid, log=lambda *_: None)
     runs = pd.read_csv(folder / "runs.csv")
     runs["secondary"] = runs["secondary"].fillna("")
-    return GridResults(folder, grid, runs, pd.read_csv(folder / "transfer.csv"))
+    contrasts = pd.read_csv(folder / "contrasts.csv") if (folder / "contrasts.csv").is_file() else pd.DataFrame()
+    return GridResults(folder, grid, runs, pd.read_csv(folder / "transfer.csv"), contrasts)

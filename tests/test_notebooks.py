@@ -28,7 +28,7 @@ def test_committed_notebooks_carry_no_outputs(path):
 
 def test_pairwise_transfer_notebook(tiny_corpus, tmp_path):
     base = RunConfig(DataConfig(str(tiny_corpus)), ModelConfig("tiny"), TrainConfig(epochs=1, batch_size=4, threads=1))
-    grid = GridConfig(base, ["ner", "bcls"], [1, 2], bootstrap_samples=200)
+    grid = GridConfig(base, ["ner", "bcls"], [1, 2], bootstrap_samples=200, contrasts=[["ner|bcls", "bcls|ner"]])
     run_grid(grid, tmp_path / "grid", progress=False, log=lambda *_: None)
     nb = execute(
         Path(__file__).resolve().parents[1] / "notebooks/pairwise_transfer.ipynb",
@@ -38,6 +38,10 @@ def test_pairwise_transfer_notebook(tiny_corpus, tmp_path):
     assert images(nb) == 3  # heatmap, per-seed spread, learning curves
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "runs finished: 8" in text
+    shown = "".join(
+        o.get("data", {}).get("text/plain", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+    )
+    assert "ner|bcls" in shown and "bcls|ner" in shown  # the contrasts table
 
 
 def test_loss_weight_tuning_notebook(tiny_corpus, tmp_path):
