@@ -97,7 +97,7 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
         gold_cache = {}
         for variant, baseline in study.comparisons():
             pairs = []
-            for seed in study.seeds:
+            for seed in study.seeds_of(corpus):
                 if (baseline, name, seed) not in runs or (variant, name, seed) not in runs:
                     continue  # a variant waiting for its tuning study (experiments.tuned_settings)
                 _, base_cfg = runs[(baseline, name, seed)]

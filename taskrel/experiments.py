@@ -27,6 +27,10 @@ learning rate and pooling of that tuning study's best trial (``best.json``);
 until the tuning study has finished on a corpus, the variant's runs there wait
 (they are left out, and a study run says so).
 
+``corpus_seeds: {NCBI-disease: [1, 2, ..., 12]}`` (kind runs) gives a corpus
+its own seeds instead of ``seeds``: more where its seed spread needs more to
+reach a stated minimum detectable effect.
+
 ``stages: [[single, mt-max], [single-aa]]`` (kind runs) orders the training:
 every seed of the first stage's variants before any run of the next stage, so
 the comparisons that matter most come first; variants not named come last.
@@ -70,7 +74,17 @@ SECTION_STEPS = {"tune": ("measure_pruning", "continue_pruned", "confirm_seeds",
 SEED_OFFSET = "seed_offset"
 TUNED_FROM = "tuned_from"
 # study keys that may change when a study is continued (more seeds, variants or corpora; a new description)
-STUDY_FREE_KEYS = ("description", "seeds", "variants", "corpora", "per_corpus", "baseline", "stages", "file")
+STUDY_FREE_KEYS = (
+    "description",
+    "seeds",
+    "corpus_seeds",
+    "variants",
+    "corpora",
+    "per_corpus",
+    "baseline",
+    "stages",
+    "file",
+)
 
 
 @dataclass
@@ -92,10 +106,21 @@ class Study:
     # kind runs: the order of training, e.g. [[single, mt-authors], [single-aa]]: every seed of the first stage's
     # variants before the next stage's; variants not named come last (``_seed_major``). Order only, no setting.
     stages: list = field(default_factory=list)
+    # kind runs: a corpus's own seeds instead of ``seeds`` (more where its seed spread needs more to reach an MDE)
+    corpus_seeds: dict = field(default_factory=dict)
     file: str = ""  # the study file it was read from (set by load_study)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def seeds_of(self, corpus: str) -> list:
+        """The seeds of a corpus: its ``corpus_seeds`` entry, else the study's."""
+        return list(self.corpus_seeds.get(corpus, self.seeds))
+
+    def all_seeds(self) -> list:
+        """Every seed of the study, the study's own first, then the corpora's extra ones in order."""
+        extra = [s for c in self.corpora for s in self.seeds_of(c) if s not in self.seeds]
+        return list(self.seeds) + sorted(set(extra), key=extra.index)
 
     def comparisons(self) -> list[tuple[str, str]]:
         """``(variant, baseline)`` pairs: every other variant against one baseline, or the pairs given."""
@@ -123,7 +148,7 @@ class Study:
                     tuned = tuned_settings(tuned_from.replace("{corpus}", Path(corpus).name), variant)
                     if tuned is None:
                         continue  # the tuning study has not finished on this corpus yet
-                for seed in self.seeds:
+                for seed in self.seeds_of(corpus):
                     d = _merge(_merge(self._base(corpus), overrides), copy.deepcopy(tuned))
                     d.setdefault("data", {})["data"] = corpus
                     d.setdefault("train", {})["seed"] = seed + offset
@@ -257,9 +282,15 @@ def load_study(path) -> Study:
     study = Study(**raw, file=str(path))
     try:
         check_types(study)
-        bad_seeds = [x for x in study.seeds if not isinstance(x, int) or isinstance(x, bool)]
-        if bad_seeds:
-            raise ConfigError(f"seeds must be integers, got {bad_seeds}")
+        for where, seeds in [("seeds", study.seeds)] + [
+            (f"corpus_seeds.{c}", v) for c, v in study.corpus_seeds.items()
+        ]:
+            bad_seeds = [x for x in seeds or [] if not isinstance(x, int) or isinstance(x, bool)]
+            if not isinstance(seeds, list) or not seeds or bad_seeds or len(set(seeds)) != len(seeds):
+                raise ConfigError(f"{where} must be a list of different integers, got {seeds!r}")
+        stray = sorted(set(study.corpus_seeds) - set(map(str, study.corpora)))
+        if stray or (study.corpus_seeds and study.kind != "runs"):
+            raise ConfigError(f"corpus_seeds gives a 'runs' study's corpora their own seeds; got {stray or study.kind}")
         for key in ("defaults", "per_corpus", "variants"):
             for name, value in getattr(study, key).items():
                 if value is None and key == "variants":  # most likely a variant left unfinished
@@ -360,7 +391,7 @@ def _seed_major(runs: list, study: Study) -> list:
     variant and corpus of seed 1, then of seed 2, ...), so a study stopped half-way has every variant of a stage
     at the same number of seeds and its comparisons are paired, and the comparisons that matter most come
     first."""
-    seeds = {s: i for i, s in enumerate(study.seeds)}
+    seeds = {s: i for i, s in enumerate(study.all_seeds())}
     stage = {v: i for i, names in enumerate(study.stages) for v in names}
     return sorted(runs, key=lambda r: (stage.get(r[0], len(study.stages)), seeds[r[2]]))
 

@@ -196,7 +196,8 @@ def _contrast_blocks(c: pd.DataFrame, alpha: float) -> list[Block]:
 def study_blocks(folder: Path) -> list[Block]:
     study = json.loads((folder / "study.json").read_text())
     blocks: list[Block] = [("h1", f"Study {study['name']}"), ("p", md_escape(study.get("description") or ""))]
-    blocks.append(("p", f"From `{study['file']}`: corpora {', '.join(study['corpora'])}; seeds {study['seeds']}."))
+    own = "".join(f"; on {c}, seeds {v}" for c, v in (study.get("corpus_seeds") or {}).items())
+    blocks.append(("p", f"From `{study['file']}`: corpora {', '.join(study['corpora'])}; seeds {study['seeds']}{own}."))
     if study["kind"] != "runs":  # one results folder per corpus
         for corpus in study["corpora"]:
             sub = folder / Path(corpus).name

@@ -316,6 +316,33 @@ def test_a_study_log_says_how_far_it_is_and_how_long_is_left():
     assert progress_line(2, 2, 90) == "2 of 2 runs done in 2 min"
 
 
+def test_a_corpus_may_have_seeds_of_its_own(tiny_corpus, tmp_path, monkeypatch):
+    import shutil
+
+    import taskrel.train
+    from taskrel.experiments import run_study
+
+    other = tmp_path / "tiny-copy"
+    shutil.copytree(tiny_corpus, other)
+    text = RUNS_STUDY.format(corpus=f"{tiny_corpus}, {other}") + f"corpus_seeds: {{{other}: [1, 2, 3]}}\n"
+    order = []
+    monkeypatch.setattr(
+        taskrel.train, "train", lambda cfg, **kw: order.append((Path(cfg.data.data).name, cfg.train.seed))
+    )
+    run_study(write(tmp_path, text), tmp_path / "out", progress=False, log=lambda *_: None)
+    # seed by seed over the corpora that have it: the copy's third seed comes after everyone's second
+    assert [s for _, s in order] == [1] * 4 + [2] * 4 + [3] * 2
+    assert sum(1 for c, _ in order if c == "tiny-copy") == 6 and sum(1 for c, _ in order if c == "tiny") == 4
+    monkeypatch.undo()  # and the comparisons pair each corpus's own seeds
+    text = text.replace("seeds: [1, 2]", "seeds: [1]").replace("kind: runs", "kind: runs\nbaseline: single")
+    assert main(["run", str(write(tmp_path, text)), "--out", str(tmp_path / "real"), "--no-progress"]) == 0
+    comp = pd.read_csv(tmp_path / "real" / "comparisons.csv").set_index("corpus")
+    assert comp.loc["tiny", "seeds"] == 1 and comp.loc["tiny-copy", "seeds"] == 3
+    for bad, message in (("{nowhere: [1]}", "corpus_seeds"), (f"{{{other}: []}}", "different integers")):
+        with pytest.raises(ConfigError, match=message):
+            load_study(write(tmp_path, RUNS_STUDY.format(corpus=f"{tiny_corpus}, {other}") + f"corpus_seeds: {bad}\n"))
+
+
 def test_comparisons_are_pooled_over_corpora(tiny_corpus, tmp_path):
     import shutil
 
