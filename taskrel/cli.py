@@ -384,7 +384,8 @@ def run_estimate(a) -> int:
     study = load_study(a.study)
     est = estimate(study, Path(a.out or Path("runs") / study.name), a.steps, not a.no_probe)
     lines = est.lines(a.workers)
-    print("\n".join(lines[: 1 + len(est.waiting)] if a.no_probe else lines))  # the count, and what waits
+    keep = 1 + len(est.waiting) + len(est.measured) + (len(est.measured) > 1)  # count, waiting, measured pace
+    print("\n".join(lines[:keep] if a.no_probe else lines))
     return 0
 
 

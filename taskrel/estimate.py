@@ -48,11 +48,21 @@ class Estimate:
     waiting: list = field(default_factory=list)  # variants waiting for their tuning study (not counted)
     low_seconds: float = 0.0
     high_seconds: float = 0.0
+    # corpus -> (finished runs here, their mean seconds, runs left): the study's own measured pace
+    measured: dict = field(default_factory=dict)
 
     def lines(self, workers: int = 1) -> list[str]:
         todo = self.runs - self.done
         out = [f"{self.runs} runs, {self.done} already finished, {todo} to train"]
         out += [f"  not counted, waiting for its tuning study: {w}" for w in self.waiting]
+        for corpus, (n, mean, left) in self.measured.items():
+            out.append(
+                f"  measured on {corpus}: {n} finished run(s) of this study took {hours(mean)} each on average "
+                f"(as the machine was then); its {left} run(s) left at that pace: {hours(mean * left)}"
+            )
+        if len(self.measured) > 1:
+            total = sum(mean * left for _, mean, left in self.measured.values())
+            out.append(f"  at the measured pace, the runs left on those corpora: about {hours(total)}")
         for corpus, p in self.probes.items():
             busy = p.load >= BUSY_LOAD
             out.append(
@@ -73,6 +83,8 @@ class Estimate:
 
 
 def hours(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
@@ -169,6 +181,15 @@ def estimate(study, out: Path, steps: int = 4, do_probe: bool = True) -> Estimat
     runs = study_runs(study, Path(out))
     done = [r for r in runs if RunDir(r.out).done]
     est = Estimate(len(runs), len(done), waiting=study.waiting() if study.kind == "runs" else [])
+    by_corpus: dict = {}
+    for cfg in runs:
+        run = RunDir(cfg.out)
+        by_corpus.setdefault(Path(cfg.data.data).name, ([], [0]))
+        if run.done:
+            by_corpus[Path(cfg.data.data).name][0].append(run.seconds)
+        else:
+            by_corpus[Path(cfg.data.data).name][1][0] += 1
+    est.measured = {c: (len(s), sum(s) / len(s), left[0]) for c, (s, left) in by_corpus.items() if s}
     if not do_probe:
         return est
     sizes = {}

@@ -185,6 +185,15 @@ def test_estimate_counts_the_runs_a_study_would_train(tiny_corpus, tmp_path, cap
         assert says in "\n".join(est.lines())
     assert main(["estimate", str(runs_file), "--out", str(tmp_path / "out"), "--no-probe"]) == 0
     assert "4 runs, 0 already finished" in capsys.readouterr().out
+    # once runs have finished, the study's own measured pace projects the rest
+    one_seed = tmp_path / "one-seed.yaml"
+    one_seed.write_text(RUNS_STUDY.format(corpus=tiny_corpus).replace("seeds: [1, 2]", "seeds: [1]"))
+    assert main(["run", str(one_seed), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["estimate", str(runs_file), "--out", str(tmp_path / "out"), "--no-probe"]) == 0
+    text = capsys.readouterr().out
+    assert "4 runs, 2 already finished" in text and "measured on tiny: 2 finished run(s)" in text
+    assert "its 2 run(s) left at that pace" in text
     grid_text = "name: g\nkind: grid\ncorpora: [{c}]\nseeds: [1, 2]\ndefaults: {{model: {{encoder: tiny}}}}\n"
     grid_text += "grid: {{tasks: [ner, bcls, mcls]}}\n"
     grid = load_study(write(tmp_path, grid_text.format(c=tiny_corpus)))
