@@ -379,11 +379,21 @@ def run_study(path, out=None, workers: int = 1, progress: bool = True, log=say) 
             train(cfg, resume=True, progress=progress, log=log)
             bar.update()  # the bar's ETA: the mean time of the runs done so far
             log(f"study {study.name}: {progress_line(i + 1, len(todo), time.monotonic() - started)}")
+            if i + 1 < len(todo) and _round(todo[i + 1], study) != _round(todo[i], study):
+                summarise(out, study)  # a round of seeds is complete: the tables hold it, whatever stops the study
+                log(f"study {study.name}: tables updated with every finished run ({out / 'results.csv'})")
         bar.close()
     else:
         _run_parallel(study, runs, workers, progress, log)
     summarise(out, study)
     return out
+
+
+def _round(run: tuple, study: Study) -> tuple:
+    """The stage and seed of a run (``_seed_major``'s order): a study's tables are brought up to date whenever
+    a round of runs is complete."""
+    stage = next((i for i, names in enumerate(study.stages) if run[0] in names), len(study.stages))
+    return stage, run[2]
 
 
 def _seed_major(runs: list, study: Study) -> list:

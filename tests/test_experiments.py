@@ -325,6 +325,27 @@ def test_a_study_log_says_how_far_it_is_and_how_long_is_left():
     assert progress_line(2, 2, 90) == "2 of 2 runs done in 2 min"
 
 
+def test_a_study_killed_half_way_has_tables_of_its_finished_rounds(tiny_corpus, tmp_path, monkeypatch):
+    import taskrel.train
+    from taskrel.experiments import run_study
+
+    real, calls = taskrel.train.train, []
+
+    def train_then_die(cfg, **kw):
+        calls.append(cfg.train.seed)
+        if len(calls) == 3:  # the first run of seed 2: as if the session ended
+            raise KeyboardInterrupt
+        return real(cfg, **kw)
+
+    monkeypatch.setattr(taskrel.train, "train", train_then_die)
+    text = RUNS_STUDY.format(corpus=tiny_corpus).replace("kind: runs", "kind: runs\nbaseline: single")
+    with pytest.raises(KeyboardInterrupt):
+        run_study(write(tmp_path, text), tmp_path / "out", progress=False, log=lambda *_: None)
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert sorted(results["variant"]) == ["mt-mean", "single"] and set(results["seed"]) == {1}
+    assert pd.read_csv(tmp_path / "out" / "comparisons.csv")["seeds"].tolist() == [1]
+
+
 def test_a_corpus_may_have_seeds_of_its_own(tiny_corpus, tmp_path, monkeypatch):
     import shutil
 
