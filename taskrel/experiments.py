@@ -463,6 +463,7 @@ def results_table(out: Path, study: Study) -> pd.DataFrame:
                 "best_epoch": run.best_epoch,
                 "stopped": run.stopped,
                 "converged": run.converged,
+                "stop_gap": run.stop_gap,
                 "steps": run.steps,
                 "train_seconds": run.train_seconds,
                 "seconds": run.seconds,

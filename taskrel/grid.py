@@ -249,6 +249,7 @@ def collect_runs(out: Path, grid: GridConfig) -> pd.DataFrame:
                 "best_epoch": run.best_epoch,
                 "stopped": run.stopped,
                 "converged": run.converged,
+                "stop_gap": run.stop_gap,
                 "steps": run.steps,
                 "threads": run.threads,
                 "aulc": run.aulc(task=cell.main),

@@ -365,3 +365,14 @@ def test_noise_threads_trains_each_task_alone_again_and_reports_the_floor(tiny_c
         assert 0 <= r.labels_changed <= 1 and r.n_seeds == 2
     report = write_report(out, tmp_path / "report")
     assert "Numerical noise floor" in (report.parent / "report.md").read_text()
+
+
+def test_stop_gap_says_how_flat_a_run_was_when_it_stopped(monkeypatch):
+    from taskrel.rundir import RunDir
+
+    run = RunDir("nowhere")
+    plateau = [(1, 0.5, True), (2, 0.7, True), (3, 0.69, False), (4, 0.6, False)]
+    monkeypatch.setattr(RunDir, "dev_curve", lambda self, task=None: plateau)
+    assert run.stop_gap == pytest.approx(0.01)  # the best of the later evaluations came within 1 point
+    monkeypatch.setattr(RunDir, "dev_curve", lambda self, task=None: plateau[:2])
+    assert np.isnan(run.stop_gap)  # nothing after the selected evaluation
