@@ -383,9 +383,7 @@ def run_estimate(a) -> int:
 
     study = load_study(a.study)
     est = estimate(study, Path(a.out or Path("runs") / study.name), a.steps, not a.no_probe)
-    lines = est.lines(a.workers)
-    keep = 1 + len(est.waiting) + len(est.measured) + (len(est.measured) > 1)  # count, waiting, measured pace
-    print("\n".join(lines[:keep] if a.no_probe else lines))
+    print("\n".join(est.lines(a.workers, probed=not a.no_probe)))
     return 0
 
 

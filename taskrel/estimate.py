@@ -51,7 +51,8 @@ class Estimate:
     # corpus -> (finished runs here, their mean seconds, runs left): the study's own measured pace
     measured: dict = field(default_factory=dict)
 
-    def lines(self, workers: int = 1) -> list[str]:
+    def lines(self, workers: int = 1, probed: bool = True) -> list[str]:
+        """What ``taskrel estimate`` prints; without ``probed``, the counts, what waits and the measured pace."""
         todo = self.runs - self.done
         out = [f"{self.runs} runs, {self.done} already finished, {todo} to train"]
         out += [f"  not counted, waiting for its tuning study: {w}" for w in self.waiting]
@@ -63,6 +64,8 @@ class Estimate:
         if len(self.measured) > 1:
             total = sum(mean * left for _, mean, left in self.measured.values())
             out.append(f"  at the measured pace, the runs left on those corpora: about {hours(total)}")
+        if not probed:
+            return out
         for corpus, p in self.probes.items():
             busy = p.load >= BUSY_LOAD
             out.append(
@@ -179,23 +182,19 @@ def estimate(study, out: Path, steps: int = 4, do_probe: bool = True) -> Estimat
     from .sources import load_sources
 
     runs = study_runs(study, Path(out))
-    done = [r for r in runs if RunDir(r.out).done]
-    est = Estimate(len(runs), len(done), waiting=study.waiting() if study.kind == "runs" else [])
-    by_corpus: dict = {}
-    for cfg in runs:
-        run = RunDir(cfg.out)
-        by_corpus.setdefault(Path(cfg.data.data).name, ([], [0]))
-        if run.done:
-            by_corpus[Path(cfg.data.data).name][0].append(run.seconds)
-        else:
-            by_corpus[Path(cfg.data.data).name][1][0] += 1
-    est.measured = {c: (len(s), sum(s) / len(s), left[0]) for c, (s, left) in by_corpus.items() if s}
+    finished = [RunDir(cfg.out) for cfg in runs]
+    finished = [run if run.done else None for run in finished]  # each run folder read once
+    todo = [cfg for cfg, run in zip(runs, finished) if run is None]
+    est = Estimate(len(runs), len(runs) - len(todo), waiting=study.waiting() if study.kind == "runs" else [])
+    for corpus in dict.fromkeys(Path(cfg.data.data).name for cfg in runs):
+        seconds = [run.seconds for cfg, run in zip(runs, finished) if run and Path(cfg.data.data).name == corpus]
+        left = sum(1 for cfg in todo if Path(cfg.data.data).name == corpus)
+        if seconds:
+            est.measured[corpus] = (len(seconds), sum(seconds) / len(seconds), left)
     if not do_probe:
         return est
     sizes = {}
-    for cfg in runs:
-        if RunDir(cfg.out).done:
-            continue
+    for cfg in todo:
         key = cfg.data.data
         if key not in est.probes:
             est.probes[key] = probe(cfg, steps)

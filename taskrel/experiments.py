@@ -104,7 +104,7 @@ class Study:
     embed: dict = field(default_factory=dict)
     affinity: dict = field(default_factory=dict)
     # kind runs: the order of training, e.g. [[single, mt-authors], [single-aa]]: every seed of the first stage's
-    # variants before the next stage's; variants not named come last (``_seed_major``). Order only, no setting.
+    # variants before the next stage's; variants not named come last (``_order``). Order only, no setting.
     stages: list = field(default_factory=list)
     # kind runs: a corpus's own seeds instead of ``seeds`` (more where its seed spread needs more to reach an MDE)
     corpus_seeds: dict = field(default_factory=dict)
@@ -366,7 +366,8 @@ def run_study(path, out=None, workers: int = 1, progress: bool = True, log=say) 
     if workers <= 1:
         from tqdm.auto import tqdm
 
-        todo = _seed_major([r for r in runs if not RunDir(r[3].out).done], study)
+        order = _order(study)
+        todo = sorted([r for r in runs if not RunDir(r[3].out).done], key=order)
         log(f"study {study.name}: {len(runs)} runs, {len(runs) - len(todo)} already finished")
         for line in study.waiting():
             log(f"study {study.name}: waiting for its tuning study: {line}")
@@ -379,7 +380,7 @@ def run_study(path, out=None, workers: int = 1, progress: bool = True, log=say) 
             train(cfg, resume=True, progress=progress, log=log)
             bar.update()  # the bar's ETA: the mean time of the runs done so far
             log(f"study {study.name}: {progress_line(i + 1, len(todo), time.monotonic() - started)}")
-            if i + 1 < len(todo) and _round(todo[i + 1], study) != _round(todo[i], study):
+            if i + 1 < len(todo) and order(todo[i + 1]) != order(todo[i]):
                 summarise(out, study)  # a round of seeds is complete: the tables hold it, whatever stops the study
                 log(f"study {study.name}: tables updated with every finished run ({out / 'results.csv'})")
         bar.close()
@@ -389,25 +390,19 @@ def run_study(path, out=None, workers: int = 1, progress: bool = True, log=say) 
     return out
 
 
-def _round(run: tuple, study: Study) -> tuple:
-    """The stage and seed of a run (``_seed_major``'s order): a study's tables are brought up to date whenever
-    a round of runs is complete."""
-    stage = next((i for i, names in enumerate(study.stages) if run[0] in names), len(study.stages))
-    return stage, run[2]
-
-
-def _seed_major(runs: list, study: Study) -> list:
-    """Runs stage by stage (``study.stages``; one stage without them), and within a stage seed by seed (every
-    variant and corpus of seed 1, then of seed 2, ...), so a study stopped half-way has every variant of a stage
-    at the same number of seeds and its comparisons are paired, and the comparisons that matter most come
-    first."""
+def _order(study: Study):
+    """The training order's key of a run ``(variant, corpus, seed, config)``: stage by stage (``study.stages``;
+    one stage without them), and within a stage seed by seed (every variant and corpus of seed 1, then of seed
+    2, ...), so a study stopped half-way has every variant of a stage at the same number of seeds and its
+    comparisons are paired, and the comparisons that matter most come first. Runs with equal keys form a round,
+    after which the study's tables are brought up to date."""
     seeds = {s: i for i, s in enumerate(study.all_seeds())}
     stage = {v: i for i, names in enumerate(study.stages) for v in names}
-    return sorted(runs, key=lambda r: (stage.get(r[0], len(study.stages)), seeds[r[2]]))
+    return lambda run: (stage.get(run[0], len(study.stages)), seeds[run[2]])
 
 
 def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -> None:
-    """Runs in ``workers`` processes (spawned: CUDA-safe), seed by seed (``_seed_major``)."""
+    """Runs in ``workers`` processes (spawned: CUDA-safe), seed by seed (``_order``)."""
     import os
     from concurrent.futures import as_completed
 
@@ -417,7 +412,7 @@ def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -
     from .grid import _run_cell, warn_oversubscribed
     from .workers import pool as worker_pool
 
-    todo = _seed_major([r for r in runs if not RunDir(r[3].out).done], study)
+    todo = sorted([r for r in runs if not RunDir(r[3].out).done], key=_order(study))
     log(f"study {study.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {workers} workers")
     for line in study.waiting():
         log(f"study {study.name}: waiting for its tuning study: {line}")

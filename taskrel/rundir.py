@@ -205,8 +205,9 @@ class RunDir:
         """How far below its best dev score (in the metric's units) the main task stayed over the evaluations
         after the selected one: small for a run that stopped on a plateau (a longer patience might still have
         moved it), large for one that declined. NaN when no evaluation followed the selected one."""
-        curve = [score for _, score, _ in self.dev_curve()]
-        chosen = [i for i, (_, _, selected) in enumerate(self.dev_curve()) if selected]
+        points = self.dev_curve()
+        curve = [score for _, score, _ in points]
+        chosen = [i for i, (_, _, selected) in enumerate(points) if selected]
         if not chosen or chosen[-1] + 1 >= len(curve):
             return float("nan")
         return curve[chosen[-1]] - max(curve[chosen[-1] + 1 :])
