@@ -24,11 +24,12 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/taskrel run experiments/demo-grid.yaml --out runs/demo-grid --report reports/demo-grid
 
-# The real-results studies of this round (reports/README.md), in order of value;
+# The real-results studies of this round (reports/README.md), in order of value
+# (patience-bc2gm first: it decides the budget of lowres-10pct's BC2GM arms);
 # each resumes where it stopped, and lowres-10pct runs again once its tuning
 # studies have finished (its tuned arms wait for them). Many hours: start it
 # with `nohup make studies > runs/studies.log 2>&1 &`.
-STUDIES := lowres-10pct tune-lowres-10pct tune-lowres-10pct-single lowres-10pct figure5-grid-ncbi \
+STUDIES := patience-bc2gm lowres-10pct tune-lowres-10pct tune-lowres-10pct-single lowres-10pct figure5-grid-ncbi \
 	weighting-ncbi weighting-ncbi-uncertainty weighting-ncbi-gradnorm weighting-ncbi-fair task-relations-embed task-relations-embed-taskemb task-relations-tag table2-pooling-ncbi
 studies: install
 	$(BIN)/taskrel run $(foreach s,$(STUDIES),experiments/$(s).yaml) --no-progress --report-root reports

@@ -313,7 +313,12 @@ def add_run_parser(sub):
         "that fails does not stop the ones after it (the exit status says that one failed). A file may appear "
         "twice: its second turn trains what became possible meanwhile (tuned variants whose tuning study ran).",
     )
-    p.add_argument("study", nargs="+", help="experiment file(s), e.g. experiments/figure5-grid-ncbi.yaml")
+    p.add_argument(
+        "study",
+        nargs="+",
+        help="experiment file(s), e.g. experiments/figure5-grid-ncbi.yaml, or a study folder (the study as it was "
+        "run, from its study.json: re-analyse it with --summarise)",
+    )
     p.add_argument("--out", help="results folder (default: runs/<study name>; one study only)")
     p.add_argument("--report", help="also write the report into this folder (one study only)")
     p.add_argument("--report-root", help="also write each study's report into REPORT_ROOT/<study name>")
@@ -352,13 +357,20 @@ def run_run(a) -> int:
 
 
 def _run_one(a, path: str, study, out: str | None, report: str | None) -> None:
-    from .experiments import run_study, summarise
+    from .experiments import STUDY_FREE_KEYS, run_study, study_folder, summarise
     from .report import write_report
+    from .rundir import STUDY_RECORD, SettingsDiffer, check_study_record
 
     if a.summarise:
-        out = Path(out or Path("runs") / study.name)
-        if study.kind != "runs" or not (out / "study.json").is_file():
-            raise ConfigError(f"--summarise needs the folder of a runs study (with study.json), got {out}")
+        out = study_folder(path, study, out)
+        if study.kind != "runs" or not (out / STUDY_RECORD).is_file():
+            raise ConfigError(f"--summarise needs the folder of a runs study (with {STUDY_RECORD}), got {out}")
+        # the folder's runs are read only as the study that made them: a file edited since (other defaults)
+        # is refused, naming the settings; the folder itself (its record) always fits
+        try:
+            check_study_record(out / STUDY_RECORD, study, free=STUDY_FREE_KEYS)
+        except SettingsDiffer as e:
+            raise SettingsDiffer(f"{e}; to re-analyse it as it was run: taskrel run {out} --summarise") from None
         summarise(out, study)
     else:
         out = run_study(path, out, a.workers, progress=not a.no_progress)

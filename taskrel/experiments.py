@@ -39,6 +39,17 @@ A variant's ``seed_offset`` shifts its training seeds (study seed S trains seed
 S + offset, paired with the baseline's seed S): the same settings as the
 baseline under other seeds, an A/A check whose verdict must be undetermined.
 
+A variant's ``runs_in: FOLDER`` shares its runs with another study: run S of
+the variant is ``FOLDER/CORPUS/seedS`` (``{corpus}`` may stand in FOLDER
+too), e.g. ``runs/lowres-10pct/single``. A finished run there is used, not
+trained again, and only if it was made under exactly the settings this study
+gives the variant (otherwise the study stops, naming the settings that
+differ); a missing one is trained there, where the other study finds it.
+
+``baseline`` names the variant every other one is compared with, or gives the
+comparisons: ``{variant: its baseline}``, or a list of ``[variant, baseline]``
+pairs where a variant has more than one baseline.
+
 Runs land in ``OUT/VARIANT/CORPUS/seedS`` (kind runs; S the training seed) or ``OUT/CORPUS/``
 (every other kind: one grid, tuning study, embedding or affinity run per
 corpus, from the defaults of that corpus and the kind's section: the fields of
@@ -65,14 +76,15 @@ from . import plots
 from .config import DEFAULT_TASKS, ConfigError, GridConfig, RunConfig, check_types
 from .kinds import KINDS, STUDY_FILE_KINDS
 from .logs import say
-from .rundir import RunDir, record_study
+from .rundir import RECORD_KEYS, STUDY_RECORD, RunDir, check_same_settings, record_study
 
 # keys of a kind's section that are steps after its study rather than settings of it
 SECTION_STEPS = {"tune": ("measure_pruning", "continue_pruned", "confirm_seeds", "arms")}
 # variant keys that are not run settings: its training seeds are the study's plus this; the tuning study
-# folder whose best trial gives its weights, learning rate and pooling
+# folder whose best trial gives its weights, learning rate and pooling; the folder its runs are shared in
 SEED_OFFSET = "seed_offset"
 TUNED_FROM = "tuned_from"
+RUNS_IN = "runs_in"  # the folder of another study's variant whose runs this variant shares
 # study keys that may change when a study is continued (more seeds, variants or corpora; a new description)
 STUDY_FREE_KEYS = (
     "description",
@@ -98,8 +110,9 @@ class Study:
     per_corpus: dict = field(default_factory=dict)
     variants: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
-    # kind runs: the variant every other is compared with, or {variant: its baseline} (compare.py)
-    baseline: str | dict | None = None
+    # kind runs: the variant every other is compared with, {variant: its baseline}, or [[variant, baseline], ...]
+    # (compare.py)
+    baseline: str | dict | list | None = None
     tune: dict = field(default_factory=dict)
     embed: dict = field(default_factory=dict)
     affinity: dict = field(default_factory=dict)
@@ -126,6 +139,8 @@ class Study:
         """``(variant, baseline)`` pairs: every other variant against one baseline, or the pairs given."""
         if isinstance(self.baseline, dict):
             return list(self.baseline.items())
+        if isinstance(self.baseline, list):
+            return [tuple(pair) for pair in self.baseline]
         return [(v, self.baseline) for v in self.variants if self.baseline and v != self.baseline]
 
     @classmethod
@@ -142,6 +157,7 @@ class Study:
             overrides = copy.deepcopy(overrides or {})
             offset = overrides.pop(SEED_OFFSET, 0)
             tuned_from = overrides.pop(TUNED_FROM, None)
+            runs_in = overrides.pop(RUNS_IN, None)
             for corpus in self.corpora:
                 tuned = {}
                 if tuned_from:
@@ -152,7 +168,10 @@ class Study:
                     d = _merge(_merge(self._base(corpus), overrides), copy.deepcopy(tuned))
                     d.setdefault("data", {})["data"] = corpus
                     d.setdefault("train", {})["seed"] = seed + offset
-                    d["out"] = str(out / variant / Path(corpus).name / f"seed{seed + offset}")
+                    folder = Path(runs_in.replace("{corpus}", Path(corpus).name)) if runs_in else out / variant
+                    if not runs_in or "{corpus}" not in runs_in:
+                        folder = folder / Path(corpus).name
+                    d["out"] = str(folder / f"seed{seed + offset}")
                     items.append((variant, corpus, seed, RunConfig.from_dict(d)))
         return items
 
@@ -261,8 +280,11 @@ def _check_names(path: Path, study: Study) -> None:
 
 
 def load_study(path) -> Study:
-    """Read and validate a study file; errors name the file (and line for YAML syntax)."""
+    """Read and validate a study file, or the record of a study folder (the folder or its ``study.json``: the
+    study as it was run); errors name the file (and line for YAML syntax)."""
     path = Path(path)
+    if path.is_dir():
+        path = path / STUDY_RECORD
     if not path.is_file():
         raise ConfigError(f"{path}: no such study file")
     try:
@@ -273,6 +295,8 @@ def load_study(path) -> Study:
         raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of study settings")
+    if path.name == STUDY_RECORD:  # a study folder's record: its settings, and how and from what it was written
+        raw = {k: v for k, v in raw.items() if k not in (*RECORD_KEYS, "file")}
     names = set(Study.__dataclass_fields__) - {"file"}
     unknown = sorted(set(raw) - names)
     if unknown:
@@ -298,9 +322,10 @@ def load_study(path) -> Study:
                 if value is not None and not isinstance(value, dict):
                     raise ConfigError(f"{key}.{name} must be a mapping of settings, got {value!r}")
         for name, value in study.variants.items():
-            tuned_from = (value or {}).get(TUNED_FROM)
-            if tuned_from is not None and not isinstance(tuned_from, str):
-                raise ConfigError(f"variants.{name}.{TUNED_FROM} must be a folder path, got {tuned_from!r}")
+            for key in (TUNED_FROM, RUNS_IN):
+                folder = (value or {}).get(key)
+                if folder is not None and (not isinstance(folder, str) or not folder.strip()):
+                    raise ConfigError(f"variants.{name}.{key} must be a folder path, got {folder!r}")
             offset = (value or {}).get(SEED_OFFSET, 0)
             if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
                 raise ConfigError(f"variants.{name}.{SEED_OFFSET} must be a non-negative integer, got {offset!r}")
@@ -325,7 +350,13 @@ def load_study(path) -> Study:
         raise ConfigError(
             f"{path}: stages must name each variant at most once, from {list(study.variants)}; got {study.stages}"
         )
-    named = study.comparisons() if isinstance(study.baseline, dict) else [(study.baseline, study.baseline)]
+    if isinstance(study.baseline, list) and not all(
+        isinstance(pair, list) and len(pair) == 2 and pair[0] != pair[1] for pair in study.baseline
+    ):
+        raise ConfigError(f"{path}: a list of comparisons holds [variant, baseline] pairs, got {study.baseline!r}")
+    if isinstance(study.baseline, list) and len(set(map(tuple, study.baseline))) != len(study.baseline):
+        raise ConfigError(f"{path}: a comparison is listed twice in baseline {study.baseline!r}")
+    named = study.comparisons() if isinstance(study.baseline, (dict, list)) else [(study.baseline, study.baseline)]
     for variant, baseline in named if study.baseline is not None else []:
         for name in (variant, baseline):
             if name not in study.variants:
@@ -342,15 +373,26 @@ def load_study(path) -> Study:
     return study
 
 
+def study_folder(path, study: Study, out=None) -> Path:
+    """Where a study's runs go: ``out`` if given; the folder itself when the study was read from a folder's
+    record; else ``runs/<study name>``."""
+    path = Path(path)
+    if out:
+        return Path(out)
+    if path.is_dir() or path.name == STUDY_RECORD:
+        return path if path.is_dir() else path.parent
+    return Path("runs") / study.name
+
+
 def run_study(path, out=None, workers: int = 1, progress: bool = True, log=say) -> Path:
     """Run (or resume) every run of a study; returns its output folder."""
     from .grid import run_grid
     from .train import train
 
     study = load_study(path)
-    out = Path(out or Path("runs") / study.name)
+    out = study_folder(path, study, out)
     out.mkdir(parents=True, exist_ok=True)
-    record_study(out / "study.json", study, free=STUDY_FREE_KEYS)
+    record_study(out / STUDY_RECORD, study, free=STUDY_FREE_KEYS)
     if study.kind not in ("runs", "grid"):
         for corpus, settings, steps in study.section_configs(out):
             log(f"study {study.name}: {study.kind} on {corpus}")
@@ -363,6 +405,8 @@ def run_study(path, out=None, workers: int = 1, progress: bool = True, log=say) 
             run_grid(grid, out / Path(corpus).name, progress=progress, log=log)
         return out
     runs = study.run_configs(out)
+    for run in runs:
+        _check_finished(run)  # before any training: a finished run made under other settings stops the study
     if workers <= 1:
         from tqdm.auto import tqdm
 
@@ -430,11 +474,24 @@ def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -
     bar.close()
 
 
+def _check_finished(run: tuple) -> None:
+    """A finished run counts only if it was made under the settings the study gives it now (a variant's or
+    corpus's settings edited since, or a run shared with another study, ``runs_in``); otherwise
+    ``SettingsDiffer`` names the settings that differ. (An unfinished one is checked when it resumes.)"""
+    cfg = run[3]
+    done = RunDir(cfg.out)
+    if done.done:
+        if cfg.train.threads is None:  # the runner chose the threads (cores / workers: _run_parallel), any count
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=done.run_config.train.threads))
+        check_same_settings(cfg, Path(cfg.out))
+
+
 def finished_runs(out: Path, study: Study):
     """``(variant, corpus, seed, config, RunDir)`` of every finished run of a ``runs`` study."""
     for variant, corpus, seed, cfg in study.run_configs(out):
         run = RunDir(cfg.out)
         if run.done:
+            _check_finished((variant, corpus, seed, cfg))
             yield variant, corpus, seed, cfg, run
 
 
@@ -506,6 +563,11 @@ def summarise(out: Path, study: Study) -> pd.DataFrame:
         if len(comparisons):
             comparisons.to_csv(out / "comparisons.csv", index=False)
             plots.comparison_forest(comparisons, out / "comparison.png")
+    from .stopcheck import stop_check
+
+    checked = stop_check(results, score="f1" if "f1" in results else scores[0])
+    if len(checked):
+        checked.to_csv(out / "stop_check.csv", index=False)
     curves = dev_curves_table(out, study)
     if len(curves):
         plots.dev_curves(curves, out / "dev_curves.png")

@@ -255,7 +255,7 @@ def affinity_heatmap(table: pd.DataFrame, tasks: list[str], path: Path | None = 
 
 
 def comparison_forest(table: pd.DataFrame, path: Path | None = None):
-    """Δ of each variant against the baseline per corpus: mean with its 95% interval, the per-seed Δ as dots,
+    """Δ of each variant against its baseline per corpus: mean with its 95% interval, the per-seed Δ as dots,
     the minimum detectable effect as a grey band around 0, and the verdict in the label."""
     rows = list(table.itertuples())
     fig = Figure(figsize=(7, 0.7 * len(rows) + 1.6))
@@ -280,9 +280,16 @@ def comparison_forest(table: pd.DataFrame, path: Path | None = None):
         )  # fmt: skip
     ax.axvline(0, color="0.3", lw=0.8)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([f"{r.corpus}: {r.variant}\n({r.verdict}, {r.seeds} seeds)" for r in rows], fontsize=8)
+    one_baseline = len({r.baseline for r in rows}) == 1
+    ax.set_yticklabels(
+        [
+            f"{r.corpus}: {r.variant}{'' if one_baseline else f' vs {r.baseline}'}\n({r.verdict}, {r.seeds} seeds)"
+            for r in rows
+        ],
+        fontsize=8,
+    )
     ax.invert_yaxis()
-    ax.set_xlabel(f"Δ test {rows[0].metric} vs {rows[0].baseline} (points)")
+    ax.set_xlabel(f"Δ test {rows[0].metric}{f' vs {rows[0].baseline}' if one_baseline else ''} (points)")
     ax.set_title(
         "Mean Δ with 95% interval (hierarchical bootstrap)\ndots: per-seed Δ; diamonds: each corpus's mean Δ "
         "(pooled rows)\ngrey: ± minimum detectable effect",

@@ -234,6 +234,18 @@ def study_blocks(folder: Path) -> list[Block]:
             ),
             ("table", format_comparisons(comp)),
         ]
+    if (folder / "stop_check.csv").is_file():
+        from .stopcheck import describe
+
+        check = pd.read_csv(folder / "stop_check.csv")
+        table = check[["corpus", "runs", "variants"]].copy()
+        spans = zip(check.mean_best_epoch, check.min_best_epoch, check.max_best_epoch)
+        table["best epochs"] = [f"{a:.1f} ({lo}-{hi})" for a, lo, hi in spans]
+        table["ρ (best epoch, test score)"] = check["rho"].map(lambda x: f"{x:+.2f}")
+        table["p"] = check["p"].map(lambda x: f"{x:.4f}")
+        table["Holm p"] = check["p_adjusted"].map(lambda x: f"{x:.4f}")
+        table["flag"] = check["flag"].map(lambda f: "**cut off?**" if f else "no")
+        blocks += [("h2", "Stop check: did the stopping rule cut runs off?"), ("p", describe(check)), ("table", table)]
     blocks += _images(
         folder,
         (
@@ -402,7 +414,7 @@ def prediction_blocks(folder: Path) -> list[Block]:
     return blocks + _images(folder, (("prediction.png", "Ranking metrics per estimator"),))
 
 
-STUDY_FILES = ("study.json", "results.csv", "summary.csv", "comparisons.csv")
+STUDY_FILES = ("study.json", "results.csv", "summary.csv", "comparisons.csv", "stop_check.csv")
 
 
 def folder_blocks(folder: Path) -> tuple[list[Block], list[Path]]:

@@ -25,6 +25,10 @@ from .tasks import TaskSpec
 # version was written by a newer taskrel; one without any predates versioning and is read as version 1.
 FORMAT = 1
 
+# the record of a study folder (``experiments.run_study``); the keys it holds besides the study's settings
+STUDY_RECORD = "study.json"
+RECORD_KEYS = ("format", "taskrel_version", "command")
+
 CONFIG, RECORDS, METRICS, PREDICTIONS, MODEL = (
     "config.json",
     "metrics.jsonl",
@@ -58,29 +62,56 @@ def settings_diff(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def record_study(path, config, free=()) -> None:
-    """Write a study folder's record (its settings, the command, the format version), or check the one there.
+def check_same_settings(cfg, out) -> None:
+    """Refuse to continue or reuse the run in ``out`` if it was made under other settings, naming them.
 
-    ``config`` is the study's settings dataclass (``to_dict``/``from_dict``). Continuing a study under other
-    settings is refused, naming the keys that differ; the saved record is read back through the dataclass,
-    so a setting added since it was written takes its default. ``free`` keys may change between
-    invocations (workers, a total trial count that grows).
+    Settings are ``data``, ``model`` and ``train`` as ``RunConfig`` resolves them (a folder written before
+    a setting existed is read with its default); the folder's location (``out``) may differ.
     """
+    from .config import RunConfig
+
+    path = Path(out) / CONFIG
+    if not path.is_file():
+        return
+    saved = RunConfig.from_dict(json.loads(path.read_text())).to_dict()
+    wanted = cfg.to_dict()
+    diff = settings_diff(
+        {k: saved[k] for k in ("data", "model", "train")}, {k: wanted[k] for k in ("data", "model", "train")}
+    )
+    if diff:
+        raise SettingsDiffer(
+            f"{out} holds a run made with other settings ({'; '.join(diff)}): choose another --out, "
+            "or remove the folder to train again"
+        )
+
+
+def check_study_record(path, config, free=()) -> None:
+    """Refuse ``config`` (a study's settings dataclass, ``to_dict``/``from_dict``) for the folder whose record is
+    ``path`` if it was made under other settings, naming the keys that differ; the saved record is read back
+    through the dataclass, so a setting added since it was written takes its default. ``free`` keys may differ
+    (workers, a total trial count that grows). Nothing to check where there is no record yet."""
     path = Path(path)
-    wanted = config.to_dict()
-    if path.is_file():
-        saved = json.loads(path.read_text())
-        if saved.get("format", 1) > FORMAT:
-            raise ConfigError(f"{path} was written by a newer taskrel (format {saved['format']}); upgrade taskrel")
-        saved = type(config).from_dict(saved).to_dict()
-        keep = lambda d: {k: v for k, v in d.items() if k not in free}  # noqa: E731
-        diff = settings_diff(keep(saved), keep(wanted))
-        if diff:
-            raise SettingsDiffer(
-                f"{path.parent} holds a study made with other settings ({'; '.join(diff)}): "
-                "choose another --out, or remove the folder to start again"
-            )
-    write_json(path, {"format": FORMAT, "taskrel_version": __version__, "command": sys.argv, **wanted})
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    if saved.get("format", 1) > FORMAT:
+        raise ConfigError(f"{path} was written by a newer taskrel (format {saved['format']}); upgrade taskrel")
+    saved = type(config).from_dict(saved).to_dict()
+    keep = lambda d: {k: v for k, v in d.items() if k not in free}  # noqa: E731
+    diff = settings_diff(keep(saved), keep(config.to_dict()))
+    if diff:
+        raise SettingsDiffer(
+            f"{path.parent} holds a study made with other settings ({'; '.join(diff)}): "
+            "choose another --out, or remove the folder to start again"
+        )
+
+
+def record_study(path, config, free=()) -> None:
+    """Write a study folder's record (its settings, the command, the format version) after checking the one
+    there (``check_study_record``): continuing a study under other settings is refused."""
+    check_study_record(path, config, free)
+    record = dict(zip(RECORD_KEYS, (FORMAT, __version__, sys.argv)))
+    write_json(path, {**record, **config.to_dict()})
 
 
 def read_records(run_dir) -> list[dict]:

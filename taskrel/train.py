@@ -44,7 +44,7 @@ from .locks import RunLock
 from .logs import run_log, say
 from .model import MultiTaskModel, resolve_device
 from .precision import autocast, resolve_precision
-from .rundir import SettingsDiffer, read_records, settings_diff, write_json
+from .rundir import check_same_settings, read_records, write_json
 from .sources import all_tasks, load_sources, subset_seed
 from .weighting import clipped_per_task_backward, make_weighting
 
@@ -136,27 +136,6 @@ def prepare(cfg: RunConfig, splits=("train", "devel", "test")):
         )
     model = MultiTaskModel(encoder, tasks, cfg.model.pooling, cfg.model.crf, cfg.model.dropout, ner_labels)
     return sources, model, tokenizer
-
-
-def check_same_settings(cfg: RunConfig, out: Path) -> None:
-    """Refuse to continue or reuse the run in ``out`` if it was made under other settings, naming them.
-
-    Settings are ``data``, ``model`` and ``train`` as ``RunConfig`` resolves them (a folder written before
-    a setting existed is read with its default); the folder's location (``out``) may differ.
-    """
-    path = out / "config.json"
-    if not path.is_file():
-        return
-    saved = RunConfig.from_dict(json.loads(path.read_text())).to_dict()
-    wanted = cfg.to_dict()
-    diff = settings_diff(
-        {k: saved[k] for k in ("data", "model", "train")}, {k: wanted[k] for k in ("data", "model", "train")}
-    )
-    if diff:
-        raise SettingsDiffer(
-            f"{out} holds a run made with other settings ({'; '.join(diff)}): choose another --out, "
-            "or remove the folder to train again"
-        )
 
 
 def _start_run_dir(cfg: RunConfig, resume: bool) -> tuple[Path, dict | None]:

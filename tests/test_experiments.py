@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -470,3 +471,106 @@ def test_several_studies_run_in_turn_and_one_failing_does_not_stop_the_rest(tiny
     assert "error in study gone-runs" in err and "1 of 2 studies failed: gone-runs" in err
     assert (tmp_path / "runs" / "tiny-runs" / "results.csv").is_file()
     assert (tmp_path / "reports" / "tiny-runs" / "report.md").is_file()
+
+
+def test_a_variant_may_have_several_baselines_as_a_list_of_pairs(tmp_path):
+    text = RUNS_STUDY.format(corpus="x").replace("  mt-mean:", "  mt-max: {model: {tasks: [ner, mtcls]}}\n  mt-mean:")
+    pairs = "baseline: [[mt-mean, single], [mt-mean, mt-max], [mt-max, single]]\n"
+    assert load_study(write(tmp_path, text + pairs)).comparisons() == [
+        ("mt-mean", "single"),
+        ("mt-mean", "mt-max"),
+        ("mt-max", "single"),
+    ]
+    for bad, message in [
+        ("baseline: [[mt-mean, single, mt-max]]\n", "[variant, baseline] pairs"),
+        ("baseline: [mt-mean, single]\n", "[variant, baseline] pairs"),
+        ("baseline: [[single, single]]\n", "[variant, baseline] pairs"),
+        ("baseline: [[mt-mean, single], [mt-mean, single]]\n", "listed twice"),
+        ("baseline: [[mt-mean, nope]]\n", "baseline 'nope'"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_study(write(tmp_path, text + bad))
+
+
+def test_a_variant_shares_the_runs_of_another_study_and_checks_their_settings(tiny_corpus, tmp_path, monkeypatch):
+    """``runs_in``: the other study's finished runs are used, not retrained, and only under the same settings;
+    a missing one is trained there; comparisons take them like the study's own."""
+    import taskrel.train
+    from taskrel.rundir import SettingsDiffer
+
+    first = tmp_path / "first"
+    one_seed = RUNS_STUDY.format(corpus=tiny_corpus).replace("seeds: [1, 2]", "seeds: [1]")
+    assert main(["run", str(write(tmp_path, one_seed)), "--out", str(first), "--no-progress"]) == 0
+    name = tiny_corpus.name
+    stamp = (first / "single" / name / "seed1" / "metrics.json").stat().st_mtime_ns
+    shared = RUNS_STUDY.format(corpus=tiny_corpus).replace(
+        "  mt-mean: {model: {tasks: [ner, mtcls, bcls, mcls], pooling: mean}}",
+        f"  single-shared: {{runs_in: {first / 'single'}, model: {{tasks: [ner]}}}}\n"
+        "  single-longer: {model: {tasks: [ner]}, train: {epochs: 2}}",
+    )
+    shared = shared.replace("  single: {model: {tasks: [ner]}}\n", "")
+    shared = shared.replace("kind: runs", "kind: runs\nbaseline: {single-longer: single-shared}")
+    trained = []
+    real = taskrel.train.train
+    monkeypatch.setattr(taskrel.train, "train", lambda cfg, **kw: trained.append(cfg.out) or real(cfg, **kw))
+    second = tmp_path / "second"
+    assert main(["run", str(write(tmp_path, shared)), "--out", str(second), "--no-progress"]) == 0
+    # seed 1 was the first study's, untouched; seed 2 was trained into the first study's folder
+    assert (first / "single" / name / "seed1" / "metrics.json").stat().st_mtime_ns == stamp
+    assert str(first / "single" / name / "seed1") not in trained
+    assert (first / "single" / name / "seed2" / "metrics.json").is_file()
+    assert not (second / "single-shared").exists()
+    results = pd.read_csv(second / "results.csv")
+    assert sorted(results[results["variant"] == "single-shared"]["seed"]) == [1, 2]
+    assert pd.read_csv(second / "comparisons.csv")["seeds"].iloc[0] == 2
+    # the shared runs under other settings stop the study before it trains anything, naming the setting
+    trained.clear()
+    other = shared.replace("single-shared: {runs_in", "single-shared: {train: {lr: 5.0e-4}, runs_in")
+    with pytest.raises(SettingsDiffer, match=r"train.lr: 0.001 -> 0.0005"):
+        from taskrel.experiments import run_study
+
+        run_study(write(tmp_path, other), out=tmp_path / "third", progress=False)
+    assert trained == []
+    # {corpus} may stand in the folder
+    pattern = shared.replace(f"runs_in: {first / 'single'}", f"runs_in: '{first / 'single' / '{corpus}'}'")
+    study = load_study(write(tmp_path, pattern))
+    outs = [cfg.out for v, _, _, cfg in study.run_configs(tmp_path) if v == "single-shared"]
+    assert outs == [str(first / "single" / name / f"seed{s}") for s in (1, 2)]
+    with pytest.raises(ConfigError, match="runs_in must be a folder path"):
+        load_study(write(tmp_path, shared.replace(f"runs_in: {first / 'single'}", "runs_in: 3")))
+
+
+def test_a_finished_run_whose_settings_were_edited_since_stops_the_study(tiny_corpus, tmp_path, capsys):
+    """Editing a variant (a free key) leaves its finished runs in place: they are refused, not reported as if
+    made under the new settings."""
+    text = RUNS_STUDY.format(corpus=tiny_corpus).replace("seeds: [1, 2]", "seeds: [1]")
+    out = tmp_path / "out"
+    assert main(["run", str(write(tmp_path, text)), "--out", str(out), "--no-progress"]) == 0
+    edited = text.replace("single: {model: {tasks: [ner]}}", "single: {model: {tasks: [ner]}, train: {lr: 5.0e-4}}")
+    capsys.readouterr()
+    assert main(["run", str(write(tmp_path, edited)), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "single/tiny/seed1 holds a run made with other settings (train.lr: 0.001 -> 0.0005)" in err
+    assert main(["run", str(write(tmp_path, edited)), "--out", str(out), "--summarise"]) == 2
+    assert "train.lr: 0.001 -> 0.0005" in capsys.readouterr().err
+
+
+def test_a_study_folder_is_re_analysed_as_it_was_run(tiny_corpus, tmp_path, capsys):
+    """``--summarise`` with a file whose defaults changed since is refused (naming them and the way out); the
+    folder itself, read from its record, re-analyses the runs."""
+    text = RUNS_STUDY.format(corpus=tiny_corpus).replace("seeds: [1, 2]", "seeds: [1]")
+    out = tmp_path / "out"
+    assert main(["run", str(write(tmp_path, text)), "--out", str(out), "--no-progress"]) == 0
+    before = pd.read_csv(out / "results.csv")
+    (out / "results.csv").unlink()
+    changed = text.replace("lr: 1.0e-3", "lr: 2.0e-3")
+    capsys.readouterr()
+    assert main(["run", str(write(tmp_path, changed)), "--out", str(out), "--summarise"]) == 2
+    err = capsys.readouterr().err
+    assert "defaults.train.lr: 0.001 -> 0.002" in err and f"taskrel run {out} --summarise" in err
+    assert not (out / "results.csv").exists()
+    assert main(["run", str(out), "--summarise"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), before)
+    study = load_study(out / "study.json")
+    assert study.name == "tiny-runs" and study.file == str(out / "study.json")
+    assert load_study(out).defaults == load_study(write(tmp_path, text)).defaults

@@ -313,7 +313,7 @@ def _hold_lock(folder, ready, release):
 
 
 def test_a_run_is_reused_only_under_its_own_settings(tiny_corpus, tmp_path):
-    from taskrel.train import SettingsDiffer
+    from taskrel.rundir import SettingsDiffer
 
     cfg = tiny_config(tiny_corpus, tmp_path / "r", epochs=1)
     first = train(cfg, progress=False, log=lambda *_: None)
@@ -453,7 +453,7 @@ def test_an_unreadable_corpus_file_is_named(tiny_corpus, tmp_path, capsys, monke
 
 
 def test_fused_adamw_is_recorded_and_resumes_exactly(tiny_corpus, tmp_path):
-    from taskrel.train import SettingsDiffer
+    from taskrel.rundir import SettingsDiffer
 
     from helpers import Killed, kill_after
 

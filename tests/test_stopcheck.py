@@ -1,0 +1,66 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from taskrel.stopcheck import describe, stop_check
+
+
+def _runs(score_of, seeds=8, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for corpus in ("A", "B"):
+        for variant, shift in (("single", 0.0), ("mt", 0.05)):
+            for s in range(seeds):
+                epoch = int(rng.integers(5, 30))
+                rows.append(
+                    {
+                        "corpus": corpus,
+                        "variant": variant,
+                        "seed": s,
+                        "best_epoch": epoch,
+                        "f1": 0.6 + shift + score_of(corpus, epoch, rng),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_runs_that_stopped_early_and_scored_lower_are_flagged_on_their_corpus_only():
+    table = stop_check(
+        _runs(lambda c, e, rng: (0.002 * e if c == "A" else 0) + rng.normal(0, 0.005)), samples=2000
+    ).set_index("corpus")
+    assert table.loc["A", "flag"] and table.loc["A", "rho"] > 0.5 and table.loc["A", "p_adjusted"] < 0.05
+    assert not table.loc["B", "flag"]
+    assert table.loc["A", "runs"] == 16 and table.loc["A", "variants"] == 2
+    assert "Flagged: A." in describe(table.reset_index())
+
+
+def test_a_variant_that_trains_longer_and_scores_higher_is_not_a_flag():
+    """Between variants, longer and better is the variant's doing; only the spread within variants counts."""
+    rows = []
+    rng = np.random.default_rng(1)
+    for variant, epochs, base in (("short", (5, 10), 0.6), ("long", (25, 30), 0.7)):
+        for _ in range(8):
+            epoch, f1 = int(rng.integers(*epochs)), base + rng.normal(0, 0.01)
+            rows.append({"corpus": "A", "variant": variant, "best_epoch": epoch, "f1": f1})
+    table = stop_check(pd.DataFrame(rows), samples=2000)
+    pooled = pd.DataFrame(rows)
+    from scipy.stats import spearmanr
+
+    assert spearmanr(pooled["best_epoch"], pooled["f1"])[0] > 0.6  # pooled naively, it would look cut off
+    assert not table["flag"].iloc[0] and "No corpus is flagged" in describe(table)
+
+
+def test_too_few_runs_or_constant_epochs_say_nothing():
+    few = pd.DataFrame({"corpus": "A", "variant": ["v", "v", "w"], "best_epoch": [3, 5, 9], "f1": [0.1, 0.2, 0.3]})
+    assert stop_check(few).empty
+    flat = pd.DataFrame({"corpus": "A", "variant": "v", "best_epoch": [7] * 5, "f1": [0.1, 0.2, 0.3, 0.4, 0.5]})
+    row = stop_check(flat).iloc[0]
+    assert np.isnan(row["rho"]) and np.isnan(row["p"]) and not row["flag"]
+
+
+def test_the_permutation_p_is_exact_on_a_tiny_case():
+    """4 runs in one variant, epochs and scores in the same order: ρ = 1, reached by 1 of the 24 orders."""
+    runs = pd.DataFrame({"corpus": "A", "variant": "v", "best_epoch": [1, 2, 3, 4], "f1": [0.1, 0.2, 0.3, 0.4]})
+    row = stop_check(runs, samples=20000).iloc[0]
+    assert row["rho"] == pytest.approx(1.0)
+    assert row["p"] == pytest.approx(1 / 24, abs=0.006)
