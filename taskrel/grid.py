@@ -439,7 +439,8 @@ def _labels_changed(a: RunDir, b: RunDir, task: str) -> float:
 
 
 def analyse(out: Path, grid: GridConfig, log=say) -> pd.DataFrame:
-    """Write ``runs.csv``, ``transfer.csv`` and the figures from whatever cells are finished."""
+    """Write ``runs.csv``, ``transfer.csv``, ``contrasts.csv``, ``noise.csv``, ``stop_check.csv`` (per main
+    task, ``stopcheck.py``) and the figures from whatever cells are finished."""
     from .plots import heatmap, learning_curves
 
     out = Path(out)
@@ -454,6 +455,13 @@ def analyse(out: Path, grid: GridConfig, log=say) -> pd.DataFrame:
     noise = noise_table(out, grid)
     if len(noise):
         noise.to_csv(out / "noise.csv", index=False)
+    if len(runs):
+        from .stopcheck import stop_check
+
+        cells = runs.assign(variant=runs["main"] + "|" + runs["secondary"].fillna(""))
+        checked = stop_check(cells, score="score", by="main")  # per main task: each has its own metric
+        if len(checked):
+            checked.to_csv(out / "stop_check.csv", index=False)
     if len(transfer):
         heatmap(transfer, grid.tasks, out / "heatmap.png", grid.alpha)
         heatmap(transfer, grid.tasks, out / "heatmap_speed.png", grid.alpha, value="delta_aulc")

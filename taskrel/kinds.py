@@ -51,7 +51,7 @@ KINDS: dict[str, StudyKind] = {
             "grid",
             "grid.json",
             "report:grid_blocks",
-            ("runs.csv", "transfer.csv", "noise.csv", "contrasts.csv"),
+            ("runs.csv", "transfer.csv", "noise.csv", "contrasts.csv", "stop_check.csv"),
             ("pairwise_transfer.ipynb", "GRID_DIR"),
             "config:GridConfig",
         ),

@@ -154,13 +154,17 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
                 ),
             ),
         ]
-    return blocks + _images(
-        folder,
-        (
-            ("heatmap.png", "Final transfer (verdicts; hatched cells undetermined)"),
-            ("heatmap_speed.png", "Speed transfer: Δ area under the dev curve"),
-            ("learning_curves.png", "Dev score by epoch"),
-        ),
+    return (
+        blocks
+        + stop_check_blocks(folder)
+        + _images(
+            folder,
+            (
+                ("heatmap.png", "Final transfer (verdicts; hatched cells undetermined)"),
+                ("heatmap_speed.png", "Speed transfer: Δ area under the dev curve"),
+                ("learning_curves.png", "Dev score by epoch"),
+            ),
+        )
     )
 
 
@@ -234,18 +238,7 @@ def study_blocks(folder: Path) -> list[Block]:
             ),
             ("table", format_comparisons(comp)),
         ]
-    if (folder / "stop_check.csv").is_file():
-        from .stopcheck import describe
-
-        check = pd.read_csv(folder / "stop_check.csv")
-        table = check[["corpus", "runs", "variants"]].copy()
-        spans = zip(check.mean_best_epoch, check.min_best_epoch, check.max_best_epoch)
-        table["best epochs"] = [f"{a:.1f} ({lo}-{hi})" for a, lo, hi in spans]
-        table["ρ (best epoch, test score)"] = check["rho"].map(lambda x: f"{x:+.2f}")
-        table["p"] = check["p"].map(lambda x: f"{x:.4f}")
-        table["Holm p"] = check["p_adjusted"].map(lambda x: f"{x:.4f}")
-        table["flag"] = check["flag"].map(lambda f: "**cut off?**" if f else "no")
-        blocks += [("h2", "Stop check: did the stopping rule cut runs off?"), ("p", describe(check)), ("table", table)]
+    blocks += stop_check_blocks(folder)
     blocks += _images(
         folder,
         (
@@ -257,6 +250,23 @@ def study_blocks(folder: Path) -> list[Block]:
         ),
     )
     return blocks
+
+
+def stop_check_blocks(folder: Path) -> list[Block]:
+    """The stop check of a study or grid folder (``stop_check.csv``), if it has one."""
+    from .stopcheck import describe
+
+    if not (folder / "stop_check.csv").is_file():
+        return []
+    check = pd.read_csv(folder / "stop_check.csv")
+    table = check[[check.columns[0], "runs", "variants"]].copy()
+    spans = zip(check.mean_best_epoch, check.min_best_epoch, check.max_best_epoch)
+    table["best epochs"] = [f"{a:.1f} ({lo}-{hi})" for a, lo, hi in spans]
+    table["ρ (best epoch, test score)"] = check["rho"].map(lambda x: f"{x:+.2f}")
+    table["p"] = check["p"].map(lambda x: f"{x:.4f}")
+    table["Holm p"] = check["p_adjusted"].map(lambda x: f"{x:.4f}")
+    table["flag"] = check["flag"].map(lambda f: "**cut off?**" if f else "no")
+    return [("h2", "Stop check: did the stopping rule cut runs off?"), ("p", describe(check)), ("table", table)]
 
 
 def _images(folder: Path, figures) -> list[Block]:

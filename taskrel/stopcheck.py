@@ -7,7 +7,7 @@ and the runs that stopped early score lower on test. Under a stopping rule
 that lets every run finish improving, when a run happened to peak should say
 nothing about how well it ends up.
 
-The check measures that relation per corpus: Spearman's ρ between each run's
+The check measures that relation per corpus (per main task in a grid): Spearman's ρ between each run's
 selected (best) epoch and its test score, both taken as deviations from their
 variant's mean so that a variant that trains longer and scores higher does
 not count, over every finished run of the corpus. Its one-sided p (ρ > 0) is
@@ -48,15 +48,20 @@ def _centred(values: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
 
 
 def stop_check(
-    results: pd.DataFrame, score: str = "f1", samples: int = SAMPLES, seed: int = 0, alpha: float = ALPHA
+    results: pd.DataFrame,
+    score: str = "f1",
+    by: str = "corpus",
+    samples: int = SAMPLES,
+    seed: int = 0,
+    alpha: float = ALPHA,
 ) -> pd.DataFrame:
-    """One row per corpus of a study's ``results.csv`` table (columns corpus, variant, best_epoch and
-    ``score``): runs, ρ, its one-sided permutation p, the Holm-adjusted p, the mean best epoch and the
-    ``flag`` (adjusted p < alpha). Corpora with fewer than ``MIN_RUNS`` runs in variants of two or more are
-    left out."""
+    """One row per value of ``by`` (a study's corpora; a grid's main tasks) of a table of runs (columns ``by``,
+    variant, best_epoch and ``score``): runs, ρ, its one-sided permutation p, the Holm-adjusted p, the mean
+    best epoch and the ``flag`` (adjusted p < alpha). Groups with fewer than ``MIN_RUNS`` runs in variants
+    of two or more are left out."""
     rng = np.random.default_rng(seed)
     rows = []
-    for corpus, runs in results.dropna(subset=["best_epoch", score]).groupby("corpus", sort=False):
+    for name, runs in results.dropna(subset=["best_epoch", score]).groupby(by, sort=False):
         runs = runs.groupby("variant").filter(lambda g: len(g) >= 2)
         if len(runs) < MIN_RUNS:
             continue
@@ -73,7 +78,7 @@ def stop_check(
             p = (hits + 1) / (samples + 1)
         rows.append(
             {
-                "corpus": corpus,
+                by: name,
                 "runs": len(runs),
                 "variants": len(groups),
                 "rho": rho,
@@ -93,11 +98,12 @@ def stop_check(
 
 
 def describe(table: pd.DataFrame) -> str:
-    """One paragraph on the check for a report."""
-    flagged = list(table.loc[table["flag"], "corpus"]) if len(table) else []
+    """One paragraph on the check for a report (its first column names the groups: corpora or main tasks)."""
+    by = table.columns[0] if len(table.columns) else "corpus"
+    flagged = list(map(str, table.loc[table["flag"], by])) if len(table) else []
     text = (
         "Spearman's ρ between each run's selected epoch and its test score (deviations from the variant's "
-        "means), one-sided permutation p with the epochs shuffled within variants, Holm over corpora. "
+        "means), one-sided permutation p with the epochs shuffled within variants, Holm over the table's rows. "
     )
     if flagged:
         return text + (
@@ -106,4 +112,4 @@ def describe(table: pd.DataFrame) -> str:
             "favour whichever arm happens to train longer. A patience study (the same runs with a longer "
             "patience, seeds paired) should come before a verdict there."
         )
-    return text + "No corpus is flagged."
+    return text + "Nothing is flagged."

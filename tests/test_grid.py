@@ -57,6 +57,9 @@ def test_a_two_task_grid_end_to_end(tiny_corpus, tmp_path):
     assert set(runs[runs["main"] == "ner"]["metric"]) == {"f1"} and set(runs[runs["main"] == "bcls"]["metric"]) == {
         "accuracy"
     }
+    # the stop check runs per main task (each has its own metric), over its cells' runs
+    check = pd.read_csv(out / "stop_check.csv")
+    assert list(check["main"]) == ["ner", "bcls"] and (check["runs"] == 4).all() and (check["variants"] == 2).all()
     cfg = json.loads((out / "cells/ner+bcls/seed2/config.json").read_text())
     assert cfg["model"]["tasks"] == ["ner", "bcls"] and cfg["train"]["weights"] == {"ner": 1.0, "bcls": 0.5}
     assert cfg["train"]["seed"] == 2

@@ -47,7 +47,7 @@ def test_a_variant_that_trains_longer_and_scores_higher_is_not_a_flag():
     from scipy.stats import spearmanr
 
     assert spearmanr(pooled["best_epoch"], pooled["f1"])[0] > 0.6  # pooled naively, it would look cut off
-    assert not table["flag"].iloc[0] and "No corpus is flagged" in describe(table)
+    assert not table["flag"].iloc[0] and "Nothing is flagged" in describe(table)
 
 
 def test_too_few_runs_or_constant_epochs_say_nothing():
@@ -64,3 +64,12 @@ def test_the_permutation_p_is_exact_on_a_tiny_case():
     row = stop_check(runs, samples=20000).iloc[0]
     assert row["rho"] == pytest.approx(1.0)
     assert row["p"] == pytest.approx(1 / 24, abs=0.006)
+
+
+def test_a_grid_is_checked_per_main_task():
+    runs = _runs(lambda c, e, rng: (0.002 * e if c == "A" else 0) + rng.normal(0, 0.005)).rename(
+        columns={"corpus": "main", "f1": "score"}
+    )
+    table = stop_check(runs, score="score", by="main", samples=2000)
+    assert list(table.columns[:1]) == ["main"] and list(table["main"]) == ["A", "B"]
+    assert list(table["flag"]) == [True, False] and "Flagged: A." in describe(table)
