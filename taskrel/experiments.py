@@ -76,7 +76,7 @@ from . import plots
 from .config import DEFAULT_TASKS, ConfigError, GridConfig, RunConfig, check_types
 from .kinds import KINDS, STUDY_FILE_KINDS
 from .logs import say
-from .rundir import RECORD_KEYS, STUDY_RECORD, RunDir, check_same_settings, record_study
+from .rundir import RECORD_KEYS, STUDY_RECORD, RunDir, record_study
 
 # keys of a kind's section that are steps after its study rather than settings of it
 SECTION_STEPS = {"tune": ("measure_pruning", "continue_pruned", "confirm_seeds", "arms")}
@@ -161,16 +161,14 @@ class Study:
             for corpus in self.corpora:
                 tuned = {}
                 if tuned_from:
-                    tuned = tuned_settings(tuned_from.replace("{corpus}", Path(corpus).name), variant)
+                    tuned = tuned_settings(corpus_path(tuned_from, corpus), variant)
                     if tuned is None:
                         continue  # the tuning study has not finished on this corpus yet
                 for seed in self.seeds_of(corpus):
                     d = _merge(_merge(self._base(corpus), overrides), copy.deepcopy(tuned))
                     d.setdefault("data", {})["data"] = corpus
                     d.setdefault("train", {})["seed"] = seed + offset
-                    folder = Path(runs_in.replace("{corpus}", Path(corpus).name)) if runs_in else out / variant
-                    if not runs_in or "{corpus}" not in runs_in:
-                        folder = folder / Path(corpus).name
+                    folder = corpus_path(runs_in or str(out / variant), corpus, below=True)
                     d["out"] = str(folder / f"seed{seed + offset}")
                     items.append((variant, corpus, seed, RunConfig.from_dict(d)))
         return items
@@ -181,7 +179,7 @@ class Study:
         for variant, overrides in self.variants.items():
             tuned_from = (overrides or {}).get(TUNED_FROM)
             for corpus in self.corpora if tuned_from else []:
-                folder = tuned_from.replace("{corpus}", Path(corpus).name)
+                folder = corpus_path(tuned_from, corpus)
                 if tuned_settings(folder, variant) is None:
                     out.append(f"{variant} on {Path(corpus).name} (no {Path(folder) / 'best.json'} yet)")
         return out
@@ -217,6 +215,15 @@ class Study:
                 raise ConfigError(f"study {self.name}: unknown grid key(s) {unknown}")
             items.append((corpus, GridConfig(base_cfg, **g)))
         return items
+
+
+def corpus_path(folder: str, corpus: str, below: bool = False) -> Path:
+    """``folder`` with ``{corpus}`` standing for the corpus's folder name; without it, the folder itself, or with
+    ``below`` the corpus's folder under it."""
+    name = Path(corpus).name
+    if "{corpus}" in folder:
+        return Path(folder.replace("{corpus}", name))
+    return Path(folder) / name if below else Path(folder)
 
 
 def tuned_settings(folder, variant: str) -> dict | None:
@@ -405,8 +412,8 @@ def run_study(path, out=None, workers: int = 1, progress: bool = True, log=say) 
             run_grid(grid, out / Path(corpus).name, progress=progress, log=log)
         return out
     runs = study.run_configs(out)
-    for run in runs:
-        _check_finished(run)  # before any training: a finished run made under other settings stops the study
+    for _ in finished_runs(out, study):
+        pass  # before any training: a finished run made under other settings (finished_runs) stops the study
     if workers <= 1:
         from tqdm.auto import tqdm
 
@@ -474,30 +481,22 @@ def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -
     bar.close()
 
 
-def _check_finished(run: tuple) -> None:
-    """A finished run counts only if it was made under the settings the study gives it now (a variant's or
-    corpus's settings edited since, or a run shared with another study, ``runs_in``); otherwise
-    ``SettingsDiffer`` names the settings that differ. (An unfinished one is checked when it resumes.)"""
-    cfg = run[3]
-    done = RunDir(cfg.out)
-    if done.done:
-        if cfg.train.threads is None:  # the runner chose the threads (cores / workers: _run_parallel), any count
-            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=done.run_config.train.threads))
-        check_same_settings(cfg, Path(cfg.out))
-
-
 def finished_runs(out: Path, study: Study):
-    """``(variant, corpus, seed, config, RunDir)`` of every finished run of a ``runs`` study."""
+    """``(variant, corpus, seed, config, RunDir)`` of every finished run of a ``runs`` study. A finished run
+    counts only if it was made under the settings the study gives it now (a variant or corpus edited since,
+    or a run shared with another study, ``runs_in``); otherwise ``SettingsDiffer`` names the settings that
+    differ. (An unfinished one is checked when it resumes.)"""
     for variant, corpus, seed, cfg in study.run_configs(out):
         run = RunDir(cfg.out)
         if run.done:
-            _check_finished((variant, corpus, seed, cfg))
+            run.check(cfg)
             yield variant, corpus, seed, cfg, run
 
 
-def results_table(out: Path, study: Study) -> pd.DataFrame:
+def results_table(finished: list) -> pd.DataFrame:
+    """One row per finished run (``finished_runs``)."""
     rows = []
-    for variant, corpus, seed, cfg, run in finished_runs(out, study):
+    for variant, corpus, seed, cfg, run in finished:
         main = run.main
         test = run.scores("test")[main]
         rows.append(
@@ -524,10 +523,11 @@ def results_table(out: Path, study: Study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def dev_curves_table(out: Path, study: Study) -> pd.DataFrame:
-    """The main task's dev score at every evaluation of every finished run (for ``plots.dev_curves``)."""
+def dev_curves_table(finished: list) -> pd.DataFrame:
+    """The main task's dev score at every evaluation of every finished run (``finished_runs``; for
+    ``plots.dev_curves``)."""
     rows = []
-    for variant, corpus, seed, _cfg, run in finished_runs(out, study):
+    for variant, corpus, seed, _cfg, run in finished:
         for epochs_done, score, selected in run.dev_curve():
             rows.append(
                 {
@@ -545,7 +545,8 @@ def dev_curves_table(out: Path, study: Study) -> pd.DataFrame:
 def summarise(out: Path, study: Study) -> pd.DataFrame:
     """``results.csv`` and ``summary.csv`` (mean and std over seeds per variant and corpus)."""
 
-    results = results_table(out, study)
+    finished = list(finished_runs(out, study))  # each run folder read and checked once
+    results = results_table(finished)
     results.to_csv(out / "results.csv", index=False)
     if not len(results):
         return results
@@ -568,7 +569,7 @@ def summarise(out: Path, study: Study) -> pd.DataFrame:
     checked = stop_check(results, score="f1" if "f1" in results else scores[0])
     if len(checked):
         checked.to_csv(out / "stop_check.csv", index=False)
-    curves = dev_curves_table(out, study)
+    curves = dev_curves_table(finished)
     if len(curves):
         plots.dev_curves(curves, out / "dev_curves.png")
     summary.to_csv(out / "summary.csv", index=False)

@@ -63,26 +63,10 @@ def settings_diff(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
 
 
 def check_same_settings(cfg, out) -> None:
-    """Refuse to continue or reuse the run in ``out`` if it was made under other settings, naming them.
-
-    Settings are ``data``, ``model`` and ``train`` as ``RunConfig`` resolves them (a folder written before
-    a setting existed is read with its default); the folder's location (``out``) may differ.
-    """
-    from .config import RunConfig
-
-    path = Path(out) / CONFIG
-    if not path.is_file():
-        return
-    saved = RunConfig.from_dict(json.loads(path.read_text())).to_dict()
-    wanted = cfg.to_dict()
-    diff = settings_diff(
-        {k: saved[k] for k in ("data", "model", "train")}, {k: wanted[k] for k in ("data", "model", "train")}
-    )
-    if diff:
-        raise SettingsDiffer(
-            f"{out} holds a run made with other settings ({'; '.join(diff)}): choose another --out, "
-            "or remove the folder to train again"
-        )
+    """Refuse to continue or reuse the run in ``out`` if it was made under other settings (``RunDir.check``);
+    nothing to check where the folder has no run yet."""
+    if (Path(out) / CONFIG).is_file():
+        RunDir(out).check(cfg)
 
 
 def check_study_record(path, config, free=()) -> None:
@@ -163,6 +147,24 @@ class RunDir:
         from .config import RunConfig
 
         return RunConfig.from_dict(self.config)
+
+    def check(self, cfg) -> None:
+        """Refuse this run for ``cfg`` if it was made under other settings, naming them (``SettingsDiffer``).
+
+        Settings are ``data``, ``model`` and ``train`` as ``RunConfig`` resolves them (a folder written before
+        a setting existed is read with its default); the folder's location (``out``) may differ, and so may
+        the threads where ``cfg`` leaves them to the runner (None: the cores, or cores / workers in parallel).
+        """
+        saved, wanted = self.run_config.to_dict(), cfg.to_dict()
+        if wanted["train"]["threads"] is None:
+            wanted["train"]["threads"] = saved["train"]["threads"]
+        sections = ("data", "model", "train")
+        diff = settings_diff({k: saved[k] for k in sections}, {k: wanted[k] for k in sections})
+        if diff:
+            raise SettingsDiffer(
+                f"{self.path} holds a run made with other settings ({'; '.join(diff)}): choose another --out, "
+                "or remove the folder to train again"
+            )
 
     @cached_property
     def metrics(self) -> dict:

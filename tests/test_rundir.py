@@ -83,3 +83,20 @@ def test_every_run_keeps_its_log_and_the_cli_sets_the_verbosity(tiny_corpus, tmp
     assert "taskrel " in log and "epoch 1 step" in log and "epoch 2 step" in log and "test ner f1" in log
     assert main([*args, "--out", str(tmp_path / "loud")]) == 0
     assert "epoch 1 step" in capsys.readouterr().err
+
+
+def test_a_run_is_checked_against_settings_and_threads_left_to_the_runner_match_any(tmp_path):
+    import dataclasses
+
+    from taskrel.config import RunConfig
+    from taskrel.rundir import RunDir, SettingsDiffer, write_json
+
+    cfg = RunConfig.from_dict({"model": {"encoder": "tiny"}, "train": {"threads": 2, "lr": 1.0e-3}})
+    write_json(tmp_path / "config.json", cfg.to_dict())
+    run = RunDir(tmp_path)
+    run.check(cfg)
+    run.check(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=None)))  # the runner chose 2
+    with pytest.raises(SettingsDiffer, match=r"train.threads: 2 -> 3"):
+        run.check(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=3)))
+    with pytest.raises(SettingsDiffer, match=r"train.lr: 0.001 -> 0.002"):
+        run.check(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=None, lr=2.0e-3)))
