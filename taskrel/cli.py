@@ -322,7 +322,11 @@ def add_run_parser(sub):
     p.add_argument("--out", help="results folder (default: runs/<study name>; one study only)")
     p.add_argument("--report", help="also write the report into this folder (one study only)")
     p.add_argument("--report-root", help="also write each study's report into REPORT_ROOT/<study name>")
-    p.add_argument("--workers", type=int, default=1, help="grid cells or runs trained in parallel")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="grid cells or runs trained in parallel (default: each study file's workers, else 1)",
+    )
     p.add_argument(
         "--summarise",
         action="store_true",
@@ -383,7 +387,7 @@ def add_estimate_parser(sub):
     p = sub.add_parser("estimate", help="how many runs a study file holds and how long it will take here")
     p.add_argument("study", help="experiment file")
     p.add_argument("--out", help="results folder (finished runs there are not counted; default: runs/<study name>)")
-    p.add_argument("--workers", type=_positive_int, default=1, help="runs trained at once")
+    p.add_argument("--workers", type=_positive_int, help="runs trained at once (default: the study's workers)")
     p.add_argument("--steps", type=_positive_int, default=4, help="training steps timed by the probe")
     p.add_argument("--no-probe", action="store_true", help="count the runs only")
     p.set_defaults(func=run_estimate)
@@ -395,7 +399,7 @@ def run_estimate(a) -> int:
 
     study = load_study(a.study)
     est = estimate(study, Path(a.out or Path("runs") / study.name), a.steps, not a.no_probe)
-    print("\n".join(est.lines(a.workers, probed=not a.no_probe)))
+    print("\n".join(est.lines(a.workers or study.workers, probed=not a.no_probe)))
     return 0
 
 

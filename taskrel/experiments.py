@@ -35,6 +35,12 @@ reach a stated minimum detectable effect.
 every seed of the first stage's variants before any run of the next stage, so
 the comparisons that matter most come first; variants not named come last.
 
+``workers: 2`` (kinds runs and grid) trains that many runs at once, each with
+its own ``train.threads``: how the study runs, not what it measures (a run's
+numbers depend on its thread count, not on what runs beside it). On 2 cores,
+two 1-thread runs get about 19% more through than one 2-thread run
+(BENCHMARKS.md). ``taskrel run --workers`` overrides it.
+
 A variant's ``seed_offset`` shifts its training seeds (study seed S trains seed
 S + offset, paired with the baseline's seed S): the same settings as the
 baseline under other seeds, an A/A check whose verdict must be undetermined.
@@ -95,6 +101,7 @@ STUDY_FREE_KEYS = (
     "per_corpus",
     "baseline",
     "stages",
+    "workers",
     "file",
 )
 
@@ -121,6 +128,9 @@ class Study:
     stages: list = field(default_factory=list)
     # kind runs: a corpus's own seeds instead of ``seeds`` (more where its seed spread needs more to reach an MDE)
     corpus_seeds: dict = field(default_factory=dict)
+    # kinds runs and grid: how many runs train at once (each with its own train.threads); how, not what: the
+    # numbers do not depend on it (a run's thread count does). ``taskrel run --workers`` overrides it.
+    workers: int = 1
     file: str = ""  # the study file it was read from (set by load_study)
 
     def to_dict(self) -> dict:
@@ -345,6 +355,10 @@ def load_study(path) -> Study:
         raise ConfigError(f"{path}: a study of kind {study.kind!r} needs its settings in a {study.kind!r} section")
     if not study.corpora:
         raise ConfigError(f"{path}: list the corpora of the study")
+    if isinstance(study.workers, bool) or not isinstance(study.workers, int) or study.workers < 1:
+        raise ConfigError(f"{path}: workers must be a positive integer, got {study.workers!r}")
+    if study.workers > 1 and study.kind not in ("runs", "grid"):
+        raise ConfigError(f"{path}: workers trains the runs of a 'runs' or 'grid' study at once, not of {study.kind!r}")
     stray = sorted(set(study.per_corpus) - set(study.corpora))
     if stray:
         raise ConfigError(f"{path}: per_corpus names corpora not in the study: {stray}")
@@ -391,12 +405,14 @@ def study_folder(path, study: Study, out=None) -> Path:
     return Path("runs") / study.name
 
 
-def run_study(path, out=None, workers: int = 1, progress: bool = True, log=say) -> Path:
-    """Run (or resume) every run of a study; returns its output folder."""
+def run_study(path, out=None, workers: int | None = None, progress: bool = True, log=say) -> Path:
+    """Run (or resume) every run of a study, ``workers`` at once (default: the study's ``workers``); returns its
+    output folder."""
     from .grid import run_grid
     from .train import train
 
     study = load_study(path)
+    workers = workers or study.workers
     out = study_folder(path, study, out)
     out.mkdir(parents=True, exist_ok=True)
     record_study(out / STUDY_RECORD, study, free=STUDY_FREE_KEYS)
@@ -436,7 +452,7 @@ def run_study(path, out=None, workers: int = 1, progress: bool = True, log=say) 
                 log(f"study {study.name}: tables updated with every finished run ({out / 'results.csv'})")
         bar.close()
     else:
-        _run_parallel(study, runs, workers, progress, log)
+        _run_parallel(study, out, runs, workers, progress, log)
     summarise(out, study)
     return out
 
@@ -452,9 +468,11 @@ def _order(study: Study):
     return lambda run: (stage.get(run[0], len(study.stages)), seeds[run[2]])
 
 
-def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -> None:
-    """Runs in ``workers`` processes (spawned: CUDA-safe), seed by seed (``_order``)."""
+def _run_parallel(study: Study, out: Path, runs: list, workers: int, progress: bool, log) -> None:
+    """Runs in ``workers`` processes (spawned: CUDA-safe), seed by seed (``_order``); the study's tables are
+    brought up to date each time a round is complete (with every earlier round), as in a sequential study."""
     import os
+    from collections import Counter
     from concurrent.futures import as_completed
 
     from tqdm.auto import tqdm
@@ -463,21 +481,29 @@ def _run_parallel(study: Study, runs: list, workers: int, progress: bool, log) -
     from .grid import _run_cell, warn_oversubscribed
     from .workers import pool as worker_pool
 
-    todo = sorted([r for r in runs if not RunDir(r[3].out).done], key=_order(study))
+    order = _order(study)
+    todo = sorted([r for r in runs if not RunDir(r[3].out).done], key=order)
     log(f"study {study.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {workers} workers")
     for line in study.waiting():
         log(f"study {study.name}: waiting for its tuning study: {line}")
     threads = max(1, (os.cpu_count() or 1) // workers)
     warn_oversubscribed(workers, max(cfg.train.threads or threads for _, _, _, cfg in runs), log)
+    pending = Counter(order(run) for run in todo)
     bar = tqdm(total=len(todo), desc=f"{study.name} runs", disable=None if progress else True)
     with worker_pool(workers) as pool:
-        jobs = {pool.submit(_run_cell, cfg.to_dict(), cfg.train.threads or threads): (v, c, s) for v, c, s, cfg in todo}
+        jobs = {pool.submit(_run_cell, run[3].to_dict(), run[3].train.threads or threads): run for run in todo}
         started = time.monotonic()
         for k, job in enumerate(as_completed(jobs), 1):
             job.result()
             bar.update()
+            run = jobs[job]
             pace = progress_line(k, len(todo), time.monotonic() - started)
-            log(f"study {study.name}: {' '.join(map(str, jobs[job]))} done ({pace})")
+            log(f"study {study.name}: {' '.join(map(str, run[:3]))} done ({pace})")
+            key = order(run)
+            pending[key] -= 1
+            if not pending[key] and k < len(todo) and not any(n for earlier, n in pending.items() if earlier < key):
+                summarise(out, study)
+                log(f"study {study.name}: tables updated with every finished run ({out / 'results.csv'})")
     bar.close()
 
 

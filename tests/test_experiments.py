@@ -93,6 +93,8 @@ grid: {{tasks: [ner, bcls]}}
         ("name: x\nkind: runs\ncorpora: [a]\n", "needs variants"),
         ("name: x\nkind: grid\ncorpora: [a]\ngrid: {tasks: [ner, bcls], folds: 3}\n", "unknown grid key(s) ['folds']"),
         ("name: x\nkind: runs\n  corpora: [a\n", "study.yaml:"),
+        ("name: x\nkind: runs\ncorpora: [a]\nvariants: {v: {}}\nworkers: 0\n", "workers must be a positive integer"),
+        ("name: x\nkind: tune\ncorpora: [a]\ntune: {trials: 2}\nworkers: 2\n", "not of 'tune'"),
     ],
 )
 def test_bad_study_files_are_clear(tmp_path, text, message):
@@ -113,12 +115,15 @@ def test_report_of_something_else_is_an_error(tmp_path, capsys):
     assert "no results found" in capsys.readouterr().err
 
 
-def test_a_runs_study_with_a_baseline_compares_paired_seeds_in_parallel(tiny_corpus, tmp_path):
-    text = RUNS_STUDY.format(corpus=tiny_corpus).replace("kind: runs", "kind: runs\nbaseline: single")
+def test_a_runs_study_with_a_baseline_compares_paired_seeds_in_parallel(tiny_corpus, tmp_path, capsys):
+    # the study file's workers: 2 (the command line's --workers would override it)
+    text = RUNS_STUDY.format(corpus=tiny_corpus).replace("kind: runs", "kind: runs\nbaseline: single\nworkers: 2")
     text = text.replace("epochs: 1,", "epochs: 3, patience: 1,")
     f = write(tmp_path, text)
     out, rep = tmp_path / "out", tmp_path / "report"
-    assert main(["run", str(f), "--out", str(out), "--report", str(rep), "--workers", "2", "--no-progress"]) == 0
+    assert main(["run", str(f), "--out", str(out), "--report", str(rep), "--no-progress"]) == 0
+    said = capsys.readouterr()
+    assert "4 runs, 0 already done, 2 workers" in said.out + said.err
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 4 and set(results["stopped"]) <= {"patience", "max_epochs"}
     comp = pd.read_csv(out / "comparisons.csv")
