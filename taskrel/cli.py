@@ -243,6 +243,12 @@ def add_tune_parser(sub):
     p.set_defaults(_study_options=study_options)
     p.add_argument("--storage", help="Optuna RDB URL (default: sqlite:///OUT/study.db)")
     p.add_argument("--study", default="taskrel-tune", help="study name in the storage")
+    p.add_argument(
+        "--drop-pruned",
+        action="store_true",
+        help="remove each pruned trial's checkpoint and model (about 350 MB with MiniLM): --continue-pruned "
+        "cannot go on from it then, and trains it again from the start",
+    )
     after = p.add_argument_group("after the study (settings are read from OUT/tune.json)")
     after.add_argument(
         "--confirm",
@@ -272,7 +278,7 @@ def run_tune(a) -> int:
     if a.confirm or a.measure_pruning:
         return _after_tuning(a)
     tc = TuneConfig(config_from_args(a), **settings_of(a, TuneConfig))
-    best = tune(tc, a.out, a.storage, a.study, progress=not a.no_progress)
+    best = tune(tc, a.out, a.storage, a.study, progress=not a.no_progress, keep_pruned=not a.drop_pruned)
     print(f"best trial {best['trial']}: dev {best['main_task']} {best['dev_score']:.4f} with weights {best['weights']}")
     print(f"open the study with: {best['dashboard']}")
     return 0

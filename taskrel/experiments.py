@@ -612,7 +612,8 @@ def run_tune_section(tc, steps: dict, progress: bool = True, log=say) -> None:
     from .tune import tune
 
     out = Path(tc.base.out)
-    tune(tc, out, progress=progress, log=log)
+    # a pruned trial's checkpoint is kept only where the section continues it afterwards
+    tune(tc, out, progress=progress, log=log, keep_pruned=bool(steps.get("continue_pruned")))
     if steps.get("measure_pruning"):
         measure_pruning(tc, out, progress=progress, log=log, continue_pruned=bool(steps.get("continue_pruned")))
     if steps.get("confirm_seeds"):

@@ -17,7 +17,11 @@ so a pruner (median by default, Hyperband as an option) stops poor trials.
 The study lives in an Optuna RDB storage (``sqlite:///TUNE_DIR/study.db`` by
 default; any URL lets several workers share a study). A trial killed with its
 worker goes stale through Optuna's heartbeat and is marked failed when the
-study is resumed; the study then runs until ``trials`` trials have finished.
+study is resumed; a new trial then takes over its parameters and goes on from
+its run's last checkpoint (``killed_trials``), so a session's end costs no
+epochs; the study runs until ``trials`` trials have finished. (Two workers
+starting at the same moment may both take over one killed trial: the second
+then finds its run folder locked and fails.)
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from .rundir import record_study, write_json
 from .tasks import TaskSpec
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+RESUMES = "resumes"  # user attribute of a trial that took over a killed one: the killed trial's number
 
 
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
@@ -144,6 +149,32 @@ def open_study(tc: TuneConfig, out: Path, storage: str | None, name: str, pruner
     return study
 
 
+def killed_trials(study: optuna.Study) -> list:
+    """Failed trials that did not fail by themselves (their process was killed: no ``error``), with their
+    parameters, that no trial has taken over yet (``RESUMES``). Taken over, such a trial's run goes on from its
+    last checkpoint under the same parameters, instead of its epochs being lost with it."""
+    trials = study.get_trials(deepcopy=False)
+    taken = {t.user_attrs.get(RESUMES) for t in trials}
+    return [
+        t
+        for t in trials
+        if t.state == TrialState.FAIL and t.params and "error" not in t.user_attrs and t.number not in taken
+    ]
+
+
+def drop_pruned(run: Path) -> None:
+    """What a pruned trial no longer needs, unless it is to be continued (``measure_pruning``'s
+    ``continue_pruned``): its checkpoint and selected model (about 350 MB with MiniLM; a tuning study prunes
+    most of its trials). Its configuration, records and log stay: the pruning record and curves read them."""
+    import shutil
+
+    from .rundir import MODEL
+    from .train import CHECKPOINT
+
+    for part in (CHECKPOINT, MODEL):
+        shutil.rmtree(Path(run) / part, ignore_errors=True)
+
+
 def tune(
     tc: TuneConfig,
     out,
@@ -152,8 +183,10 @@ def tune(
     pruner=None,
     progress: bool = True,
     log=say,
+    keep_pruned: bool = True,
 ) -> dict:
-    """Run (or resume) the study until ``tc.trials`` trials have finished; write the outputs."""
+    """Run (or resume) the study until ``tc.trials`` trials have finished; write the outputs. ``keep_pruned``
+    False: a pruned trial's checkpoint and model are removed (``drop_pruned``), so it cannot be continued."""
     from .train import train
 
     out = Path(out)
@@ -165,6 +198,13 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         cfg = trial_config(tc, trial, out)
+        killed = trial.user_attrs.get(RESUMES)
+        if killed is not None:  # a killed trial's parameters, taken over: go on from its run's checkpoint
+            before = study.get_trials(deepcopy=False)[killed]
+            cfg = replace(cfg, out=before.user_attrs.get("run_dir") or str(trial_folder(out, killed)))
+            for step, value in sorted(before.intermediate_values.items()):
+                trial.report(value, step)  # the pruner then sees the whole curve, as if never killed
+        trial.set_user_attr("run_dir", cfg.out)
 
         def report(record):
             # one step per evaluation (per epoch unless eval_every says otherwise)
@@ -173,8 +213,17 @@ def tune(
             if record["epoch"] < cfg.train.epochs and trial.should_prune():
                 raise optuna.TrialPruned(f"epoch {record['epoch']}")
 
-        metrics = train(cfg, callbacks=[report], progress=False, log=lambda *_: None, test=False)
-        trial.set_user_attr("run_dir", cfg.out)
+        try:
+            metrics = train(
+                cfg, resume=killed is not None, callbacks=[report], progress=False, log=lambda *_: None, test=False
+            )
+        except optuna.TrialPruned:
+            if not keep_pruned:
+                drop_pruned(cfg.out)
+            raise
+        except Exception as e:  # a trial that failed by itself: never taken over (it would fail again)
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+            raise
         trial.set_user_attr("best_epoch", metrics["best_epoch"])
         trial.set_user_attr("stopped", metrics.get("stopped"))
         trial.set_user_attr("converged", metrics.get("converged"))
@@ -184,6 +233,9 @@ def tune(
     todo = tc.trials - finished
     log(f"study {name} in {storage or out / 'study.db'}: {finished} trials finished, {max(todo, 0)} to run")
     if todo > 0:
+        for trial in killed_trials(study):
+            study.enqueue_trial(trial.params, user_attrs={RESUMES: trial.number})
+            log(f"study {name}: trial {trial.number} was killed; a new trial goes on from its checkpoint")
         callback = optuna.study.MaxTrialsCallback(tc.trials, states=FINISHED)
         study.optimize(
             objective, n_trials=todo, timeout=tc.timeout, callbacks=[callback], catch=(), show_progress_bar=progress

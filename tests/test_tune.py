@@ -214,6 +214,21 @@ def test_continuing_pruned_trials_gives_what_a_rerun_from_scratch_gives(tiny_cor
     assert list(a["dev_unpruned"]) == list(b["dev_unpruned"])
 
 
+def test_a_study_that_will_not_continue_its_pruned_trials_drops_their_checkpoints(tiny_corpus, tmp_path):
+    tc = tiny_tune(tiny_corpus)
+    tune(tc, tmp_path / "kept", pruner=PruneTrialOne(), **QUIET)
+    assert (tmp_path / "kept/trials/0001/checkpoint/state.json").is_file()  # the default: it can be continued
+    tune(tc, tmp_path / "t", pruner=PruneTrialOne(), keep_pruned=False, **QUIET)
+    pruned, complete = tmp_path / "t/trials/0001", tmp_path / "t/trials/0000"
+    assert not (pruned / "checkpoint").exists() and not (pruned / "model").exists()
+    assert (pruned / "config.json").is_file() and len((pruned / "metrics.jsonl").read_text().splitlines()) == 1
+    assert (complete / "model").is_dir()  # a finished trial keeps its model
+    # nothing to continue from: the pruned trial is trained again from the start, and must reproduce its epoch
+    summary = measure_pruning(tc, tmp_path / "t", continue_pruned=True, **QUIET)
+    assert summary["reruns_from_scratch"] == 1
+    assert bool(pd.read_csv(tmp_path / "t/pruning.csv").set_index("trial").loc[1, "reproduced"])
+
+
 class PruneAll(optuna.pruners.BasePruner):
     def prune(self, study, trial):
         return True
@@ -263,6 +278,58 @@ def test_a_killed_trial_is_failed_when_the_study_starts_again(tiny_corpus, tmp_p
     time.sleep(2.5)
     again = tune_module.open_study(tc, out, None, "taskrel-tune")
     assert again.trials[trial.number].state == optuna.trial.TrialState.FAIL
+
+
+def test_a_killed_trial_is_taken_over_from_its_checkpoint_with_the_same_numbers(tiny_corpus, tmp_path, monkeypatch):
+    import taskrel.train as train_module
+
+    real_train = train_module.train
+
+    def killed_after_one_epoch(cfg, *args, callbacks=(), **kwargs):
+        def kill(record):  # the process dies after trial 1's first evaluation (and its checkpoint)
+            raise KeyboardInterrupt
+
+        if cfg.out.endswith("0001") and not kwargs.get("resume"):
+            callbacks = [*callbacks, kill]
+        return real_train(cfg, *args, callbacks=callbacks, **kwargs)
+
+    tc, out = tiny_tune(tiny_corpus), tmp_path / "tune"
+    monkeypatch.setattr(train_module, "train", killed_after_one_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        tune(tc, out, **QUIET)
+    assert (out / "trials/0001/checkpoint/state.json").is_file()
+    said = []
+    best = tune(tc, out, progress=False, log=said.append)  # starts again: trial 2 takes over trial 1
+    study = optuna.load_study(study_name="taskrel-tune", storage=f"sqlite:///{out / 'study.db'}")
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"] and best["trials"]["complete"] == 3
+    killed, took_over = study.trials[1], study.trials[2]
+    assert took_over.params == killed.params and took_over.user_attrs["resumes"] == 1
+    assert took_over.user_attrs["run_dir"] == str(out / "trials/0001") and not (out / "trials/0002").exists()
+    assert sorted(took_over.intermediate_values) == [1, 2]  # the killed epoch re-reported, then the next one
+    assert any("trial 1 was killed" in line for line in said)
+    # the same numbers as a run never stopped
+    unbroken = trial_config(tc, optuna.trial.FixedTrial(killed.params, 1), tmp_path / "unbroken")
+    metrics = real_train(unbroken, progress=False, log=lambda *_: None, test=False)
+    assert took_over.value == metrics["dev"]["ner"]["f1"]
+    # taken over once only; a trial that failed by itself is never taken over
+    tune(tiny_tune(tiny_corpus, trials=4), out, **QUIET)
+    study = optuna.load_study(study_name="taskrel-tune", storage=f"sqlite:///{out / 'study.db'}")
+    assert [t.user_attrs.get("resumes") for t in study.trials].count(1) == 1 and len(study.trials) == 5
+
+
+def test_a_trial_that_fails_by_itself_is_not_taken_over(tiny_corpus, tmp_path, monkeypatch):
+    import taskrel.train as train_module
+    from taskrel.tune import killed_trials
+
+    def broken(cfg, *args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(train_module, "train", broken)
+    with pytest.raises(RuntimeError):
+        tune(tiny_tune(tiny_corpus), tmp_path / "tune", **QUIET)
+    study = optuna.load_study(study_name="taskrel-tune", storage=f"sqlite:///{tmp_path / 'tune/study.db'}")
+    assert study.trials[0].user_attrs["error"] == "RuntimeError: out of memory" and killed_trials(study) == []
 
 
 def test_confirm_refuses_study_options_it_would_ignore(tmp_path, capsys):
