@@ -96,6 +96,19 @@ def warn_oversubscribed(workers: int, threads: int, log=say) -> None:
         )
 
 
+def _thread_groups(cells: list[Cell], threads: int | None) -> list[tuple[int | None, list[Cell]]]:
+    """``(thread count, cells)`` runs of consecutive cells with one thread count (the grid's, ``threads``,
+    unless the cell has its own), in order."""
+    groups = []
+    for cell in cells:
+        n = cell.threads or threads
+        if groups and groups[-1][0] == n:
+            groups[-1][1].append(cell)
+        else:
+            groups.append((n, [cell]))
+    return groups
+
+
 def is_done(out: Path, cell: Cell) -> bool:
     return RunDir(out / cell.folder).done
 
@@ -203,11 +216,16 @@ def run_grid(
             _run_cell(cell_config(grid, cell, out).to_dict(), cell.threads or threads)
             done(cell, k)
     else:
-        with worker_pool(workers) as pool:
-            jobs = {pool.submit(_run_cell, cell_config(grid, c, out).to_dict(), c.threads or threads): c for c in todo}
-            for k, job in enumerate(as_completed(jobs), 1):
-                job.result()
-                done(jobs[job], k)
+        k = 0
+        for n, group in _thread_groups(todo, threads):
+            # the noise-floor cells' other thread count: as many at once as the cores take (all cells last)
+            at_once = workers if n == threads else max(1, min(workers, (os.cpu_count() or 1) // n))
+            with worker_pool(at_once) as pool:
+                jobs = {pool.submit(_run_cell, cell_config(grid, c, out).to_dict(), n): c for c in group}
+                for job in as_completed(jobs):
+                    job.result()
+                    k += 1
+                    done(jobs[job], k)
     bar.close()
     return analyse(out, grid, log)
 

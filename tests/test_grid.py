@@ -344,6 +344,35 @@ def test_a_document_bootstrap_needs_document_boundaries_and_says_so_before_train
     assert not (tmp_path / "g").exists()
 
 
+def test_with_workers_the_noise_cells_run_as_many_at_once_as_the_cores_take(tiny_corpus, tmp_path, monkeypatch):
+    import contextlib
+    from concurrent.futures import Future
+    from pathlib import Path
+
+    import taskrel.grid as grid_module
+
+    pools = []
+
+    class InProcess:  # runs each job at once, in this process; records what ran in which pool
+        def __init__(self, size):
+            pools.append((size, []))
+
+        def submit(self, fn, cfg, threads):
+            pools[-1][1].append((Path(cfg["out"]).parent.name + "/" + Path(cfg["out"]).name, threads))
+            done = Future()
+            done.set_result(fn(cfg, threads))
+            return done
+
+    monkeypatch.setattr(grid_module, "worker_pool", lambda size: contextlib.nullcontext(InProcess(size)))
+    monkeypatch.setattr(grid_module.os, "cpu_count", lambda: 2)
+    grid = tiny_grid(tiny_corpus, seeds=[1], workers=2)  # 1 thread per cell; the noise cells take 2
+    grid.noise_threads = 2
+    run_grid(grid, tmp_path / "g", **QUIET)
+    assert [size for size, _ in pools] == [2, 1]
+    assert {t for _, t in pools[0][1]} == {1} and len(pools[0][1]) == 4
+    assert sorted(pools[1][1]) == [("bcls/seed1-threads2", 2), ("ner/seed1-threads2", 2)]
+
+
 def test_noise_threads_trains_each_task_alone_again_and_reports_the_floor(tiny_corpus, tmp_path):
     from taskrel.report import write_report
 
