@@ -12,6 +12,7 @@ maximum budget. Finished runs are not counted.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -48,7 +49,8 @@ class Estimate:
     waiting: list = field(default_factory=list)  # variants waiting for their tuning study (not counted)
     low_seconds: float = 0.0
     high_seconds: float = 0.0
-    # corpus -> (finished runs here, their mean seconds, runs left): the study's own measured pace
+    # corpus -> (finished runs here, their mean seconds, runs left, their projected seconds): the study's own
+    # measured pace, each run left projected from finished runs with the same settings but the seed
     measured: dict = field(default_factory=dict)
 
     def lines(self, workers: int = 1, probed: bool = True) -> list[str]:
@@ -56,13 +58,14 @@ class Estimate:
         todo = self.runs - self.done
         out = [f"{self.runs} runs, {self.done} already finished, {todo} to train"]
         out += [f"  not counted, waiting for its tuning study: {w}" for w in self.waiting]
-        for corpus, (n, mean, left) in self.measured.items():
+        for corpus, (n, mean, left, projected) in self.measured.items():
             out.append(
                 f"  measured on {corpus}: {n} finished run(s) of this study took {hours(mean)} each on average "
-                f"(as the machine was then); its {left} run(s) left at that pace: {hours(mean * left)}"
+                f"(as the machine was then); its {left} run(s) left at the pace of finished runs with the same "
+                f"settings (this average where there are none): {hours(projected)}"
             )
         if len(self.measured) > 1:
-            total = sum(mean * left for _, mean, left in self.measured.values())
+            total = sum(projected for *_, projected in self.measured.values())
             out.append(f"  at the measured pace, the runs left on those corpora: about {hours(total)}")
         if not probed:
             return out
@@ -83,6 +86,18 @@ class Estimate:
             + (f" with {w} workers (if they do not slow each other down)" if w > 1 else "")
         )
         return out
+
+
+def _shape(cfg: RunConfig) -> str:
+    """A run's settings but its seed and folder: runs that should take about as long."""
+    d = cfg.to_dict()
+    d.pop("out", None)
+    d["train"].pop("seed", None)
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def _mean(values: list | None) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def hours(seconds: float) -> str:
@@ -186,11 +201,17 @@ def estimate(study, out: Path, steps: int = 4, do_probe: bool = True) -> Estimat
     finished = [run if run.done else None for run in finished]  # each run folder read once
     todo = [cfg for cfg, run in zip(runs, finished) if run is None]
     est = Estimate(len(runs), len(runs) - len(todo), waiting=study.waiting() if study.kind == "runs" else [])
+    shapes = {}  # the finished runs' seconds by their settings but the seed: a variant's own pace
+    for cfg, run in zip(runs, finished):
+        if run:
+            shapes.setdefault(_shape(cfg), []).append(run.seconds)
     for corpus in dict.fromkeys(Path(cfg.data.data).name for cfg in runs):
         seconds = [run.seconds for cfg, run in zip(runs, finished) if run and Path(cfg.data.data).name == corpus]
-        left = sum(1 for cfg in todo if Path(cfg.data.data).name == corpus)
+        left = [cfg for cfg in todo if Path(cfg.data.data).name == corpus]
         if seconds:
-            est.measured[corpus] = (len(seconds), sum(seconds) / len(seconds), left)
+            mean = sum(seconds) / len(seconds)
+            projected = sum(_mean(shapes.get(_shape(cfg))) or mean for cfg in left)
+            est.measured[corpus] = (len(seconds), mean, len(left), projected)
     if not do_probe:
         return est
     sizes = {}

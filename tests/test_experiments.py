@@ -180,6 +180,7 @@ def test_report_markdown_escapes_user_text(tiny_corpus, tmp_path):
 def test_estimate_counts_the_runs_a_study_would_train(tiny_corpus, tmp_path, capsys):
     from taskrel.estimate import estimate
     from taskrel.grid import grid_cells
+    from taskrel.rundir import RunDir
 
     runs_file = write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus))
     study = load_study(runs_file)
@@ -199,7 +200,17 @@ def test_estimate_counts_the_runs_a_study_would_train(tiny_corpus, tmp_path, cap
     assert main(["estimate", str(runs_file), "--out", str(tmp_path / "out"), "--no-probe"]) == 0
     text = capsys.readouterr().out
     assert "4 runs, 2 already finished" in text and "measured on tiny: 2 finished run(s)" in text
-    assert "its 2 run(s) left at that pace" in text
+    assert "its 2 run(s) left at the pace of finished runs with the same settings" in text
+    # each run left is projected at its own variant's pace: NER alone seeds 1-2 and the four tasks seed 1 done
+    single_only = tmp_path / "single.yaml"
+    single_only.write_text(RUNS_STUDY.format(corpus=tiny_corpus).split("  mt-mean:")[0])
+    assert main(["run", str(single_only), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    three = load_study(write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus).replace("[1, 2]", "[1, 2, 3]")))
+    n, mean, left, projected = estimate(three, tmp_path / "out", do_probe=False).measured["tiny"]
+    took = {(v, s): RunDir(tmp_path / f"out/{v}/tiny/seed{s}").seconds for v, s in [("single", 1), ("single", 2)]}
+    mt = RunDir(tmp_path / "out/mt-mean/tiny/seed1").seconds
+    assert (n, left) == (3, 3) and mean == pytest.approx((sum(took.values()) + mt) / 3)
+    assert projected == pytest.approx(sum(took.values()) / 2 + 2 * mt)  # single seed 3; mt-mean seeds 2 and 3
     grid_text = "name: g\nkind: grid\ncorpora: [{c}]\nseeds: [1, 2]\ndefaults: {{model: {{encoder: tiny}}}}\n"
     grid_text += "grid: {{tasks: [ner, bcls, mcls]}}\n"
     grid = load_study(write(tmp_path, grid_text.format(c=tiny_corpus)))
