@@ -24,18 +24,20 @@ generators, so the run itself trains exactly as it would without it. Affinities 
 
 Written next to the run: ``affinity.csv`` (source, target, affinity, count),
 ``affinity.json`` (look-ahead seconds against the run's training seconds) and
-``affinity.png``.
+``affinity.png``; while it trains, ``affinity_state.json`` keeps the look-aheads
+made up to the last evaluation, so a killed run resumes with them.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from .config import AffinityConfig
+from .config import AffinityConfig, ConfigError
 from .logs import say
 from .precision import autocast
 from .rundir import RunDir, write_json
@@ -111,6 +113,21 @@ class TagAffinity:
         self.lookaheads += 1
         self.seconds += time.perf_counter() - t0
 
+    def state(self) -> dict:
+        """What the look-aheads have accumulated, JSON-ready (``load`` takes it back)."""
+        return {
+            "sums": [[i, j, v] for (i, j), v in self.sums.items()],
+            "counts": [[i, j, n] for (i, j), n in self.counts.items()],
+            "seconds": self.seconds,
+            "lookaheads": self.lookaheads,
+            "skipped_lr0": self.skipped_lr0,
+        }
+
+    def load(self, state: dict) -> None:
+        self.sums = {(i, j): v for i, j, v in state["sums"]}
+        self.counts = {(i, j): n for i, j, n in state["counts"]}
+        self.seconds, self.lookaheads, self.skipped_lr0 = state["seconds"], state["lookaheads"], state["skipped_lr0"]
+
     def table(self, corpus_of=None) -> pd.DataFrame:
         from .tasks import TaskSpec
 
@@ -123,15 +140,56 @@ class TagAffinity:
         return pd.DataFrame(rows)
 
 
+STATE = "affinity_state.json"  # the look-aheads accumulated up to the run's last evaluation (its checkpoint)
+
+
+class AffinityStateLost(ConfigError):
+    pass
+
+
+def _resume(out: Path, tag: TagAffinity, log) -> bool:
+    """Whether the run in ``out`` is to be resumed; if so, ``tag`` takes back the look-aheads it had made up to
+    the evaluation where the run resumes (its checkpoint, or its end)."""
+    from .rundir import RECORDS, read_records
+    from .train import CHECKPOINT
+
+    if not (out / RECORDS).is_file():
+        return False  # nothing there yet
+    checkpoint = out / CHECKPOINT / "state.json"
+    if RunDir(out).done:
+        at = read_records(out)[-1]["step"]
+    elif checkpoint.is_file():
+        at = json.loads(checkpoint.read_text())["step"]
+    else:
+        (out / STATE).unlink(missing_ok=True)
+        return True  # killed before its first evaluation: the run starts again, and so do the look-aheads
+    saved = json.loads((out / STATE).read_text()) if (out / STATE).is_file() else {}
+    if saved.get("step") != at:
+        raise AffinityStateLost(
+            f"{out}: the affinity run's look-aheads were not saved at the step it would resume from ({at}; saved: "
+            f"{saved.get('step')}), so its affinities cannot be completed; remove the folder to start it again"
+        )
+    tag.load(saved)
+    log(f"{out}: resuming the affinity run at step {at}, with its {tag.lookaheads} look-aheads so far")
+    return True
+
+
 def run_affinity(cfg, every: int = 10, progress: bool = True, log=say, normalise_lr: bool = False) -> pd.DataFrame:
-    """One joint run of ``cfg`` with look-aheads every ``every`` steps; writes the affinity files into it."""
+    """One joint run of ``cfg`` with look-aheads every ``every`` steps; writes the affinity files into it. A run
+    killed half-way resumes from its last evaluation with the look-aheads made until then (saved with each
+    evaluation, ``STATE``): the same affinities as a run never stopped."""
     AffinityConfig(cfg, every, normalise_lr)  # checks the settings before the run folder is made
     from .plots import affinity_heatmap
     from .train import train
 
     tag = TagAffinity(cfg.train.weights, every, cfg.train.grad_clip, normalise_lr)
-    train(cfg, progress=progress, log=log, step_hooks=[tag])
     out = Path(cfg.out)
+    resume = _resume(out, tag, log)
+
+    def save(record):  # after each evaluation, once the trainer's checkpoint is written
+        write_json(out / STATE, tag.state() | {"step": record["step"]})
+
+    train(cfg, resume=resume, progress=progress, log=log, step_hooks=[tag], callbacks=[save])
     table = tag.table(cfg.data.data)
     table.to_csv(out / "affinity.csv", index=False)
     train_seconds = RunDir(out).train_seconds

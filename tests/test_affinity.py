@@ -66,6 +66,43 @@ def test_a_tag_run_trains_exactly_like_a_plain_run(tiny_corpus, tmp_path):
         assert (tmp_path / "tag" / f).stat().st_size > 0
 
 
+def test_a_killed_affinity_run_resumes_with_its_lookaheads_and_gives_the_same_affinities(
+    tiny_corpus, tmp_path, monkeypatch
+):
+    import pandas as pd
+
+    import taskrel.train as train_module
+    from taskrel.affinity import STATE, AffinityStateLost
+
+    quiet = {"progress": False, "log": lambda *_: None}
+    cfg = lambda out: tiny_config(tiny_corpus, tmp_path / out, weights=[1, 1, 1, 1], epochs=2)  # noqa: E731
+    unbroken = run_affinity(cfg("unbroken"), every=2, **quiet)
+    real_train = train_module.train
+
+    def killed_after_one_evaluation(c, *args, callbacks=(), **kwargs):
+        def kill(record):
+            raise KeyboardInterrupt
+
+        return real_train(c, *args, callbacks=[*callbacks, kill], **kwargs)
+
+    for name in ("killed", "lost"):
+        monkeypatch.setattr(train_module, "train", killed_after_one_evaluation)
+        with pytest.raises(KeyboardInterrupt):
+            run_affinity(cfg(name), every=2, **quiet)
+        monkeypatch.setattr(train_module, "train", real_train)
+        assert json.loads((tmp_path / name / STATE).read_text())["step"] > 0
+    said = []
+    resumed = run_affinity(cfg("killed"), every=2, progress=False, log=said.append)
+    assert any("resuming the affinity run" in line for line in said)
+    pd.testing.assert_frame_equal(resumed, unbroken, check_exact=True)
+    a, b = (json.loads((tmp_path / r / "affinity.json").read_text()) for r in ("killed", "unbroken"))
+    assert a["lookaheads"] == b["lookaheads"] > 0
+    assert run_affinity(cfg("killed"), every=2, **quiet).equals(resumed)  # finished: nothing trains again
+    (tmp_path / "lost" / STATE).unlink()  # a run whose look-aheads were not saved cannot be completed
+    with pytest.raises(AffinityStateLost, match="remove the folder"):
+        run_affinity(cfg("lost"), every=2, **quiet)
+
+
 def test_tag_needs_joint_static_runs(tiny_corpus, tmp_path):
     with pytest.raises(ValueError, match="joint"):
         run_affinity(tiny_config(tiny_corpus, tmp_path / "r", strategy="alternating"), every=1)
