@@ -590,11 +590,21 @@ def summarise(out: Path, study: Study) -> pd.DataFrame:
         if len(comparisons):
             comparisons.to_csv(out / "comparisons.csv", index=False)
             plots.comparison_forest(comparisons, out / "comparison.png")
-    from .stopcheck import stop_check
+    from .stopcheck import patience_sweep, stop_check
 
     checked = stop_check(results, score="f1" if "f1" in results else scores[0])
     if len(checked):
         checked.to_csv(out / "stop_check.csv", index=False)
+    sweep = patience_sweep(
+        [
+            {"corpus": Path(corpus).name, "variant": variant, "seed": seed, "patience": cfg.train.patience,
+             "min_epochs": cfg.train.min_epochs, "epochs": [e for e, _, _ in curve], "scores": [s for _, s, _ in curve]}
+            for variant, corpus, seed, cfg, run in finished
+            for curve in [run.dev_curve()]
+        ]
+    )  # fmt: skip
+    if len(sweep):
+        sweep.to_csv(out / "patience_sweep.csv", index=False)
     curves = dev_curves_table(finished)
     if len(curves):
         plots.dev_curves(curves, out / "dev_curves.png")

@@ -238,7 +238,7 @@ def study_blocks(folder: Path) -> list[Block]:
             ),
             ("table", format_comparisons(comp)),
         ]
-    blocks += stop_check_blocks(folder)
+    blocks += stop_check_blocks(folder) + patience_sweep_blocks(folder)
     blocks += _images(
         folder,
         (
@@ -267,6 +267,43 @@ def stop_check_blocks(folder: Path) -> list[Block]:
     table["Holm p"] = check["p_adjusted"].map(lambda x: f"{x:.4f}")
     table["flag"] = check["flag"].map(lambda f: "**cut off?**" if f else "no")
     return [("h2", "Stop check: did the stopping rule cut runs off?"), ("p", describe(check)), ("table", table)]
+
+
+def patience_sweep_blocks(folder: Path) -> list[Block]:
+    """What a shorter patience would have selected, replayed from a study's dev curves (``patience_sweep.csv``)."""
+    from .stopcheck import sweep_summary
+
+    if not (folder / "patience_sweep.csv").is_file():
+        return []
+    summary = sweep_summary(pd.read_csv(folder / "patience_sweep.csv"))
+    table = pd.DataFrame(
+        {
+            "corpus": summary["corpus"],
+            "runs' patience": summary["run_patience"],
+            "patience replayed": summary["patience"],
+            "runs": summary["runs"],
+            "same selection": summary["same_selection"].map(lambda x: f"{100 * x:.0f}%"),
+            "dev points lost: mean (worst)": [
+                f"{a:.2f} ({b:.2f})" for a, b in zip(summary["dev_lost_mean"], summary["dev_lost_max"])
+            ],
+            "share of the epochs": summary["epochs_share"].map(lambda x: f"{100 * x:.0f}%"),
+        }
+    )
+    return [
+        ("h2", "Patience sweep: what a shorter patience would have selected (dev only)"),
+        (
+            "p",
+            "Each run's dev curve replayed under every patience up to its own, with the trainer's rule (a new "
+            "best must be strictly higher; no stop before the minimum epochs). Training does not depend on the "
+            "patience, so this is exactly where a run with that patience would have stopped and what it would "
+            "have selected; where the selection is the same, so is the test score. Dev points lost: the run's "
+            "own selected dev score less the replayed one (×100), on the dev set that made the selection: part of any "
+            "later best is noise that the selection picks up, so the loss on test is smaller; a patience study "
+            "(the same runs with a longer patience, seeds paired) measures it. Where the patience just below the "
+            "runs' own still changes selections, their own may be short as well.",
+        ),
+        ("table", table),
+    ]
 
 
 def _images(folder: Path, figures) -> list[Block]:
@@ -424,7 +461,14 @@ def prediction_blocks(folder: Path) -> list[Block]:
     return blocks + _images(folder, (("prediction.png", "Ranking metrics per estimator"),))
 
 
-STUDY_FILES = ("study.json", "results.csv", "summary.csv", "comparisons.csv", "stop_check.csv")
+STUDY_FILES = (
+    "study.json",
+    "results.csv",
+    "summary.csv",
+    "comparisons.csv",
+    "stop_check.csv",
+    "patience_sweep.csv",
+)
 
 
 def folder_blocks(folder: Path) -> tuple[list[Block], list[Path]]:

@@ -15,6 +15,14 @@ a permutation test that shuffles the best epochs within each variant; Holm
 adjusts it over the corpora. A flagged corpus is a warning, not proof: a
 study of the patience itself (the same runs with a longer one, seeds paired)
 says whether the comparisons change.
+
+The patience sweep (``patience_sweep``) asks the budget question from dev
+alone: replaying each run's dev curve under every shorter patience, where would
+it have stopped, which epoch would it have selected, and how many dev points
+would that have cost? Training does not depend on the patience, so the replay
+is exact. A corpus where patience P-1 or P-2 already selects what P selects has
+room to spare; one where each extra evaluation of patience still changes the
+selection is one where P may be short too.
 """
 
 from __future__ import annotations
@@ -113,3 +121,76 @@ def describe(table: pd.DataFrame) -> str:
             "patience, seeds paired) should come before a verdict there."
         )
     return text + "Nothing is flagged."
+
+
+# ---- the patience sweep: what a shorter patience would have done, replayed from the dev curves
+
+
+def replay_stop(epochs: list, scores: list, patience: int, min_epochs: float = 0) -> tuple[int, int]:
+    """``(index of the evaluation where the run stops, index of the one it selects)`` under early stopping with
+    ``patience``, replayed over a dev curve with the trainer's own rule: a new best must be strictly higher; the
+    run stops once ``patience`` evaluations in a row brought none, and not before ``min_epochs`` epochs. A
+    curve that never stops ends at its last evaluation."""
+    best, best_at, bad = float("-inf"), 0, 0
+    for k, (epoch, score) in enumerate(zip(epochs, scores)):
+        if score > best:
+            best, best_at, bad = score, k, 0
+        else:
+            bad += 1
+        if bad >= patience and epoch >= min_epochs:
+            return k, best_at
+    return len(scores) - 1, best_at
+
+
+def patience_sweep(runs: list[dict]) -> pd.DataFrame:
+    """For every finished run trained with early stopping (dicts of ``variant``, ``corpus``, ``seed``,
+    ``patience``, ``min_epochs``, ``epochs`` and ``scores``, its dev curve) and every shorter patience p: where
+    the run would have stopped and which evaluation it would have selected. Training does not depend on the
+    patience (the schedule's horizon is the maximum), so a run with patience p is this run cut at that stop:
+    the replay is exact for dev, and where the selection is the same, the test score is this run's too. A
+    different selection has no test score here (none is computed without training again), by design: the
+    table says what the budget would have cost on dev only."""
+    rows = []
+    for run in runs:
+        if not run.get("patience") or not run["scores"]:
+            continue
+        epochs, scores = run["epochs"], run["scores"]
+        _, chosen = replay_stop(epochs, scores, run["patience"], run.get("min_epochs") or 0)
+        for p in range(1, run["patience"] + 1):
+            stop, best = replay_stop(epochs, scores, p, run.get("min_epochs") or 0)
+            rows.append(
+                {
+                    "corpus": run["corpus"],
+                    "variant": run["variant"],
+                    "seed": run["seed"],
+                    "run_patience": run["patience"],
+                    "patience": p,
+                    "stop_epoch": epochs[stop],
+                    "selected_epoch": epochs[best],
+                    "dev_selected": scores[best],
+                    "dev_lost": scores[chosen] - scores[best],
+                    "same_selection": best == chosen,
+                    "epochs_share": epochs[stop] / epochs[-1],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Per corpus, the runs' own patience and each patience up to it (the variants pooled): runs, the dev
+    points a shorter patience would have lost (mean and worst, ×100), the share of runs that would have
+    selected the same evaluation, and the share of their epochs they would have trained."""
+    if not len(sweep):
+        return sweep
+    keys = ["corpus", "run_patience", "patience"]
+    return (
+        sweep.groupby(keys, sort=False)
+        .agg(
+            runs=("seed", "size"),
+            dev_lost_mean=("dev_lost", lambda x: 100 * x.mean()),
+            dev_lost_max=("dev_lost", lambda x: 100 * x.max()),
+            same_selection=("same_selection", "mean"),
+            epochs_share=("epochs_share", "mean"),
+        )
+        .reset_index()
+    )

@@ -124,6 +124,9 @@ def test_a_runs_study_with_a_baseline_compares_paired_seeds_in_parallel(tiny_cor
     assert main(["run", str(f), "--out", str(out), "--report", str(rep), "--no-progress"]) == 0
     said = capsys.readouterr()
     assert "4 runs, 0 already done, 2 workers" in said.out + said.err
+    sweep = pd.read_csv(out / "patience_sweep.csv")  # patience 1: replayed at 1, its own selection
+    assert len(sweep) == 4 and (sweep["patience"] == 1).all() and sweep["same_selection"].all()
+    assert "Patience sweep" in (rep / "report.md").read_text()
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 4 and set(results["stopped"]) <= {"patience", "max_epochs"}
     comp = pd.read_csv(out / "comparisons.csv")

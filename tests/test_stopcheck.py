@@ -73,3 +73,46 @@ def test_a_grid_is_checked_per_main_task():
     table = stop_check(runs, score="score", by="main", samples=2000)
     assert list(table.columns[:1]) == ["main"] and list(table["main"]) == ["A", "B"]
     assert list(table["flag"]) == [True, False] and "Flagged: A." in describe(table)
+
+
+def test_the_replay_follows_the_trainers_stopping_rule():
+    from taskrel.stopcheck import replay_stop
+
+    epochs, scores = list(range(1, 9)), [0.1, 0.3, 0.2, 0.25, 0.4, 0.35, 0.35, 0.38]
+    assert replay_stop(epochs, scores, 1) == (2, 1)
+    assert replay_stop(epochs, scores, 2) == (3, 1)
+    assert replay_stop(epochs, scores, 3) == (7, 4)
+    assert replay_stop(epochs, scores, 4) == (7, 4)  # never stops: the last evaluation, the best before it
+    assert replay_stop(epochs, scores, 1, min_epochs=4) == (3, 1)  # no stop before epoch 4
+    assert replay_stop([1, 2], [0.5, 0.5], 1) == (1, 0)  # a tie is no new best
+
+
+def test_a_shorter_patience_replayed_is_what_training_with_it_gives(tiny_corpus, tmp_path):
+    from taskrel.rundir import RunDir
+    from taskrel.stopcheck import patience_sweep, sweep_summary
+    from taskrel.train import train
+
+    from helpers import tiny_config
+
+    quiet = {"progress": False, "log": lambda *_: None}
+    runs = {}
+    for p in (2, 4, 6):  # mCLS on the tiny corpus: a dev curve flat for 5 epochs, then a new best
+        cfg = tiny_config(tiny_corpus, tmp_path / f"p{p}", epochs=10, patience=p, min_epochs=2, batch_size=2)
+        cfg.model.tasks = ["mcls"]
+        train(cfg, **quiet)
+        runs[p] = RunDir(cfg.out)
+    curve = runs[6].dev_curve()
+    sweep = patience_sweep(
+        [{"corpus": "tiny", "variant": "v", "seed": 1, "patience": 6, "min_epochs": 2,
+          "epochs": [e for e, _, _ in curve], "scores": [s for _, s, _ in curve]}]
+    ).set_index("patience")  # fmt: skip
+    assert list(sweep.index) == [1, 2, 3, 4, 5, 6] and sweep.loc[6, "dev_lost"] == 0 and sweep.loc[6, "same_selection"]
+    assert (sweep["dev_lost"] > 0).any()  # a shorter patience would have selected a worse epoch here
+    for p in (2, 4):  # the run trained with patience p stopped and selected where the replay says
+        trained = runs[p].dev_curve()
+        assert trained[-1][0] == sweep.loc[p, "stop_epoch"]
+        assert runs[p].best_epoch == sweep.loc[p, "selected_epoch"]
+        assert max(s for _, s, _ in trained) == sweep.loc[p, "dev_selected"]
+    summary = sweep_summary(sweep.reset_index())
+    assert list(summary["patience"]) == [1, 2, 3, 4, 5, 6] and (summary["runs"] == 1).all()
+    assert summary.loc[5, "dev_lost_mean"] == 0 and summary.loc[5, "same_selection"] == 1
