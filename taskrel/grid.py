@@ -457,8 +457,8 @@ def _labels_changed(a: RunDir, b: RunDir, task: str) -> float:
 
 
 def analyse(out: Path, grid: GridConfig, log=say) -> pd.DataFrame:
-    """Write ``runs.csv``, ``transfer.csv``, ``contrasts.csv``, ``noise.csv``, ``stop_check.csv`` (per main
-    task, ``stopcheck.py``) and the figures from whatever cells are finished."""
+    """Write ``runs.csv``, ``transfer.csv``, ``contrasts.csv``, ``noise.csv``, ``stop_check.csv`` and
+    ``patience_sweep.csv`` (per main task, ``stopcheck.py``) and the figures from whatever cells are finished."""
     from .plots import heatmap, learning_curves
 
     out = Path(out)
@@ -474,12 +474,24 @@ def analyse(out: Path, grid: GridConfig, log=say) -> pd.DataFrame:
     if len(noise):
         noise.to_csv(out / "noise.csv", index=False)
     if len(runs):
-        from .stopcheck import stop_check
+        from .stopcheck import patience_sweep, stop_check
 
         cells = runs.assign(variant=runs["main"] + "|" + runs["secondary"].fillna(""))
         checked = stop_check(cells, score="score", by="main")  # per main task: each has its own metric
         if len(checked):
             checked.to_csv(out / "stop_check.csv", index=False)
+        sweep = patience_sweep(
+            [
+                {"main": r.main, "variant": r.variant, "seed": r.seed, "patience": grid.base.train.patience,
+                 "min_epochs": grid.base.train.min_epochs, "epochs": [e for e, _, _ in curve],
+                 "scores": [s for _, s, _ in curve]}
+                for r in cells.itertuples()
+                for curve in [RunDir(out / r.run_dir).dev_curve(r.main)]
+            ],
+            by="main",
+        )  # fmt: skip
+        if len(sweep):
+            sweep.to_csv(out / "patience_sweep.csv", index=False)
     if len(transfer):
         heatmap(transfer, grid.tasks, out / "heatmap.png", grid.alpha)
         heatmap(transfer, grid.tasks, out / "heatmap_speed.png", grid.alpha, value="delta_aulc")

@@ -51,7 +51,7 @@ KINDS: dict[str, StudyKind] = {
             "grid",
             "grid.json",
             "report:grid_blocks",
-            ("runs.csv", "transfer.csv", "noise.csv", "contrasts.csv", "stop_check.csv"),
+            ("runs.csv", "transfer.csv", "noise.csv", "contrasts.csv", "stop_check.csv", "patience_sweep.csv"),
             ("pairwise_transfer.ipynb", "GRID_DIR"),
             "config:GridConfig",
         ),

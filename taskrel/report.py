@@ -157,6 +157,7 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
     return (
         blocks
         + stop_check_blocks(folder)
+        + patience_sweep_blocks(folder)
         + _images(
             folder,
             (
@@ -276,9 +277,10 @@ def patience_sweep_blocks(folder: Path) -> list[Block]:
     if not (folder / "patience_sweep.csv").is_file():
         return []
     summary = sweep_summary(pd.read_csv(folder / "patience_sweep.csv"))
+    by = summary.columns[0]  # corpus; a grid's main task (sweep_summary's first key)
     table = pd.DataFrame(
         {
-            "corpus": summary["corpus"],
+            "main task" if by == "main" else by: summary[by],
             "runs' patience": summary["run_patience"],
             "patience replayed": summary["patience"],
             "runs": summary["runs"],

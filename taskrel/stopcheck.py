@@ -142,8 +142,8 @@ def replay_stop(epochs: list, scores: list, patience: int, min_epochs: float = 0
     return len(scores) - 1, best_at
 
 
-def patience_sweep(runs: list[dict]) -> pd.DataFrame:
-    """For every finished run trained with early stopping (dicts of ``variant``, ``corpus``, ``seed``,
+def patience_sweep(runs: list[dict], by: str = "corpus") -> pd.DataFrame:
+    """For every finished run trained with early stopping (dicts of ``by``, ``variant``, ``seed``,
     ``patience``, ``min_epochs``, ``epochs`` and ``scores``, its dev curve) and every shorter patience p: where
     the run would have stopped and which evaluation it would have selected. Training does not depend on the
     patience (the schedule's horizon is the maximum), so a run with patience p is this run cut at that stop:
@@ -160,7 +160,7 @@ def patience_sweep(runs: list[dict]) -> pd.DataFrame:
             stop, best = replay_stop(epochs, scores, p, run.get("min_epochs") or 0)
             rows.append(
                 {
-                    "corpus": run["corpus"],
+                    by: run[by],
                     "variant": run["variant"],
                     "seed": run["seed"],
                     "run_patience": run["patience"],
@@ -177,12 +177,13 @@ def patience_sweep(runs: list[dict]) -> pd.DataFrame:
 
 
 def sweep_summary(sweep: pd.DataFrame) -> pd.DataFrame:
-    """Per corpus, the runs' own patience and each patience up to it (the variants pooled): runs, the dev
-    points a shorter patience would have lost (mean and worst, ×100), the share of runs that would have
-    selected the same evaluation, and the share of their epochs they would have trained."""
+    """Per corpus (per main task: a grid's sweep, with a ``main`` column), the runs' own patience and
+    each patience up to it (the variants pooled): runs, the dev points a shorter patience would have lost
+    (mean and worst, ×100), the share of runs that would have selected the same evaluation, and the share of
+    their epochs they would have trained."""
     if not len(sweep):
         return sweep
-    keys = ["corpus", "run_patience", "patience"]
+    keys = ["main" if "main" in sweep else "corpus", "run_patience", "patience"]
     return (
         sweep.groupby(keys, sort=False)
         .agg(

@@ -41,6 +41,7 @@ def test_cells_are_singles_then_ordered_pairs():
 
 def test_a_two_task_grid_end_to_end(tiny_corpus, tmp_path):
     grid = tiny_grid(tiny_corpus)
+    grid.base.train.patience = 2
     transfer = run_grid(grid, tmp_path / "g", **QUIET)
     out = tmp_path / "g"
     for f in ("grid.json", "runs.csv", "transfer.csv", "heatmap.png", "learning_curves.png"):
@@ -60,6 +61,11 @@ def test_a_two_task_grid_end_to_end(tiny_corpus, tmp_path):
     # the stop check runs per main task (each has its own metric), over its cells' runs
     check = pd.read_csv(out / "stop_check.csv")
     assert list(check["main"]) == ["ner", "bcls"] and (check["runs"] == 4).all() and (check["variants"] == 2).all()
+    # and so does the patience sweep: patience 1 and 2 replayed over every cell's dev curve
+    sweep = pd.read_csv(out / "patience_sweep.csv")
+    assert list(sweep.columns[:2]) == ["main", "variant"] and len(sweep) == 8 * 2
+    own = sweep[sweep["patience"] == 2]
+    assert own["same_selection"].all() and (own["dev_lost"] == 0).all()
     cfg = json.loads((out / "cells/ner+bcls/seed2/config.json").read_text())
     assert cfg["model"]["tasks"] == ["ner", "bcls"] and cfg["train"]["weights"] == {"ner": 1.0, "bcls": 0.5}
     assert cfg["train"]["seed"] == 2
