@@ -598,9 +598,8 @@ def summarise(out: Path, study: Study) -> pd.DataFrame:
     sweep = patience_sweep(
         [
             {"corpus": Path(corpus).name, "variant": variant, "seed": seed, "patience": cfg.train.patience,
-             "min_epochs": cfg.train.min_epochs, "epochs": [e for e, _, _ in curve], "scores": [s for _, s, _ in curve]}
+             "min_epochs": cfg.train.min_epochs, "curve": run.dev_curve()}
             for variant, corpus, seed, cfg, run in finished
-            for curve in [run.dev_curve()]
         ]
     )  # fmt: skip
     if len(sweep):

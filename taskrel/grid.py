@@ -483,10 +483,8 @@ def analyse(out: Path, grid: GridConfig, log=say) -> pd.DataFrame:
         sweep = patience_sweep(
             [
                 {"main": r.main, "variant": r.variant, "seed": r.seed, "patience": grid.base.train.patience,
-                 "min_epochs": grid.base.train.min_epochs, "epochs": [e for e, _, _ in curve],
-                 "scores": [s for _, s, _ in curve]}
+                 "min_epochs": grid.base.train.min_epochs, "curve": RunDir(out / r.run_dir).dev_curve(r.main)}
                 for r in cells.itertuples()
-                for curve in [RunDir(out / r.run_dir).dev_curve(r.main)]
             ],
             by="main",
         )  # fmt: skip

@@ -144,7 +144,7 @@ def replay_stop(epochs: list, scores: list, patience: int, min_epochs: float = 0
 
 def patience_sweep(runs: list[dict], by: str = "corpus") -> pd.DataFrame:
     """For every finished run trained with early stopping (dicts of ``by``, ``variant``, ``seed``,
-    ``patience``, ``min_epochs``, ``epochs`` and ``scores``, its dev curve) and every shorter patience p: where
+    ``patience``, ``min_epochs`` and ``curve``, its ``RunDir.dev_curve``) and every shorter patience p: where
     the run would have stopped and which evaluation it would have selected. Training does not depend on the
     patience (the schedule's horizon is the maximum), so a run with patience p is this run cut at that stop:
     the replay is exact for dev, and where the selection is the same, the test score is this run's too. A
@@ -152,12 +152,13 @@ def patience_sweep(runs: list[dict], by: str = "corpus") -> pd.DataFrame:
     table says what the budget would have cost on dev only."""
     rows = []
     for run in runs:
-        if not run.get("patience") or not run["scores"]:
+        if not run.get("patience") or not run["curve"]:
             continue
-        epochs, scores = run["epochs"], run["scores"]
-        _, chosen = replay_stop(epochs, scores, run["patience"], run.get("min_epochs") or 0)
+        epochs, scores = [e for e, _, _ in run["curve"]], [s for _, s, _ in run["curve"]]
+        min_epochs = run.get("min_epochs") or 0
+        _, chosen = replay_stop(epochs, scores, run["patience"], min_epochs)
         for p in range(1, run["patience"] + 1):
-            stop, best = replay_stop(epochs, scores, p, run.get("min_epochs") or 0)
+            stop, best = replay_stop(epochs, scores, p, min_epochs)
             rows.append(
                 {
                     by: run[by],

@@ -103,8 +103,7 @@ def test_a_shorter_patience_replayed_is_what_training_with_it_gives(tiny_corpus,
         runs[p] = RunDir(cfg.out)
     curve = runs[6].dev_curve()
     sweep = patience_sweep(
-        [{"corpus": "tiny", "variant": "v", "seed": 1, "patience": 6, "min_epochs": 2,
-          "epochs": [e for e, _, _ in curve], "scores": [s for _, s, _ in curve]}]
+        [{"corpus": "tiny", "variant": "v", "seed": 1, "patience": 6, "min_epochs": 2, "curve": curve}]
     ).set_index("patience")  # fmt: skip
     assert list(sweep.index) == [1, 2, 3, 4, 5, 6] and sweep.loc[6, "dev_lost"] == 0 and sweep.loc[6, "same_selection"]
     assert (sweep["dev_lost"] > 0).any()  # a shorter patience would have selected a worse epoch here
