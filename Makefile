@@ -30,7 +30,7 @@ demo: install
 # studies have finished (its tuned arms wait for them). Many hours: start it
 # with `nohup make studies > runs/studies.log 2>&1 &`.
 STUDIES := patience-bc2gm lowres-10pct tune-lowres-10pct tune-lowres-10pct-single lowres-10pct figure5-grid-ncbi \
-	weighting-ncbi weighting-ncbi-uncertainty weighting-ncbi-gradnorm weighting-ncbi-fair task-relations-embed task-relations-embed-taskemb task-relations-tag table2-pooling-ncbi
+	weighting-ncbi weighting-ncbi-uncertainty weighting-ncbi-gradnorm weighting-ncbi-fair task-relations-embed task-relations-embed-taskemb task-relations-tag task-relations-score table2-pooling-ncbi
 studies: install
 	$(BIN)/taskrel run $(foreach s,$(STUDIES),experiments/$(s).yaml) --no-progress --report-root reports
 

@@ -601,7 +601,13 @@ def run_affinity_cmd(a) -> int:
 def add_predict_transfer_parser(sub):
     p = sub.add_parser("predict-transfer", help="how well embeddings and affinities rank a grid's secondary tasks")
     p.add_argument("--grid", required=True, help="grid folder (transfer.csv)")
-    p.add_argument("--embeddings", help="folder written by taskrel embed")
+    p.add_argument(
+        "--embeddings",
+        action="append",
+        metavar="[LABEL=]FOLDER",
+        help="folder written by taskrel embed; repeat with LABEL=FOLDER to score several side by side (the label "
+        "prefixes their estimators' names)",
+    )
     p.add_argument("--affinity", help="run folder written by taskrel affinity")
     p.add_argument("--out", help="output folder (default: GRID/prediction)")
     p.add_argument("--samples", type=int, default=1000, help="random rankings of the random baseline")
@@ -611,7 +617,13 @@ def add_predict_transfer_parser(sub):
 def run_predict_transfer_cmd(a) -> int:
     from .ranking import run_predict_transfer
 
-    summary = run_predict_transfer(a.grid, a.embeddings, a.affinity, a.out, a.samples)
+    embeddings = {}
+    for item in a.embeddings or []:
+        label, _, folder = item.rpartition("=")
+        if label in embeddings:
+            raise ConfigError(f"--embeddings: label {label!r} given twice; write LABEL=FOLDER for each")
+        embeddings[label] = folder
+    summary = run_predict_transfer(a.grid, embeddings, a.affinity, a.out, a.samples)
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
     return 0
 

@@ -594,3 +594,24 @@ class AffinityConfig(_WithBase):
             self.base.train.strategy == "joint" and self.base.train.weighting == "static",
             "TAG affinities need the joint strategy with static weights",
         )
+
+
+@dataclass
+class PredictionConfig(_WithBase):
+    """Scoring estimators against a finished grid (``taskrel predict-transfer``) as a study file section.
+
+    ``grid``, the ``embeddings`` folders (label -> folder; the label prefixes the estimators' names, "" for
+    none) and ``affinity`` may hold ``{corpus}``; ``base`` only gives the output folder (nothing is trained).
+    """
+
+    base: RunConfig
+    grid: str = ""
+    embeddings: dict = field(default_factory=dict)
+    affinity: str | None = None
+    samples: int = 1000
+
+    def __post_init__(self):
+        check_types(self)
+        _check(bool(self.grid), "prediction needs the grid folder whose transfers it scores (grid: FOLDER)")
+        _check(self.samples >= 1, f"samples must be positive, got {self.samples}")
+        _check(bool(self.embeddings) or bool(self.affinity), "prediction needs embeddings, an affinity, or both")

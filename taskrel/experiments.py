@@ -20,6 +20,13 @@ A study file states everything needed to reproduce it::
     tune: {trials: 30, pruner: median, confirm_seeds: [1, 2, 3]}        # kind tune
     embed: {tasks: [BC2GM:ner, NCBI-disease:ner], examples: 500}        # kind embed
     affinity: {every: 5}                                                # kind affinity
+    prediction: {grid: runs/GRID/{corpus}, embeddings: {"": runs/EMB/{corpus}}}  # kind prediction
+
+A ``prediction`` study scores Fisher embeddings and TAG affinities (folders of
+other studies, ``{corpus}`` standing for the corpus folder name) against a
+finished grid, as ``taskrel predict-transfer`` does, into
+``OUT/CORPUS/prediction/``; it trains nothing, waits (saying for what) while
+the grid or an input is unfinished, and scores again on every run.
 
 A variant's ``tuned_from: FOLDER`` (``{corpus}`` in it stands for the corpus
 folder name, e.g. ``runs/tune-lowres-10pct/{corpus}``) takes the loss weights,
@@ -123,6 +130,7 @@ class Study:
     tune: dict = field(default_factory=dict)
     embed: dict = field(default_factory=dict)
     affinity: dict = field(default_factory=dict)
+    prediction: dict = field(default_factory=dict)
     # kind runs: the order of training, e.g. [[single, mt-authors], [single-aa]]: every seed of the first stage's
     # variants before the next stage's; variants not named come last (``_order``). Order only, no setting.
     stages: list = field(default_factory=list)
@@ -645,3 +653,43 @@ def run_affinity_section(ac, steps: dict, progress: bool = True, log=say) -> Non
         log(f"{ac.base.out} is complete")
         return
     run_affinity(ac.base, ac.every, progress=progress, log=log, normalise_lr=ac.normalise_lr)
+
+
+def prediction_inputs_missing(pc) -> list[str]:
+    """What a prediction section still waits for: an unfinished grid, embeddings or affinity run."""
+    from .grid import all_cells, is_done, load_grid
+
+    corpus = pc.base.data.data
+    grid = corpus_path(pc.grid, corpus)
+    missing = []
+    if not (grid / "grid.json").is_file():
+        missing.append(f"grid {grid} (not started)")
+    else:
+        cells = all_cells(load_grid(grid))
+        left = sum(not is_done(grid, c) for c in cells)
+        if left:
+            missing.append(f"grid {grid} ({left} of {len(cells)} cells unfinished)")
+    for folder in pc.embeddings.values():
+        folder = corpus_path(folder, corpus)
+        if not (folder / "meta.json").is_file():
+            missing.append(f"embeddings {folder}")
+    if pc.affinity and not (corpus_path(pc.affinity, corpus) / "affinity.json").is_file():
+        missing.append(f"affinity {corpus_path(pc.affinity, corpus)}")
+    return missing
+
+
+def run_prediction_section(pc, steps: dict, progress: bool = True, log=say) -> None:
+    """Score the embeddings and affinities against the finished grid into ``pc.base.out/prediction``; while an
+    input is unfinished, say so and wait (a later run of the study scores it). Scored again on every run, so the
+    scores follow the inputs (a grid grown by seeds, say) and are never stale."""
+    from .ranking import run_predict_transfer
+
+    missing = prediction_inputs_missing(pc)
+    if missing:
+        log(f"{pc.base.out}: waiting for {'; '.join(missing)}")
+        return
+    corpus = pc.base.data.data
+    embeddings = {label: corpus_path(folder, corpus) for label, folder in pc.embeddings.items()}
+    affinity = corpus_path(pc.affinity, corpus) if pc.affinity else None
+    grid = corpus_path(pc.grid, corpus)
+    run_predict_transfer(grid, embeddings, affinity, Path(pc.base.out) / "prediction", pc.samples, log=log)

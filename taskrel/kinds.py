@@ -9,10 +9,10 @@ kinds up here; adding a kind is one entry. Functions are named, not
 imported, so that reading the registry costs nothing.
 
 Experiment files declare ``runs`` and ``grid`` studies (``experiments.py``),
-and ``tune``, ``embed`` and ``affinity`` studies through a section of that
-name whose keys are the fields of the kind's settings dataclass (plus the
-follow-up steps of ``tune``: ``measure_pruning``, ``continue_pruned``,
-``confirm_seeds``, ``arms``). ``confirm``, ``pruning`` and ``prediction``
+and ``tune``, ``embed``, ``affinity`` and ``prediction`` studies through a
+section of that name whose keys are the fields of the kind's settings
+dataclass (plus the follow-up steps of ``tune``: ``measure_pruning``,
+``continue_pruned``, ``confirm_seeds``, ``arms``). ``confirm`` and ``pruning``
 results are written by other kinds' commands and have no section of their own.
 """
 
@@ -90,7 +90,11 @@ KINDS: dict[str, StudyKind] = {
             "prediction",
             "prediction/prediction_summary.csv",
             "report:prediction_blocks",
-            ("prediction/prediction.csv",),
+            ("prediction/prediction.csv", "prediction/prediction.json"),
+            None,
+            "config:PredictionConfig",
+            "experiments:run_prediction_section",
+            "ranking:section_runs",
         ),
     )
 }

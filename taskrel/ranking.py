@@ -171,8 +171,18 @@ def _data_size(grid) -> dict:
     return sizes
 
 
-def score_estimators(grid_dir, emb_dir=None, aff_dir=None, samples: int = 1000, log=say) -> pd.DataFrame:
-    """Every available estimator's ranking metrics against a grid, one row per (main task, estimator)."""
+def _embedding_dirs(emb_dirs) -> dict:
+    """``emb_dirs`` as label -> folder: one folder (no label), or a mapping already."""
+    if not emb_dirs:
+        return {}
+    return {str(k): v for k, v in emb_dirs.items()} if isinstance(emb_dirs, dict) else {"": emb_dirs}
+
+
+def score_estimators(grid_dir, emb_dirs=None, aff_dir=None, samples: int = 1000, log=say) -> pd.DataFrame:
+    """Every available estimator's ranking metrics against a grid, one row per (main task, estimator).
+
+    ``emb_dirs``: an embeddings folder, or label -> folder (each label prefixes its estimators' names,
+    ``LABEL/fisher:...``, so two Fisher styles are scored side by side in one family)."""
     from pathlib import Path
 
     from .grid import load_results
@@ -181,32 +191,27 @@ def score_estimators(grid_dir, emb_dir=None, aff_dir=None, samples: int = 1000, 
     default = res.grid.base.data.data
     key = {t: TaskSpec.parse(t).canonical(default) for t in res.grid.tasks}
     estimators = {}
-    if emb_dir:
+    for label, folder in _embedding_dirs(emb_dirs).items():
         from .embed import load_embeddings
         from .similarity import MEASURES, similarity_matrix
 
-        emb = load_embeddings(emb_dir)
+        prefix = f"{label}/" if label else ""
+        emb = load_embeddings(folder)
         index = {(c, k): i for i, (c, k) in enumerate(zip(emb.corpora(), emb.kinds()))}
         missing = sorted({key[t] for t in res.grid.tasks} - set(index))
         if missing:
-            log(f"embeddings lack grid tasks {missing}: embedding estimators skip them")
+            log(f"embeddings {folder} lack grid tasks {missing}: their estimators skip them")
         for comp in emb.meta["components"]:
             for measure in MEASURES:
-                sim = similarity_matrix(emb.vectors(comp), measure)
+                kinds = [("fisher", False)] + ([("control", True)] if emb.has_control else [])
+                for name, control in kinds:  # control: the same estimator from the shuffled-label embeddings
+                    sim = similarity_matrix(emb.vectors(comp, control=control), measure)
 
-                def fn(m, s, sim=sim):
-                    a, b = index.get(key[m]), index.get(key[s])
-                    return None if a is None or b is None else float(sim[a, b])
-
-                estimators[f"fisher:{comp}:{measure}"] = fn
-                if emb.has_control:  # the same estimator from the shuffled-label embeddings
-                    control = similarity_matrix(emb.vectors(comp, control=True), measure)
-
-                    def fn_control(m, s, sim=control):
+                    def fn(m, s, sim=sim, index=index):
                         a, b = index.get(key[m]), index.get(key[s])
                         return None if a is None or b is None else float(sim[a, b])
 
-                    estimators[f"control:{comp}:{measure}"] = fn_control
+                    estimators[f"{prefix}{name}:{comp}:{measure}"] = fn
     if aff_dir:
         aff = pd.read_csv(Path(aff_dir) / "affinity.csv")
         table = {((r.source_corpus, r.source_task), (r.target_corpus, r.target_task)): r.affinity
@@ -218,20 +223,42 @@ def score_estimators(grid_dir, emb_dir=None, aff_dir=None, samples: int = 1000, 
     return predict_transfer(res.transfer, alone, estimators, samples)
 
 
-def run_predict_transfer(grid_dir, emb_dir=None, aff_dir=None, out=None, samples: int = 1000, log=say):
-    """``score_estimators``, written to ``prediction.csv``, ``prediction_summary.csv`` and ``prediction.png``
-    in ``out`` (default: ``GRID_DIR/prediction``); returns the summary."""
+def grid_status(transfer: pd.DataFrame) -> dict:
+    """What the ground truth is worth: the grid's pairs, how many have every run converged, and the verdicts."""
+    verdicts = transfer["verdict"].value_counts().to_dict() if "verdict" in transfer else {}
+    return {
+        "pairs": len(transfer),
+        "converged_pairs": int(transfer["converged"].sum()) if "converged" in transfer else None,
+        "verdicts": {k: int(v) for k, v in verdicts.items()},
+        "seeds": sorted({int(n) for n in transfer["n_seeds"]}) if "n_seeds" in transfer else [],
+    }
+
+
+def section_runs(settings, steps: dict, folder) -> list:
+    """A prediction study section trains nothing (for ``taskrel estimate``)."""
+    return []
+
+
+def run_predict_transfer(grid_dir, emb_dirs=None, aff_dir=None, out=None, samples: int = 1000, log=say):
+    """``score_estimators``, written to ``prediction.csv``, ``prediction_summary.csv``, ``prediction.png`` and
+    ``prediction.json`` (the inputs and what the grid's transfers are worth) in ``out`` (default:
+    ``GRID_DIR/prediction``); returns the summary."""
     from pathlib import Path
 
     from .grid import load_results
     from .plots import prediction_scores
+    from .rundir import write_json
 
-    table = score_estimators(grid_dir, emb_dir, aff_dir, samples, log)
+    table = score_estimators(grid_dir, emb_dirs, aff_dir, samples, log)
     out = Path(out or Path(grid_dir) / "prediction")
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "prediction.csv", index=False)
-    summ = summary(table, load_results(grid_dir).transfer)
+    transfer = load_results(grid_dir).transfer
+    summ = summary(table, transfer)
     summ.to_csv(out / "prediction_summary.csv")
     prediction_scores(summ, out / "prediction.png")
-    log(f"wrote {out / 'prediction.csv'}, prediction_summary.csv and prediction.png")
+    inputs = {"grid": str(grid_dir), "embeddings": {k: str(v) for k, v in _embedding_dirs(emb_dirs).items()}}
+    write_json(out / "prediction.json", {**inputs, "affinity": aff_dir and str(aff_dir), "samples": samples,
+                                         "grid_status": grid_status(transfer)})  # fmt: skip
+    log(f"wrote {out / 'prediction.csv'}, prediction_summary.csv, prediction.png and prediction.json")
     return summ

@@ -460,7 +460,32 @@ def prediction_blocks(folder: Path) -> list[Block]:
         ),
         ("table", summary.round(3)),
     ]
+    if (folder / "prediction.json").is_file():
+        blocks.append(("p", prediction_inputs_line(json.loads((folder / "prediction.json").read_text()))))
     return blocks + _images(folder, (("prediction.png", "Ranking metrics per estimator"),))
+
+
+def prediction_inputs_line(record: dict) -> str:
+    """What the estimators were scored against, and what that ground truth is worth."""
+    st = record.get("grid_status") or {}
+    emb = ", ".join(f"`{v}`" + (f" ({k})" if k else "") for k, v in (record.get("embeddings") or {}).items())
+    parts = [f"Scored against the grid `{record['grid']}`"]
+    parts += [f"embeddings {emb}"] if emb else []
+    parts += [f"affinities `{record['affinity']}`"] if record.get("affinity") else []
+    line = ", ".join(parts) + "."
+    if st:
+        verdicts = st.get("verdicts") or {}
+        counted = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
+        line += f" The grid's {st['pairs']} transfers ({'/'.join(map(str, st.get('seeds') or []))} seeds): {counted}."
+        if st.get("converged_pairs") is not None and st["converged_pairs"] < st["pairs"]:
+            line += f" **{st['pairs'] - st['converged_pairs']} of them include a run that did not converge.**"
+        if verdicts.get("undetermined", 0) == st["pairs"]:
+            line += (
+                " Every transfer is undetermined: the order the estimators are scored against is itself within the "
+                "noise, so a low Spearman says little against an estimator (the permutation p stays valid: it "
+                "asks whether the ranking follows the measured Δ more than chance does)."
+            )
+    return line
 
 
 STUDY_FILES = (

@@ -1,3 +1,4 @@
+import json
 import math
 from pathlib import Path
 
@@ -116,3 +117,57 @@ def test_summary_adds_permutation_p_and_holm():
     summ = summary(predict_transfer(transfer, {"a": 0.7, "b": 0.6}, est, samples=100), transfer)
     assert summ.loc["oracle", "p_spearman"] == pytest.approx(1 / 36) and summ.loc["anti", "p_spearman"] == 1
     assert summ.loc["oracle", "p_adjusted"] == pytest.approx(2 / 36) and np.isnan(summ.loc["random", "p_spearman"])
+
+
+PREDICTION_STUDY = """
+name: tiny-score
+kind: prediction
+corpora: [{corpus}]
+prediction:
+  grid: {root}/g/{{corpus}}
+  embeddings:
+    a: {root}/e/{{corpus}}
+    b: {root}/e2/{{corpus}}
+  affinity: {root}/a/{{corpus}}
+  samples: 100
+"""
+
+
+def test_a_prediction_study_waits_for_its_inputs_then_scores_every_estimator_in_one_family(
+    tiny_corpus, tmp_path, monkeypatch
+):
+    from taskrel.estimate import estimate
+    from taskrel.experiments import load_study, run_study
+
+    monkeypatch.setenv("TASKREL_DATA", str(tiny_corpus.parent))
+    study_file = tmp_path / "score.yaml"
+    study_file.write_text(PREDICTION_STUDY.format(corpus=tiny_corpus, root=tmp_path))
+    out, logged = tmp_path / "score", []
+    assert estimate(load_study(study_file), out, do_probe=False).runs == 0  # it trains nothing
+
+    grid = tiny_grid(tiny_corpus, tasks=("ner", "bcls", "mcls"), seeds=(1,))
+    run_grid(grid, tmp_path / "g" / tiny_corpus.name, **QUIET)
+    emb = ["embed", "--tasks", "tiny:ner,tiny:bcls,tiny:mcls", "--epochs", "1", "--examples", "4"]
+    assert main([*emb, "--out", str(tmp_path / "e" / tiny_corpus.name), *TINY_RUN]) == 0
+    run_study(study_file, out, progress=False, log=logged.append)  # the second embeddings and the affinity: missing
+    waiting = [line for line in logged if "waiting for" in line]
+    assert len(waiting) == 1 and "e2" in waiting[0] and "affinity" in waiting[0] and "grid" not in waiting[0]
+    assert not (out / tiny_corpus.name / "prediction").exists()
+
+    first = tmp_path / "e" / tiny_corpus.name / "models"
+    reuse = [arg for t in ("ner", "bcls", "mcls") for arg in ("--model", f"tiny:{t}={first}/tiny.{t}/model")]
+    e2 = ["--fisher-style", "taskemb", "--out", str(tmp_path / "e2" / tiny_corpus.name)]
+    assert main([*emb, *reuse, *e2, *TINY_RUN]) == 0
+    aff = ["affinity", "--data", str(tiny_corpus), "--tasks", "ner,bcls,mcls", "--epochs", "1", "--every", "1"]
+    assert main([*aff, "--out", str(tmp_path / "a" / tiny_corpus.name), *TINY_RUN]) == 0
+    run_study(study_file, out, progress=False, log=logged.append)
+    folder = out / tiny_corpus.name / "prediction"
+    summ = pd.read_csv(folder / "prediction_summary.csv", index_col=0)
+    for name in ("a/fisher:head:cosine", "b/fisher:head:cosine", "a/control:head:cosine", "tag", "data_size"):
+        assert name in summ.index, name
+    assert {"p_spearman", "p_adjusted"} <= set(summ.columns)  # one table: Holm over every estimator of both styles
+    record = json.loads((folder / "prediction.json").read_text())
+    assert record["grid_status"]["pairs"] == 6 and set(record["embeddings"]) == {"a", "b"}
+    assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report/report.md").read_text()
+    assert "Do the estimators predict" in text and "The grid's 6 transfers (1 seeds)" in text
