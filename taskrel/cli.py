@@ -338,6 +338,7 @@ def add_run_parser(sub):
         action="store_true",
         help="train nothing: rebuild the tables of a runs study from the runs that finished",
     )
+    p.add_argument("--check", action="store_true", help="check every file and stop: nothing trains")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_run)
 
@@ -348,6 +349,9 @@ def run_run(a) -> int:
     if len(a.study) > 1 and (a.out or a.report):
         raise ConfigError("--out and --report name one study's folders: with several studies use --report-root")
     studies = [(path, load_study(path)) for path in a.study]  # every file checked before hours of training
+    if a.check:
+        print(f"{len(studies)} study file(s) checked: {', '.join(s.name for _, s in studies)}")
+        return 0
     failed = []
     for i, (path, study) in enumerate(studies, 1):
         if len(studies) > 1:

@@ -483,6 +483,9 @@ def test_several_studies_run_in_turn_and_one_failing_does_not_stop_the_rest(tiny
     assert main(["run", str(good), str(tmp_path / "typo.yaml"), "--no-progress"]) == 2
     assert "typo.yaml: no such study file" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # every file is checked before anything runs
+    assert main(["run", "--check", str(good), str(bad)]) == 0  # the files are sound; nothing trains
+    assert "2 study file(s) checked: tiny-runs, gone-runs" in capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()
     assert main(["run", str(good), str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "--report-root" in capsys.readouterr().err
     assert main(["run", str(bad), str(good), "--no-progress", "--report-root", "reports"]) == 2
