@@ -150,21 +150,27 @@ def _queue_log(out):
     return [json.loads(x) for x in (out / "queue_log.jsonl").read_text().splitlines()]
 
 
+def _worker_after_barrier(barrier, *args, **kwargs) -> int:
+    """A queue worker that starts only once the other has imported everything: on a loaded machine one spawned
+    process can otherwise take seconds longer to start, and the first would run every cell alone."""
+    from taskrel.grid import _queue_worker
+
+    barrier.wait(timeout=120)
+    return _queue_worker(*args, **kwargs)
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_concurrent_workers_on_one_storage_run_each_cell_once(tiny_corpus, tmp_path, request, backend):
     import multiprocessing as mp
-
-    from taskrel.grid import _queue_worker
 
     grid = tiny_grid(tiny_corpus, seeds=[1, 2])
     out = tmp_path / "g"
     out.mkdir()
     url = f"sqlite:///{tmp_path / 'queue.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     ctx = mp.get_context("spawn")
-    procs = [
-        ctx.Process(target=_queue_worker, args=(grid.to_dict(), str(out), url, "q", 1), kwargs={"poll": 0.2})
-        for _ in range(2)
-    ]
+    barrier = ctx.Barrier(2)
+    args = (barrier, grid.to_dict(), str(out), url, "q", 1)
+    procs = [ctx.Process(target=_worker_after_barrier, args=args, kwargs={"poll": 0.2}) for _ in range(2)]
     for p in procs:
         p.start()
     for p in procs:
