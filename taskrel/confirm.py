@@ -143,6 +143,7 @@ def collect(out: Path, arms: list[str], seeds: list[int]) -> pd.DataFrame:
                     "stopped": run.stopped,
                     "converged": run.converged,
                     "train_seconds": run.train_seconds,
+                    "cpu_seconds": run.cpu_seconds,
                     "run_dir": str(run.path.relative_to(out)),
                 }
             )
@@ -199,6 +200,7 @@ def compare(
             "paired_seeds": len(paired) if arm != "single" else 0,
             "all_converged": all(converged[(arm, s)] and converged[("single", s)] for s in paired),
             "train_seconds_per_run": mine["train_seconds"].mean(),
+            "cpu_seconds_per_run": mine["cpu_seconds"].mean(),
         }
         if arm != "single" and paired:
             st = paired_stats(
@@ -234,8 +236,8 @@ def comparison_markdown(table: pd.DataFrame, main: str, metric: str) -> str:
     """The comparison as a Markdown table (scores and Δ in points)."""
     lines = [
         f"| arm | weighting | tuned | seeds | converged | test {main} {metric} | dev | Δ vs single (95% CI) "
-        "| p | p Holm | p (seeds) | ASO ε | MDE | verdict | train s/run |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| p | p Holm | p (seeds) | ASO ε | MDE | verdict | train s/run | CPU s/run |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in table.itertuples():
         std = f" ± {100 * r.test_std:.2f}" if np.isfinite(r.test_std) else ""
@@ -250,6 +252,7 @@ def comparison_markdown(table: pd.DataFrame, main: str, metric: str) -> str:
             f"| {100 * r.test_mean:.2f}{std} | {100 * r.dev_mean:.2f} | {delta} "
             f"| {format_p(r.p_bootstrap, r.p_floor)} | {format_p(r.p_adjusted)} | {format_p(r.p_seeds)} "
             f"| {f'{r.aso_eps:.2f}' if np.isfinite(r.aso_eps) else '–'} | {mde} "
-            f"| {r.verdict} | {r.train_seconds_per_run:.1f} |"
+            f"| {r.verdict} | {r.train_seconds_per_run:.1f} "
+            f"| {f'{r.cpu_seconds_per_run:.0f}' if np.isfinite(r.cpu_seconds_per_run) else '–'} |"
         )
     return "\n".join(lines) + "\n"

@@ -552,6 +552,7 @@ def results_table(finished: list) -> pd.DataFrame:
                 "steps": run.steps,
                 "train_seconds": run.train_seconds,
                 "seconds": run.seconds,
+                "cpu_seconds": run.cpu_seconds,
             }
         )
     return pd.DataFrame(rows)

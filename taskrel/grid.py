@@ -274,6 +274,7 @@ def collect_runs(out: Path, grid: GridConfig) -> pd.DataFrame:
                 "epochs_run": run.epochs_run,
                 "train_seconds": run.train_seconds,
                 "seconds": run.seconds,
+                "cpu_seconds": run.cpu_seconds,
                 **_flat_scores("test", run.scores("test")),
                 **_flat_scores("dev", run.scores("dev")),
                 "run_dir": str(run.path.relative_to(out)),

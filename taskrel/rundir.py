@@ -222,6 +222,15 @@ class RunDir:
         return sum(r["train_seconds"] for r in self.records)
 
     @property
+    def cpu_seconds(self) -> float:
+        """CPU seconds of training and evaluation over every evaluation, all threads (NaN for runs recorded before
+        taskrel counted them): the cost of a run that pauses and other work on the machine do not inflate."""
+        try:
+            return sum(r["train_cpu_seconds"] + r["eval_cpu_seconds"] for r in self.records)
+        except KeyError:
+            return math.nan
+
+    @property
     def seconds(self) -> float:
         """Training plus evaluation time over every evaluation (the final test pass not counted)."""
         return sum(r["train_seconds"] + r["eval_seconds"] for r in self.records)

@@ -411,6 +411,7 @@ class _Accumulator:
         self.loss_n = {t: 0 for t in tasks}
         self.sentences = self.pieces = 0
         self.t0 = time.perf_counter()
+        self.cpu0 = time.process_time()  # CPU time of every thread of the process: a pause does not count
 
     def add(self, outputs, n_sentences: int, n_pieces: int) -> None:
         for t, o in outputs.items():
@@ -459,8 +460,9 @@ class _Evaluator:
     def __call__(self, run: dict, epoch: int, acc: _Accumulator) -> dict:
         cfg, model = self.cfg, self.model
         train_seconds = time.perf_counter() - acc.t0
+        train_cpu = time.process_time() - acc.cpu0
         main = cfg.model.main_task
-        t1 = time.perf_counter()
+        t1, cpu1 = time.perf_counter(), time.process_time()
         dev_scores = {}
         for key, src in self.sources.items():
             if src.dev:
@@ -503,6 +505,10 @@ class _Evaluator:
             "selected": improved,
             "train_seconds": train_seconds,
             "eval_seconds": time.perf_counter() - t1,
+            # the cost of the work itself: CPU seconds over all threads, which a paused or shared machine does not
+            # inflate as it does the wall-clock seconds above (on a GPU they count only the host's part)
+            "train_cpu_seconds": train_cpu,
+            "eval_cpu_seconds": time.process_time() - cpu1,
             "sentences_per_s": acc.sentences / max(train_seconds, 1e-9),
             "wordpieces_per_s": acc.pieces / max(train_seconds, 1e-9),
             "lr": self.scheduler.get_last_lr()[0],

@@ -479,3 +479,24 @@ def test_every_command_prints_its_help(capsys):
         assert e.value.code == 0, name
         assert "usage: taskrel" in capsys.readouterr().out
     assert {"train", "grid", "tune", "run"} <= set(commands)
+
+
+def test_cpu_seconds_count_the_work_not_a_pause(tiny_corpus, tmp_path, monkeypatch):
+    import time
+
+    from taskrel import train as train_module
+    from taskrel.rundir import RunDir
+
+    add = train_module._Accumulator.add
+
+    def add_then_wait(self, *args, **kwargs):  # a machine paused (or busy elsewhere) after every batch
+        add(self, *args, **kwargs)
+        time.sleep(0.2)
+
+    monkeypatch.setattr(train_module._Accumulator, "add", add_then_wait)
+    train(tiny_config(tiny_corpus, tmp_path / "r", epochs=1), progress=False, log=lambda *_: None)
+    record = read_jsonl(tmp_path / "r" / "metrics.jsonl")[0]
+    waits = 0.2 * record["step"]
+    assert record["train_seconds"] >= waits  # the wall clock counts the waits
+    assert 0 < record["train_cpu_seconds"] < record["train_seconds"] - 0.9 * waits  # the CPU time does not
+    assert record["eval_cpu_seconds"] > 0 and RunDir(tmp_path / "r").cpu_seconds > 0
