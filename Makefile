@@ -7,7 +7,7 @@ TASKREL_DATA ?= $(abspath ../shared/data)
 export TASKREL_DATA
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo studies test test-slow bench clean
+.PHONY: install demo studies estimate test test-slow bench clean
 
 install: $(STAMP)
 
@@ -50,6 +50,10 @@ studies: install
 	for p in $$pids; do wait $$p || status=2; done; \
 	$(RUN) $(call yamls,$(STUDIES_THEN)) || status=2; \
 	exit $$status
+
+# What the queue has left: runs per study and their measured pace (no probes: nothing trains, seconds)
+estimate: install
+	$(BIN)/taskrel estimate --no-probe $(call yamls,$(STUDIES_FIRST) $(SIDE_BY_SIDE) $(STUDIES_THEN))
 
 test: install
 	$(BIN)/ruff check taskrel tests benchmarks

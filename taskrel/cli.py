@@ -395,8 +395,10 @@ def _run_one(a, path: str, study, out: str | None, report: str | None) -> None:
 
 def add_estimate_parser(sub):
     p = sub.add_parser("estimate", help="how many runs a study file holds and how long it will take here")
-    p.add_argument("study", help="experiment file")
-    p.add_argument("--out", help="results folder (finished runs there are not counted; default: runs/<study name>)")
+    p.add_argument("study", nargs="+", help="experiment file(s); several: each, then the queue's total")
+    p.add_argument(
+        "--out", help="results folder (finished runs there are not counted; default: runs/<study name>; one study)"
+    )
     p.add_argument("--workers", type=_positive_int, help="runs trained at once (default: the study's workers)")
     p.add_argument("--steps", type=_positive_int, default=4, help="training steps timed by the probe")
     p.add_argument("--no-probe", action="store_true", help="count the runs only")
@@ -404,12 +406,25 @@ def add_estimate_parser(sub):
 
 
 def run_estimate(a) -> int:
-    from .estimate import estimate
+    from .estimate import estimate, queue_lines
     from .experiments import load_study
 
-    study = load_study(a.study)
-    est = estimate(study, Path(a.out or Path("runs") / study.name), a.steps, not a.no_probe)
-    print("\n".join(est.lines(a.workers or study.workers, probed=not a.no_probe)))
+    if len(a.study) > 1 and a.out:
+        raise ConfigError("--out names one study's folder: with several studies each is read from runs/<study name>")
+    studies = {}
+    for path in a.study:  # a file named twice in a queue (a second turn) is counted once
+        study = load_study(path)
+        studies.setdefault(study.name, study)
+    queue = []
+    for name, study in studies.items():
+        if len(studies) > 1:
+            print(f"== {name}")
+        est = estimate(study, Path(a.out or Path("runs") / name), a.steps, not a.no_probe)
+        workers = a.workers or study.workers
+        print("\n".join(est.lines(workers, probed=not a.no_probe)), flush=True)
+        queue.append((est, workers))
+    if len(studies) > 1:
+        print("\n".join(queue_lines(queue, probed=not a.no_probe)))
     return 0
 
 

@@ -88,6 +88,26 @@ class Estimate:
         return out
 
 
+def queue_lines(queue: list, probed: bool = True) -> list[str]:
+    """The total of several studies' estimates ``[(Estimate, workers)]``, run one after the other: the runs left,
+    those projected at their study's measured pace, and (``probed``) the probes' range for the others."""
+    left = sum(e.runs - e.done for e, _ in queue)
+    waiting = sum(len(e.waiting) for e, _ in queue)
+    measured = sum(left for e, _ in queue for _, _, left, _ in e.measured.values())
+    paced = sum(projected for e, _ in queue for *_, projected in e.measured.values())
+    out = [f"queue of {len(queue)} studies: {left} runs to train"]
+    out[0] += f" ({waiting} variant-corpus pairs wait for tuning studies, not counted)" if waiting else ""
+    if measured:
+        out.append(f"  {measured} of them at their study's measured pace: about {hours(paced)}")
+    if probed:
+        low = sum(e.low_seconds / max(1, w) for e, w in queue)
+        high = sum(e.high_seconds / max(1, w) for e, w in queue)
+        out.append(f"  every run left by the probes: {hours(low)} to {hours(high)}")
+    else:
+        out.append(f"  {left - measured} runs with no measured pace yet (drop --no-probe for the probes' range)")
+    return out
+
+
 def _shape(cfg: RunConfig) -> str:
     """A run's settings but its seed and folder: runs that should take about as long."""
     d = cfg.to_dict()

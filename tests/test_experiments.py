@@ -596,3 +596,18 @@ def test_a_study_folder_is_re_analysed_as_it_was_run(tiny_corpus, tmp_path, caps
     study = load_study(out / "study.json")
     assert study.name == "tiny-runs" and study.file == str(out / "study.json")
     assert load_study(out).defaults == load_study(write(tmp_path, text)).defaults
+
+
+def test_a_queue_estimate_totals_its_studies_and_counts_a_second_turn_once(tiny_corpus, tmp_path, capsys):
+    from taskrel.estimate import Estimate, queue_lines
+
+    lines = queue_lines([(Estimate(10, 4, measured={"a": (4, 60.0, 6, 7200.0)}), 1), (Estimate(5, 0), 1)], False)
+    assert lines[0] == "queue of 2 studies: 11 runs to train"
+    assert lines[1] == "  6 of them at their study's measured pace: about 2.0 h" and lines[2].startswith("  5 runs")
+    probed = queue_lines([(Estimate(2, 0, low_seconds=3600, high_seconds=7200), 2)], True)
+    assert probed[-1] == "  every run left by the probes: 30 min to 1.0 h"  # two workers halve a study's time
+    f = write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus))
+    assert main(["estimate", "--no-probe", str(f), str(f)]) == 0
+    out = capsys.readouterr().out
+    assert out == "4 runs, 0 already finished, 4 to train\n"  # named twice, counted once: one study's estimate
+    assert main(["estimate", str(f), str(f), "--out", str(tmp_path / "o")]) == 2
