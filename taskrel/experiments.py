@@ -52,6 +52,11 @@ A variant's ``seed_offset`` shifts its training seeds (study seed S trains seed
 S + offset, paired with the baseline's seed S): the same settings as the
 baseline under other seeds, an A/A check whose verdict must be undetermined.
 
+``claims:`` (kinds runs and grid) lists the paper's claims the study tests,
+each with the paper's Δ in points and the comparison, transfer or contrast
+that measures it; ``claims.csv`` and the report's first table set the paper
+beside ours (``claims.py``). Claims may be added to a study under way.
+
 A variant's ``runs_in: FOLDER`` shares its runs with another study: run S of
 the variant is ``FOLDER/CORPUS/seedS`` (``{corpus}`` may stand in FOLDER
 too), e.g. ``runs/lowres-10pct/single``. A finished run there is used, not
@@ -86,6 +91,7 @@ import pandas as pd
 import yaml
 
 from . import plots
+from .claims import check_claims, write_claims
 from .config import DEFAULT_TASKS, ConfigError, GridConfig, RunConfig, check_types
 from .kinds import KINDS, STUDY_FILE_KINDS
 from .logs import say
@@ -109,6 +115,7 @@ STUDY_FREE_KEYS = (
     "baseline",
     "stages",
     "workers",
+    "claims",
     "file",
 )
 
@@ -131,6 +138,9 @@ class Study:
     embed: dict = field(default_factory=dict)
     affinity: dict = field(default_factory=dict)
     prediction: dict = field(default_factory=dict)
+    # kinds runs and grid: the paper's claims the study tests, each with the paper's number (claims.py); what the
+    # study is compared with, not how it runs, so they may be added to a study under way
+    claims: list = field(default_factory=list)
     # kind runs: the order of training, e.g. [[single, mt-authors], [single-aa]]: every seed of the first stage's
     # variants before the next stage's; variants not named come last (``_order``). Order only, no setting.
     stages: list = field(default_factory=list)
@@ -391,12 +401,15 @@ def load_study(path) -> Study:
             if name not in study.variants:
                 raise ConfigError(f"{path}: baseline {name!r} is not one of the variants {list(study.variants)}")
     try:  # build every configuration now, so a typo fails before hours of training
+        grids = {}
         if study.kind == "runs":
             study.run_configs(Path("out"))
         elif study.kind == "grid":
-            study.grid_configs()
+            grids = {Path(str(c)).name: g for c, g in study.grid_configs()}
         else:
             study.section_configs(Path("out"))
+        comparisons = study.comparisons() if study.kind == "runs" else []
+        check_claims(study.claims, study.kind, study.corpora, comparisons, grids)
     except (ConfigError, TypeError) as e:
         raise ConfigError(f"{path}: {e}") from None
     return study
@@ -434,6 +447,7 @@ def run_study(path, out=None, workers: int | None = None, progress: bool = True,
             grid.workers = workers
             log(f"study {study.name}: grid on {corpus}")
             run_grid(grid, out / Path(corpus).name, progress=progress, log=log)
+        write_claims(out, study)
         return out
     runs = study.run_configs(out)
     for _ in finished_runs(out, study):
@@ -617,6 +631,7 @@ def summarise(out: Path, study: Study) -> pd.DataFrame:
     if len(curves):
         plots.dev_curves(curves, out / "dev_curves.png")
     summary.to_csv(out / "summary.csv", index=False)
+    write_claims(out, study)
     return summary
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .claims import claims_blocks
 from .config import ConfigError
 from .kinds import kinds_of
 from .significance import format_p
@@ -203,6 +204,7 @@ def study_blocks(folder: Path) -> list[Block]:
     blocks: list[Block] = [("h1", f"Study {study['name']}"), ("p", md_escape(study.get("description") or ""))]
     own = "".join(f"; on {c}, seeds {v}" for c, v in (study.get("corpus_seeds") or {}).items())
     blocks.append(("p", f"From `{study['file']}`: corpora {', '.join(study['corpora'])}; seeds {study['seeds']}{own}."))
+    blocks += claims_blocks(folder)
     if study["kind"] != "runs":  # one results folder per corpus
         for corpus in study["corpora"]:
             sub = folder / Path(corpus).name
@@ -490,6 +492,7 @@ def prediction_inputs_line(record: dict) -> str:
 
 STUDY_FILES = (
     "study.json",
+    "claims.csv",
     "results.csv",
     "summary.csv",
     "comparisons.csv",

@@ -1,0 +1,121 @@
+"""The paper's claims stated in a study file, set beside our measurements (claims.py)."""
+
+import pandas as pd
+import pytest
+
+from taskrel.claims import claims_table
+from taskrel.cli import main
+from taskrel.config import ConfigError
+from taskrel.experiments import load_study
+
+RUNS = """
+name: tiny-claims
+kind: runs
+corpora: [{corpus}]
+seeds: [1, 2]
+defaults:
+  model: {{encoder: tiny}}
+  train: {{epochs: 1, batch_size: 4, lr: 1.0e-3, threads: 1}}
+variants:
+  single: {{model: {{tasks: [ner]}}}}
+  mt: {{model: {{tasks: [ner, bcls]}}}}
+baseline: single
+"""
+CLAIMS = """claims:
+  - {claim: beyond any F1, paper: 150, compare: [mt, single]}
+  - {claim: below any F1, paper: -150.0, compare: [mt, single]}
+"""
+GRID = """
+name: tiny-grid
+kind: grid
+corpora: [{corpus}]
+seeds: [1]
+defaults: {{model: {{encoder: tiny}}}}
+grid: {{tasks: [ner, bcls, mcls], contrasts: [[mcls|ner, mcls|bcls]]}}
+claims:
+{claims}
+"""
+
+
+def write(tmp_path, text, name="study.yaml"):
+    (tmp_path / name).write_text(text)
+    return tmp_path / name
+
+
+def test_claims_may_join_a_study_under_way_and_set_the_paper_beside_its_comparison(tiny_corpus, tmp_path):
+    out, rep = tmp_path / "out", tmp_path / "report"
+    assert main(["run", str(write(tmp_path, RUNS.format(corpus=tiny_corpus))), "--out", str(out), "--no-progress"]) == 0
+    assert not (out / "claims.csv").exists()
+    with_claims = write(tmp_path, RUNS.format(corpus=tiny_corpus) + CLAIMS)  # added later: not a setting
+    assert main(["run", str(with_claims), "--out", str(out), "--summarise", "--report", str(rep)]) == 0
+    claims = pd.read_csv(out / "claims.csv")
+    comp = pd.read_csv(out / "comparisons.csv").iloc[0]
+    assert list(claims["claim"]) == ["beyond any F1", "below any F1"]
+    assert claims["ours"].tolist() == pytest.approx([100 * comp.delta] * 2)
+    assert claims["ci_low"].iloc[0] == pytest.approx(100 * comp.ci_low) and (claims["seeds"] == 2).all()
+    assert list(claims["paper_vs_ours"]) == ["above our interval", "below our interval"]
+    assert list(claims["detectable"]) == [150 >= 100 * comp.mde, 150 >= 100 * comp.mde]
+    assert (claims["verdict"] == comp.verdict).all() and claims["measure"].iloc[0] == "compare mt vs single"
+    text = (rep / "report.md").read_text()
+    assert "The paper's claims" in text and "beyond any F1" in text and (rep / "claims.csv").is_file()
+
+
+def test_a_claim_not_measured_yet_says_so(tiny_corpus, tmp_path):
+    study = load_study(write(tmp_path, RUNS.format(corpus=tiny_corpus) + CLAIMS))
+    table = claims_table(tmp_path / "empty", "runs", study.claims, [str(tiny_corpus)])
+    assert list(table["verdict"]) == ["not measured yet"] * 2 and table["ours"].isna().all()
+
+
+def test_grid_claims_read_transfers_and_contrasts_in_points(tmp_path):
+    folder = tmp_path / "g" / "tiny"
+    folder.mkdir(parents=True)
+    pd.DataFrame(
+        {"main": ["mcls"], "secondary": ["ner"], "mean_delta": [0.01], "ci_low": [-0.002], "ci_high": [0.022],
+         "mde": [0.015], "n_seeds": [3], "converged": [True], "verdict": ["undetermined"]}
+    ).to_csv(folder / "transfer.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        {"first": ["mcls|ner"], "second": ["mcls|bcls"], "difference": [0.004], "ci_low": [-0.01],
+         "ci_high": [0.018], "mde": [0.02], "seeds": [3], "converged": [False], "verdict": ["undetermined"]}
+    ).to_csv(folder / "contrasts.csv", index=False)  # fmt: skip
+    claims = [
+        {"claim": "mCLS gains from NER", "paper": 0.54, "transfer": "mcls|ner", "corpus": "tiny"},
+        {"claim": "NER helps mCLS more", "paper": 0.39, "contrast": ["mcls|ner", "mcls|bcls"], "corpus": "tiny"},
+        {"claim": "mCLS gains from bCLS", "paper": 0.15, "transfer": "mcls|bcls", "corpus": "tiny"},
+    ]
+    t = claims_table(tmp_path / "g", "grid", claims, ["tiny"]).set_index("claim")
+    first = t.loc["mCLS gains from NER"]
+    assert first.ours == pytest.approx(1.0) and (first.ci_low, first.ci_high) == pytest.approx((-0.2, 2.2))
+    assert first.paper_vs_ours == "inside our interval" and not first.detectable  # 0.54 < MDE 1.5
+    second = t.loc["NER helps mCLS more"]
+    assert second.ours == pytest.approx(0.4) and not second.converged and second.mde == pytest.approx(2.0)
+    assert t.loc["mCLS gains from bCLS"].verdict == "not measured yet"
+
+
+@pytest.mark.parametrize(
+    "claim, error",
+    [
+        ("  - {claim: x, paper: 1, transfer: ner|ner}", "not an ordered pair"),
+        ("  - {claim: x, paper: 1, transfer: ner|mtcls}", "not an ordered pair"),
+        ("  - {claim: x, paper: 1, contrast: [mcls|bcls, mcls|ner]}", "one of the grid's"),
+        ("  - {claim: x, paper: 1, compare: [a, b]}", "names one of"),
+        ("  - {claim: x, paper: '1', transfer: ner|bcls}", "in points"),
+        ("  - {claim: x, paper: 1, transfer: ner|bcls, corpus: BC2GM}", "one of the study's"),
+        ("  - {paper: 1, transfer: ner|bcls}", "needs its text"),
+        ("  - {claim: x, paper: 1, transfer: ner|bcls, colour: red}", "unknown key"),
+    ],
+)
+def test_a_malformed_claim_is_refused_naming_it(tiny_corpus, tmp_path, claim, error):
+    with pytest.raises(ConfigError, match=error):
+        load_study(write(tmp_path, GRID.format(corpus=tiny_corpus, claims=claim)))
+    ok = "  - {claim: x, paper: 1, transfer: ner|bcls}\n  - {claim: y, paper: 0.2, contrast: [mcls|ner, mcls|bcls]}"
+    assert len(load_study(write(tmp_path, GRID.format(corpus=tiny_corpus, claims=ok))).claims) == 2
+
+
+def test_a_runs_claim_must_name_one_of_its_comparisons(tiny_corpus, tmp_path):
+    bad = RUNS.format(corpus=tiny_corpus) + "claims:\n  - {claim: x, paper: 1, compare: [single, mt]}\n"
+    with pytest.raises(ConfigError, match="one of the comparisons"):
+        load_study(write(tmp_path, bad))
+    pooled = (
+        RUNS.format(corpus=tiny_corpus) + "claims:\n  - {claim: x, paper: 1, compare: [mt, single], corpus: pooled}\n"
+    )
+    assert load_study(write(tmp_path, pooled)).claims[0]["corpus"] == "pooled"
