@@ -638,7 +638,9 @@ def run_predict_transfer_cmd(a) -> int:
 
     embeddings = {}
     for item in a.embeddings or []:
-        label, _, folder = item.rpartition("=")
+        label, sep, folder = item.partition("=")
+        if not sep:
+            label, folder = "", item
         if label in embeddings:
             raise ConfigError(f"--embeddings: label {label!r} given twice; write LABEL=FOLDER for each")
         embeddings[label] = folder

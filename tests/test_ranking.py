@@ -171,3 +171,9 @@ def test_a_prediction_study_waits_for_its_inputs_then_scores_every_estimator_in_
     assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report/report.md").read_text()
     assert "Do the estimators predict" in text and "The grid's 6 transfers (1 seeds)" in text
+
+
+def test_predict_transfer_wants_a_label_for_each_of_several_embeddings(tmp_path, capsys):
+    args = ["predict-transfer", "--grid", str(tmp_path), "--embeddings", "a", "--embeddings", "b"]
+    assert main(args) == 2
+    assert "label '' given twice" in capsys.readouterr().err
