@@ -14,7 +14,10 @@ and metric MDS, both on the distance 1 − similarity. With few tasks the
 Nearest-neighbour purity: the share of points whose most similar other point
 has the same task kind (ner, mtcls, ...), the same level (token or sentence)
 or the same corpus, beside the share expected if the nearest neighbour were
-drawn at random.
+drawn at random, with a one-sided permutation p (the group labels assigned to
+the tasks at random, their neighbours fixed; Holm over the table) and beside
+the same purity of the shuffled-label control embeddings: a grouping is a
+finding only where its adjusted p is below 0.05 and it beats the control.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import pandas as pd
 from .logs import say
 
 MEASURES = ("cosine", "task2vec")
+PURITY_SAMPLES = 10_000  # random label assignments behind a purity's permutation p
 EPS = 1e-12
 
 
@@ -80,6 +84,22 @@ def nn_purity(sim: np.ndarray, groups: list) -> tuple[float, float]:
     return purity, chance
 
 
+def purity_p(sim: np.ndarray, groups: list, samples: int = PURITY_SAMPLES, seed: int = 0) -> float:
+    """One-sided permutation p of a nearest-neighbour purity: the share of random assignments of the same group
+    labels to the tasks (the neighbours fixed) whose purity reaches the observed one; (count + 1) / (samples + 1)."""
+    sim = np.array(sim, dtype=float)
+    np.fill_diagonal(sim, -np.inf)
+    nearest = sim.argmax(1)
+    groups = np.asarray(groups)
+    observed = np.mean(groups[nearest] == groups)
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(samples):
+        g = rng.permutation(groups)
+        hits += np.mean(g[nearest] == g) >= observed - 1e-12
+    return float((hits + 1) / (samples + 1))
+
+
 def points(emb, component: str, per_layer: bool = False):
     """Vectors to map and their task labels: one per task, or one per task and layer."""
     if not per_layer:
@@ -107,20 +127,36 @@ def embed_2d(sim: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray
     raise ValueError(f"unknown map method {method!r}")
 
 
-def purity_table(emb, components=None, measures=MEASURES) -> pd.DataFrame:
-    """Nearest-neighbour purity by task kind, by level and by corpus, per component and measure."""
+GROUPINGS = ("kind", "level", "corpus")
+
+
+def purity_table(emb, components=None, measures=MEASURES, samples: int = PURITY_SAMPLES) -> pd.DataFrame:
+    """Nearest-neighbour purity by task kind, by level and by corpus, per component and measure, with its
+    permutation p (``purity_p``), Holm over the whole table (``p_adjusted_*``: one family, every component,
+    measure and grouping), and the shuffled-label control's purity. ``finding_*``: the adjusted p is below
+    0.05 and the purity beats the control's (with no control, nothing is a finding)."""
+    from .significance import holm
+
     rows = []
     for comp in components or emb.meta["components"]:
         for measure in measures:
             sim = similarity_matrix(emb.vectors(comp), measure)
             control = similarity_matrix(emb.vectors(comp, control=True), measure) if emb.has_control else None
             row = {"component": comp, "measure": measure, "points": len(emb.tasks)}
-            for name, groups in (("kind", emb.kinds()), ("level", emb.levels()), ("corpus", emb.corpora())):
+            for name, groups in zip(GROUPINGS, (emb.kinds(), emb.levels(), emb.corpora())):
                 row[f"purity_{name}"], row[f"chance_{name}"] = nn_purity(sim, groups)
+                row[f"p_{name}"] = purity_p(sim, groups, samples)
                 if control is not None:  # the same purity from the shuffled-label embeddings
                     row[f"control_{name}"] = nn_purity(control, groups)[0]
             rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if len(table):
+        adjusted = holm([p for name in GROUPINGS for p in table[f"p_{name}"]])
+        for i, name in enumerate(GROUPINGS):
+            table[f"p_adjusted_{name}"] = adjusted[i * len(table) : (i + 1) * len(table)]
+            beats = table[f"purity_{name}"] > table[f"control_{name}"] if emb.has_control else False
+            table[f"finding_{name}"] = (table[f"p_adjusted_{name}"] < 0.05) & beats
+    return table
 
 
 def analyse(emb, out=None, measure: str = "cosine", log=say) -> pd.DataFrame:

@@ -102,6 +102,22 @@ def test_similarity_measures_and_purity_by_hand():
     assert purity == 0
 
 
+def test_purity_p_is_small_only_for_a_grouping_the_neighbours_follow():
+    from taskrel.similarity import purity_p
+
+    # 12 tasks in four tight clusters of three: the neighbours follow the clusters exactly
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 8))
+    x = np.repeat(centres, 3, axis=0) + 0.01 * rng.normal(size=(12, 8))
+    sim = cosine_matrix(x)
+    clusters = [i // 3 for i in range(12)]
+    # every random assignment of 4 groups of 3 reaching purity 1 is one of 4!·(3!)^4 / 12! ≈ 1 in 15,400
+    assert purity_p(sim, clusters, samples=2000) == pytest.approx(1 / 2001)
+    assert purity_p(sim, [i % 4 for i in range(12)], samples=2000) == pytest.approx(1.0)  # purity 0: always reached
+    across = [i % 3 for i in range(12)]  # a grouping that cuts across the clusters
+    assert purity_p(sim, across, samples=2000) > 0.5
+
+
 def test_embed_pipeline_trains_models_resumes_and_analyses(tiny_corpus, chem_corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("TASKREL_DATA", str(tmp_path))
     tiny = tmp_path / "tiny"
@@ -129,6 +145,11 @@ def test_embed_pipeline_trains_models_resumes_and_analyses(tiny_corpus, chem_cor
     assert emb.has_control and emb.vectors("head", control=True).shape == (4, 32)
     assert not np.allclose(emb.vectors("head", control=True), emb.vectors("head"))
     assert {"control_kind", "control_level", "control_corpus"} <= set(purity.columns)
+    # each purity has its permutation p, Holm over the table, and is a finding only if it also beats the control
+    for name in ("kind", "level", "corpus"):
+        assert purity[f"p_{name}"].between(0, 1).all() and (purity[f"p_adjusted_{name}"] >= purity[f"p_{name}"]).all()
+        beats = purity[f"purity_{name}"] > purity[f"control_{name}"]
+        assert (purity[f"finding_{name}"] == ((purity[f"p_adjusted_{name}"] < 0.05) & beats)).all()
     assert emb.vectors("layer_outputs").shape == (4, 2 * 32)  # layers concatenated by default
     emb.meta["layer_reduce"] = "mean"  # the paper's Figure 6: the mean over layers
     assert np.allclose(emb.vectors("layer_outputs"), emb.layers().mean(1))
