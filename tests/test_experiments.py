@@ -227,7 +227,7 @@ KIND_SECTIONS = {
     "tune": "tune: {{trials: 2, pruner: none, confirm_seeds: [1], arms: [single, equal]}}",
     "embed": "embed: {{tasks: [ner, bcls], examples: 8, components: [head]}}",
     "affinity": "affinity: {{every: 2}}",
-    "grid": "grid: {{tasks: [ner, bcls]}}",
+    "grid": "grid: {{tasks: [ner, bcls]}}\nclaims: [{{claim: NER gains from bCLS, paper: 0.5, transfer: ner|bcls}}]",
 }
 KIND_STUDY = """
 name: tiny-{kind}
@@ -253,6 +253,11 @@ def test_every_study_kind_runs_from_an_experiment_file(tiny_corpus, tmp_path, ki
     assert KINDS[kind].holds(folder)
     if kind == "tune":
         assert KINDS["confirm"].holds(folder)  # the section's follow-up step ran
+    if kind == "grid":  # the paper's claim beside the grid's transfer, first in the report
+        claims, transfer = pd.read_csv(out / "claims.csv"), pd.read_csv(folder / "transfer.csv")
+        row = transfer[(transfer["main"] == "ner") & (transfer["secondary"] == "bcls")].iloc[0]
+        assert claims["ours"].iloc[0] == pytest.approx(100 * row.mean_delta) and claims["seeds"].iloc[0] == 1
+        assert "NER gains from bCLS" in (rep / "report.md").read_text()
     assert "Study tiny-" in (rep / "report.md").read_text()
     # continued under other settings: refused, naming the setting
     changed = text.replace("lr: 1.0e-3", "lr: 2.0e-3")
