@@ -267,7 +267,7 @@ def test_every_study_kind_runs_from_an_experiment_file(tiny_corpus, tmp_path, ki
     assert "other settings" in err and "lr: 0.001 -> 0.002" in err, err
 
 
-@pytest.mark.parametrize("kind", ["tune", "embed", "affinity"])
+@pytest.mark.parametrize("kind", ["tune", "embed", "affinity", "prediction"])
 def test_a_kind_section_is_checked_before_anything_runs(tiny_corpus, tmp_path, kind):
     text = KIND_STUDY.format(kind=kind, corpus=tiny_corpus, section=f"{kind}: {{colour: red}}")
     with pytest.raises(ConfigError, match=r"unknown \w+ key\(s\) \['colour'\]"):
