@@ -7,7 +7,7 @@ TASKREL_DATA ?= $(abspath ../shared/data)
 export TASKREL_DATA
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo studies estimate test test-slow bench clean
+.PHONY: install demo studies estimate scorecard test test-slow bench clean
 
 install: $(STAMP)
 
@@ -54,6 +54,13 @@ studies: install
 # What the queue has left: runs per study and their measured pace (no probes: nothing trains, seconds)
 estimate: install
 	$(BIN)/taskrel estimate --no-probe $(call yamls,$(STUDIES_FIRST) $(SIDE_BY_SIDE) $(STUDIES_THEN))
+
+# The scorecard's table in reports/README.md, from the studies' claims.csv (a study file stands for its report
+# once reports/<study>/ exists); the H100 studies' claims.csv came from `taskrel claims FOLDER --from FILE`
+SCORECARD := reports/gpu-h100/lowres-10pct reports/gpu-h100/ncbi-full experiments/lowres-10pct.yaml \
+	experiments/table2-pooling-ncbi.yaml experiments/figure5-grid-ncbi.yaml
+scorecard: install
+	$(BIN)/taskrel scorecard $(SCORECARD) --readme reports/README.md
 
 test: install
 	$(BIN)/ruff check taskrel tests benchmarks

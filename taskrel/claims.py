@@ -38,11 +38,16 @@ from .config import ConfigError
 MEASURES = ("compare", "transfer", "contrast")
 KIND_MEASURES = {"runs": ("compare",), "grid": ("transfer", "contrast")}
 POOLED = "pooled"
+ARMS = ("base_mean", "base_std", "with_mean", "with_std")  # without and with the auxiliary task(s), over seeds
 COLUMNS = [
     "claim",
     "corpus",
     "measure",
     "paper",
+    "base_mean",
+    "base_std",
+    "with_mean",
+    "with_std",
     "ours",
     "ci_low",
     "ci_high",
@@ -52,6 +57,7 @@ COLUMNS = [
     "verdict",
     "paper_vs_ours",
     "detectable",
+    "why",
 ]
 
 
@@ -65,11 +71,13 @@ def check_claims(claims, kind: str, corpora: list, comparisons: list, grids: dic
         where = f"claims[{i}]"
         if not isinstance(c, dict):
             raise ConfigError(f"{where} must be a mapping (claim, paper, corpus and one of {MEASURES})")
-        unknown = sorted(set(c) - {"claim", "paper", "corpus", *MEASURES})
+        unknown = sorted(set(c) - {"claim", "paper", "corpus", "why", *MEASURES})
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {unknown}")
         if not isinstance(c.get("claim"), str) or not c["claim"].strip():
             raise ConfigError(f"{where} needs its text: claim: ...")
+        if not isinstance(c.get("why", ""), str):
+            raise ConfigError(f"{where} ({c['claim']}): why is one line of text")
         paper = c.get("paper")
         if isinstance(paper, bool) or not isinstance(paper, (int, float)):
             raise ConfigError(f"{where} ({c['claim']}): paper must be the paper's Δ in points, got {paper!r}")
@@ -110,8 +118,10 @@ def _measured(folder: Path, kind: str, claim: dict, corpus: str) -> dict | None:
                  & (table.get("baseline") == baseline)) if len(table) else None  # fmt: skip
         if r is None:
             return None
+        arms = {"base_mean": r.baseline_mean, "base_std": r.baseline_std, "with_mean": r.variant_mean,
+                "with_std": r.variant_std}  # fmt: skip
         return {"ours": r.delta, "ci_low": r.ci_low, "ci_high": r.ci_high, "mde": r.mde, "seeds": int(r.seeds),
-                "converged": bool(r.all_converged), "verdict": r.verdict}  # fmt: skip
+                "converged": bool(r.all_converged), "verdict": r.verdict, **arms}  # fmt: skip
     sub = folder / Path(corpus).name
     if "transfer" in claim:
         path = sub / "transfer.csv"
@@ -121,7 +131,8 @@ def _measured(folder: Path, kind: str, claim: dict, corpus: str) -> dict | None:
         if r is None:
             return None
         return {"ours": r.mean_delta, "ci_low": r.ci_low, "ci_high": r.ci_high, "mde": r.mde,
-                "seeds": int(r.n_seeds), "converged": bool(r.converged), "verdict": r.verdict}  # fmt: skip
+                "seeds": int(r.n_seeds), "converged": bool(r.converged), "verdict": r.verdict,
+                **_grid_arms(sub, main, secondary)}  # fmt: skip
     path = sub / "contrasts.csv"
     table = pd.read_csv(path) if path.is_file() else pd.DataFrame()
     first, second = claim["contrast"]
@@ -132,6 +143,18 @@ def _measured(folder: Path, kind: str, claim: dict, corpus: str) -> dict | None:
             "converged": bool(r.converged), "verdict": r.verdict}  # fmt: skip
 
 
+def _grid_arms(sub: Path, main: str, secondary: str) -> dict:
+    """Mean and std over seeds of the main task alone and with the secondary (a grid's ``runs.csv``)."""
+    path = sub / "runs.csv"
+    if not path.is_file():
+        return {}
+    runs = pd.read_csv(path)
+    runs["secondary"] = runs["secondary"].fillna("")
+    pick = lambda s: runs[(runs["main"] == main) & (runs["secondary"] == s)]["score"]  # noqa: E731
+    alone, both = pick(""), pick(secondary)
+    return {"base_mean": alone.mean(), "base_std": alone.std(), "with_mean": both.mean(), "with_std": both.std()}
+
+
 def claims_table(folder, kind: str, claims: list, corpora: list) -> pd.DataFrame:
     """One row per claim (points): the paper's Δ beside ours, from the study folder's tables."""
     folder, rows = Path(folder), []
@@ -139,12 +162,13 @@ def claims_table(folder, kind: str, claims: list, corpora: list) -> pd.DataFrame
         corpus = Path(str(c.get("corpus", corpora[0]))).name  # as the tables name it (a corpus folder's name)
         measure = next(m for m in MEASURES if m in c)
         label = c[measure] if isinstance(c[measure], str) else " vs ".join(map(str, c[measure]))
-        row = {"claim": c["claim"], "corpus": corpus, "measure": f"{measure} {label}", "paper": float(c["paper"])}
+        row = {"claim": c["claim"], "corpus": corpus, "measure": f"{measure} {label}", "paper": float(c["paper"]),
+               "why": c.get("why", "")}  # fmt: skip
         got = _measured(folder, kind, c, corpus)
         if got is None:
             rows.append(row | {"verdict": "not measured yet"})
             continue
-        scaled = {k: 100 * got[k] for k in ("ours", "ci_low", "ci_high", "mde")}
+        scaled = {k: 100 * got[k] for k in ("ours", "ci_low", "ci_high", "mde", *ARMS) if k in got}
         paper = row["paper"]
         where = (
             "above our interval"
@@ -205,3 +229,120 @@ def claims_blocks(folder: Path) -> list:
         "itself a failure to replicate."
     )
     return [("h2", "The paper's claims"), ("p", text), ("table", table)]
+
+
+def claims_for_folder(folder, from_file=None, log=None) -> pd.DataFrame:
+    """Write ``claims.csv`` into a study folder, or its report folder (both hold ``study.json`` and, for a runs
+    study, ``comparisons.csv``), from the claims of its own record or of ``from_file`` (a study run under an
+    earlier version of its file, before it stated claims). Claims the folder's study cannot measure (a
+    comparison it lacks) are left out, and said."""
+    from .experiments import load_study
+
+    import json
+
+    from .experiments import Study
+
+    folder = Path(folder)
+    try:
+        study = load_study(folder)
+    except ConfigError:
+        # a record written before a setting's check existed (the study ran, its tables stand): only its kind,
+        # corpora and comparisons are needed here, and a runs study's are read as recorded
+        record = json.loads((folder / "study.json").read_text())
+        if record.get("kind", "runs") != "runs":
+            raise
+        study = Study.from_dict(record)
+    claims = load_study(from_file).claims if from_file else study.claims
+    comparisons = study.comparisons() if study.kind == "runs" else []
+    grids = {Path(str(c)).name: g for c, g in study.grid_configs()} if study.kind == "grid" else {}
+    kept = []
+    for c in claims:
+        try:
+            check_claims([c], study.kind, study.corpora, comparisons, grids)
+            kept.append(c)
+        except ConfigError:
+            (log or print)(f"{folder}: left out, its study does not measure it: {c.get('claim')}")
+    table = claims_table(folder, study.kind, kept, [str(x) for x in study.corpora])
+    table.to_csv(folder / "claims.csv", index=False)
+    return table
+
+
+SCORECARD_BEGIN = "<!-- scorecard:begin"
+SCORECARD_END = "<!-- scorecard:end -->"
+
+
+def _points(v, fmt: str = "+.2f") -> str:
+    return "–" if pd.isna(v) else format(v, fmt).replace("-", "−")
+
+
+def scorecard_rows(sources: list, reports_root="reports") -> list[dict]:
+    """The scorecard's rows from ``sources`` in order: folders holding ``claims.csv`` (a study's report or
+    results), or study files, whose claims are read from ``REPORTS_ROOT/<study name>/claims.csv`` once the
+    study has a report there, and listed as not started before."""
+    from .experiments import load_study
+
+    rows = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            table, where = pd.read_csv(source / "claims.csv"), f"`{source}`"
+        else:
+            study = load_study(source)
+            report = Path(reports_root) / study.name
+            if (report / "claims.csv").is_file():
+                table, where = pd.read_csv(report / "claims.csv"), f"`{report}`"
+            else:
+                table = claims_table(Path("/nonexistent"), study.kind, study.claims, [str(c) for c in study.corpora])
+                table["verdict"], where = "not started", f"`{source}`"
+        for r in table.itertuples():
+            rows.append({**r._asdict(), "where": where})
+    return rows
+
+
+def scorecard_markdown(rows: list[dict]) -> str:
+    """The scorecard table: the paper's Δ beside ours, each arm's mean ± std, verdict and where. A claim
+    measured with a run that did not converge says so in bold, in the ours and verdict cells."""
+    lines = [
+        "| # | claim (paper) | paper Δ | ours: without → with (mean ± std, seeds) | Δ (95% CI), MDE | verdict "
+        "| where | why ours may differ for reasons other than the method |",
+        "|---|---|---:|---:|---:|---|---|---|",
+    ]
+    for i, r in enumerate(rows, 1):
+        measured = not pd.isna(r.get("ours"))
+        late = not measured or r.get("converged") is True or r.get("converged") == 1.0
+        flag = "" if late else " **not converged**"
+        arm = lambda m, sd: _points(m, ".2f") + ("" if pd.isna(sd) else f" ± {_points(sd, '.2f')}")  # noqa: E731
+        ours = "–"
+        if measured and not pd.isna(r.get("base_mean")):
+            ours = f"{arm(r['base_mean'], r['base_std'])} → {arm(r['with_mean'], r['with_std'])}"
+        if measured:  # a pooled row: the mean over corpora (no std), at the fewest seeds any corpus has
+            seeds = (
+                f"at least {int(r['seeds'])} seeds per corpus" if r["corpus"] == POOLED else f"{int(r['seeds'])} seeds"
+            )
+            ours = f"{seeds}{flag}" if ours == "–" else f"{ours}; {seeds}{flag}"
+        delta = (
+            f"{_points(r['ours'])} ({_points(r['ci_low'])}, {_points(r['ci_high'])}), MDE {_points(r['mde'], '.2f')}"
+            if measured
+            else "–"
+        )
+        verdict = str(r["verdict"])
+        if measured:
+            verdict += f"; the paper's value lies {r['paper_vs_ours']}"
+            verdict += "" if r["detectable"] in (True, 1.0) else ", smaller than our MDE"
+            verdict += flag
+        why = "" if pd.isna(r.get("why")) else str(r.get("why") or "")
+        cells = [str(i), str(r["claim"]), _points(r["paper"]), ours, delta, verdict, r["where"], why]
+        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_scorecard(readme, sources: list, reports_root="reports") -> int:
+    """Rewrite the scorecard table between its markers in ``readme``; returns the number of claims."""
+    readme = Path(readme)
+    text = readme.read_text()
+    begin, end = text.find(SCORECARD_BEGIN), text.find(SCORECARD_END)
+    if begin < 0 or end < begin:
+        raise ConfigError(f"{readme}: no '{SCORECARD_BEGIN} ... -->' and '{SCORECARD_END}' markers to write between")
+    head = text.index("-->", begin) + len("-->")
+    rows = scorecard_rows(sources, reports_root)
+    readme.write_text(text[:head] + "\n" + scorecard_markdown(rows) + text[end:])
+    return len(rows)

@@ -428,6 +428,44 @@ def run_estimate(a) -> int:
     return 0
 
 
+def add_claims_parser(sub):
+    p = sub.add_parser("claims", help="the paper's claims a study tests, beside ours (claims.csv)")
+    p.add_argument("folder", help="study folder or its report folder (study.json and its tables)")
+    p.add_argument("--from", dest="from_file", help="take the claims of this study file (default: the record's)")
+    p.set_defaults(func=run_claims)
+
+
+def run_claims(a) -> int:
+    from .claims import claims_for_folder
+
+    table = claims_for_folder(a.folder, a.from_file)
+    print(table[["claim", "paper", "ours", "ci_low", "ci_high", "verdict"]].to_string(index=False))
+    return 0
+
+
+def add_scorecard_parser(sub):
+    p = sub.add_parser("scorecard", help="one table of every claim tested, from the studies' claims.csv")
+    p.add_argument(
+        "source",
+        nargs="+",
+        help="folders with claims.csv (reports or results), or study files (their report's claims.csv once it "
+        "exists under --reports, else listed as not started), in the table's order",
+    )
+    p.add_argument("--readme", help="rewrite the table between the scorecard markers of this file")
+    p.add_argument("--reports", default="reports", help="where study files' reports are (default: reports)")
+    p.set_defaults(func=run_scorecard)
+
+
+def run_scorecard(a) -> int:
+    from .claims import scorecard_markdown, scorecard_rows, write_scorecard
+
+    if a.readme:
+        print(f"{a.readme}: {write_scorecard(a.readme, a.source, a.reports)} claims")
+    else:
+        print(scorecard_markdown(scorecard_rows(a.source, a.reports)), end="")
+    return 0
+
+
 def add_report_parser(sub):
     p = sub.add_parser("report", help="Markdown and HTML report of a grid or study folder")
     p.add_argument("folder", help="grid or study results folder")
@@ -686,6 +724,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_embed_parser,
         add_affinity_parser,
         add_predict_transfer_parser,
+        add_claims_parser,
+        add_scorecard_parser,
     ):
         add(sub)
     for command in sub.choices.values():  # every command: the same verbosity options

@@ -119,3 +119,36 @@ def test_a_runs_claim_must_name_one_of_its_comparisons(tiny_corpus, tmp_path):
         RUNS.format(corpus=tiny_corpus) + "claims:\n  - {claim: x, paper: 1, compare: [mt, single], corpus: pooled}\n"
     )
     assert load_study(write(tmp_path, pooled)).claims[0]["corpus"] == "pooled"
+
+
+def test_the_scorecard_gathers_claims_marks_runs_not_converged_and_lists_studies_not_started(tiny_corpus, tmp_path):
+    from taskrel.claims import claims_for_folder, write_scorecard
+
+    out = tmp_path / "out"
+    assert main(["run", str(write(tmp_path, RUNS.format(corpus=tiny_corpus))), "--out", str(out), "--no-progress"]) == 0
+    # a study run before its file stated claims: they come from the file, those it cannot measure left out
+    more = "  - {claim: unmeasurable here, paper: 1, compare: [mt2, single]}\n"
+    variants = "  mt2: {model: {tasks: [ner, mcls]}}\nbaseline: single\n"
+    later = RUNS.format(corpus=tiny_corpus).replace("baseline: single\n", variants) + CLAIMS + more
+    said = []
+    table = claims_for_folder(out, write(tmp_path, later, "later.yaml"), log=said.append)
+    assert list(table["claim"]) == ["beyond any F1", "below any F1"] and "unmeasurable here" in said[0]
+    comparisons = pd.read_csv(out / "comparisons.csv")
+    converged = bool(comparisons["all_converged"].iloc[0])  # 1 epoch of a tiny model: it stopped at the schedule
+    grid = write(
+        tmp_path, GRID.format(corpus=tiny_corpus, claims="  - {claim: not run, paper: 0.5, transfer: ner|bcls}")
+    )
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# Scorecard\n\n<!-- scorecard:begin (generated) -->\nold table\n<!-- scorecard:end -->\n\nafter\n"
+    )
+    assert write_scorecard(readme, [out, grid], reports_root=tmp_path / "reports") == 3
+    text = readme.read_text()
+    assert "old table" not in text and text.endswith("<!-- scorecard:end -->\n\nafter\n")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 3 and "beyond any F1 | +150.00" in rows[0] and "lies above our interval" in rows[0]
+    assert ("**not converged**" in rows[0]) == (not converged)
+    assert "| not started |" in rows[2] and f"`{grid}`" in rows[2]
+    readme.write_text("no markers\n")
+    with pytest.raises(ConfigError, match="markers"):
+        write_scorecard(readme, [out])
