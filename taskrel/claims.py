@@ -236,11 +236,9 @@ def claims_for_folder(folder, from_file=None, log=None) -> pd.DataFrame:
     study, ``comparisons.csv``), from the claims of its own record or of ``from_file`` (a study run under an
     earlier version of its file, before it stated claims). Claims the folder's study cannot measure (a
     comparison it lacks) are left out, and said."""
-    from .experiments import load_study
-
     import json
 
-    from .experiments import Study
+    from .experiments import Study, load_study
 
     folder = Path(folder)
     try:
