@@ -2,28 +2,17 @@
 
 import pandas as pd
 import pytest
+from test_experiments import RUNS_STUDY
 
 from taskrel.claims import claims_table
 from taskrel.cli import main
 from taskrel.config import ConfigError
 from taskrel.experiments import load_study
 
-RUNS = """
-name: tiny-claims
-kind: runs
-corpora: [{corpus}]
-seeds: [1, 2]
-defaults:
-  model: {{encoder: tiny}}
-  train: {{epochs: 1, batch_size: 4, lr: 1.0e-3, threads: 1}}
-variants:
-  single: {{model: {{tasks: [ner]}}}}
-  mt: {{model: {{tasks: [ner, bcls]}}}}
-baseline: single
-"""
+RUNS = RUNS_STUDY + "baseline: single\n"
 CLAIMS = """claims:
-  - {claim: beyond any F1, paper: 150, compare: [mt, single]}
-  - {claim: below any F1, paper: -150.0, compare: [mt, single]}
+  - {claim: beyond any F1, paper: 150, compare: [mt-mean, single]}
+  - {claim: below any F1, paper: -150.0, compare: [mt-mean, single]}
 """
 GRID = """
 name: tiny-grid
@@ -55,7 +44,7 @@ def test_claims_may_join_a_study_under_way_and_set_the_paper_beside_its_comparis
     assert claims["ci_low"].iloc[0] == pytest.approx(100 * comp.ci_low) and (claims["seeds"] == 2).all()
     assert list(claims["paper_vs_ours"]) == ["above our interval", "below our interval"]
     assert list(claims["detectable"]) == [150 >= 100 * comp.mde, 150 >= 100 * comp.mde]
-    assert (claims["verdict"] == comp.verdict).all() and claims["measure"].iloc[0] == "compare mt vs single"
+    assert (claims["verdict"] == comp.verdict).all() and claims["measure"].iloc[0] == "compare mt-mean vs single"
     text = (rep / "report.md").read_text()
     assert "The paper's claims" in text and "beyond any F1" in text and (rep / "claims.csv").is_file()
 
@@ -112,11 +101,12 @@ def test_a_malformed_claim_is_refused_naming_it(tiny_corpus, tmp_path, claim, er
 
 
 def test_a_runs_claim_must_name_one_of_its_comparisons(tiny_corpus, tmp_path):
-    bad = RUNS.format(corpus=tiny_corpus) + "claims:\n  - {claim: x, paper: 1, compare: [single, mt]}\n"
+    bad = RUNS.format(corpus=tiny_corpus) + "claims:\n  - {claim: x, paper: 1, compare: [single, mt-mean]}\n"
     with pytest.raises(ConfigError, match="one of the comparisons"):
         load_study(write(tmp_path, bad))
     pooled = (
-        RUNS.format(corpus=tiny_corpus) + "claims:\n  - {claim: x, paper: 1, compare: [mt, single], corpus: pooled}\n"
+        RUNS.format(corpus=tiny_corpus)
+        + "claims:\n  - {claim: x, paper: 1, compare: [mt-mean, single], corpus: pooled}\n"
     )
     assert load_study(write(tmp_path, pooled)).claims[0]["corpus"] == "pooled"
 
