@@ -241,7 +241,7 @@ def study_blocks(folder: Path) -> list[Block]:
             ),
             ("table", format_comparisons(comp)),
         ]
-    blocks += stop_check_blocks(folder) + patience_sweep_blocks(folder)
+    blocks += stop_check_blocks(folder) + patience_sweep_blocks(folder) + compute_blocks(folder)
     blocks += _images(
         folder,
         (
@@ -253,6 +253,29 @@ def study_blocks(folder: Path) -> list[Block]:
         ),
     )
     return blocks
+
+
+def compute_blocks(folder: Path) -> list[Block]:
+    """What a runs study's finished runs cost: wall-clock hours (pauses and other work on the machine included)
+    and, for runs that recorded it, CPU hours over all threads (neither)."""
+    path = folder / "results.csv"
+    if not path.is_file():
+        return []
+    r = pd.read_csv(path)
+    if not len(r) or "seconds" not in r:
+        return []
+    line = f"{len(r)} finished runs took {r['seconds'].sum() / 3600:.1f} h of wall clock (training and dev evaluation"
+    line += ", pauses and other work on the machine included)"
+    cpu = r["cpu_seconds"].dropna() if "cpu_seconds" in r else pd.Series(dtype=float)
+    if len(cpu):
+        wall = r.loc[cpu.index, "seconds"].sum()
+        line += (
+            f"; the {len(cpu)} that recorded CPU time used {cpu.sum() / 3600:.1f} CPU hours over all threads, "
+            f"against {wall / 3600:.1f} h of wall clock"
+        )
+    if len(cpu) < len(r):
+        line += f" ({len(r) - len(cpu)} ran before taskrel recorded CPU time)"
+    return [("h2", "Compute"), ("p", line + ".")]
 
 
 def stop_check_blocks(folder: Path) -> list[Block]:

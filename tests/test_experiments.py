@@ -55,6 +55,8 @@ def test_a_runs_study_end_to_end_with_its_report(tiny_corpus, tmp_path, capsys):
     assert summary[summary["variant"] == "single"]["f1_mean"].iloc[0] == pytest.approx(mean)
     md = (rep / "report.md").read_text()
     assert "Study tiny-runs" in md and "| tiny | single |" in md
+    cpu = results["cpu_seconds"].sum() / 3600
+    assert results["cpu_seconds"].gt(0).all() and f"the 4 that recorded CPU time used {cpu:.1f} CPU hours" in md
     assert (rep / "report.html").read_text().startswith("<!doctype html>")
     # running again resumes: nothing is retrained
     stamp = (out / "single/tiny/seed1/metrics.json").stat().st_mtime_ns
