@@ -55,12 +55,10 @@ studies: install
 estimate: install
 	$(BIN)/taskrel estimate --no-probe $(call yamls,$(STUDIES_FIRST) $(SIDE_BY_SIDE) $(STUDIES_THEN))
 
-# The scorecard's table in reports/README.md, from the studies' claims.csv (a study file stands for its report
-# once reports/<study>/ exists); the H100 studies' claims.csv came from `taskrel claims FOLDER --from FILE`
-SCORECARD := reports/gpu-h100/lowres-10pct reports/gpu-h100/ncbi-full experiments/lowres-10pct.yaml \
-	experiments/table2-pooling-ncbi.yaml experiments/figure5-grid-ncbi.yaml
+# The scorecard's table in reports/README.md, from the claims.csv of the sources its opening marker lists (a study
+# file stands for its report once reports/<study>/ exists); the tests fail while it is out of date
 scorecard: install
-	$(BIN)/taskrel scorecard $(SCORECARD) --readme reports/README.md
+	$(BIN)/taskrel scorecard --readme reports/README.md
 
 test: install
 	$(BIN)/ruff check taskrel tests benchmarks

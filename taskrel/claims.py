@@ -333,14 +333,26 @@ def scorecard_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_scorecard(readme, sources: list, reports_root="reports") -> int:
-    """Rewrite the scorecard table between its markers in ``readme``; returns the number of claims."""
+def write_scorecard(readme, sources: list | None = None, reports_root="reports", check: bool = False):
+    """Rewrite the scorecard table between its markers in ``readme``: ``<!-- scorecard:begin SOURCE... -->``
+    (the sources, in the table's order, relative to the working folder) and ``<!-- scorecard:end -->``.
+    ``sources`` given replace the marker's (and are written into it). Returns the number of claims; with
+    ``check``, writes nothing and returns whether the table is up to date."""
     readme = Path(readme)
     text = readme.read_text()
     begin, end = text.find(SCORECARD_BEGIN), text.find(SCORECARD_END)
     if begin < 0 or end < begin:
-        raise ConfigError(f"{readme}: no '{SCORECARD_BEGIN} ... -->' and '{SCORECARD_END}' markers to write between")
-    head = text.index("-->", begin) + len("-->")
+        raise ConfigError(
+            f"{readme}: no '{SCORECARD_BEGIN} SOURCE... -->' and '{SCORECARD_END}' markers to write between"
+        )
+    head = text.index("-->", begin)
+    listed = text[begin + len(SCORECARD_BEGIN) : head].split()
+    sources = [str(x) for x in sources] if sources else listed
+    if not sources:
+        raise ConfigError(f"{readme}: the scorecard marker lists no sources, and none were given")
     rows = scorecard_rows(sources, reports_root)
-    readme.write_text(text[:head] + "\n" + scorecard_markdown(rows) + text[end:])
+    new = text[:begin] + f"{SCORECARD_BEGIN} {' '.join(sources)} -->\n" + scorecard_markdown(rows) + text[end:]
+    if check:
+        return new == text
+    readme.write_text(new)
     return len(rows)

@@ -447,11 +447,13 @@ def add_scorecard_parser(sub):
     p = sub.add_parser("scorecard", help="one table of every claim tested, from the studies' claims.csv")
     p.add_argument(
         "source",
-        nargs="+",
+        nargs="*",
         help="folders with claims.csv (reports or results), or study files (their report's claims.csv once it "
-        "exists under --reports, else listed as not started), in the table's order",
+        "exists under --reports, else listed as not started), in the table's order (default: those the "
+        "--readme marker lists)",
     )
     p.add_argument("--readme", help="rewrite the table between the scorecard markers of this file")
+    p.add_argument("--check", action="store_true", help="write nothing; fail if --readme's table is out of date")
     p.add_argument("--reports", default="reports", help="where study files' reports are (default: reports)")
     p.set_defaults(func=run_scorecard)
 
@@ -459,10 +461,19 @@ def add_scorecard_parser(sub):
 def run_scorecard(a) -> int:
     from .claims import scorecard_markdown, scorecard_rows, write_scorecard
 
-    if a.readme:
+    if a.check:
+        if not a.readme:
+            raise ConfigError("--check compares the table of a --readme")
+        if not write_scorecard(a.readme, a.source, a.reports, check=True):
+            print(f"{a.readme}: the scorecard is out of date; run taskrel scorecard --readme {a.readme}")
+            return 1
+        print(f"{a.readme}: the scorecard is up to date")
+    elif a.readme:
         print(f"{a.readme}: {write_scorecard(a.readme, a.source, a.reports)} claims")
-    else:
+    elif a.source:
         print(scorecard_markdown(scorecard_rows(a.source, a.reports)), end="")
+    else:
+        raise ConfigError("give the sources, or a --readme whose scorecard marker lists them")
     return 0
 
 

@@ -1,5 +1,7 @@
 """The paper's claims stated in a study file, set beside our measurements (claims.py)."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from test_experiments import RUNS_STUDY
@@ -129,11 +131,14 @@ def test_the_scorecard_gathers_claims_marks_runs_not_converged_and_lists_studies
         tmp_path, GRID.format(corpus=tiny_corpus, claims="  - {claim: not run, paper: 0.5, transfer: ner|bcls}")
     )
     readme = tmp_path / "README.md"
-    readme.write_text(
-        "# Scorecard\n\n<!-- scorecard:begin (generated) -->\nold table\n<!-- scorecard:end -->\n\nafter\n"
-    )
+    readme.write_text("# Scorecard\n\n<!-- scorecard:begin -->\nold table\n<!-- scorecard:end -->\n\nafter\n")
     assert write_scorecard(readme, [out, grid], reports_root=tmp_path / "reports") == 3
     text = readme.read_text()
+    assert f"<!-- scorecard:begin {out} {grid} -->" in text  # the sources, kept in the marker
+    assert write_scorecard(readme, reports_root=tmp_path / "reports", check=True)  # from the marker: up to date
+    readme.write_text(text.replace("+150.00", "+151.00"))
+    assert not write_scorecard(readme, reports_root=tmp_path / "reports", check=True)  # edited by hand: stale
+    assert write_scorecard(readme, reports_root=tmp_path / "reports") == 3 and readme.read_text() == text
     assert "old table" not in text and text.endswith("<!-- scorecard:end -->\n\nafter\n")
     rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert len(rows) == 3 and "beyond any F1 | +150.00" in rows[0] and "lies above our interval" in rows[0]
@@ -142,3 +147,12 @@ def test_the_scorecard_gathers_claims_marks_runs_not_converged_and_lists_studies
     readme.write_text("no markers\n")
     with pytest.raises(ConfigError, match="markers"):
         write_scorecard(readme, [out])
+
+
+def test_the_committed_scorecard_is_up_to_date(monkeypatch):
+    """reports/README.md's table is what `make scorecard` writes from the committed claims.csv files."""
+    from taskrel.claims import write_scorecard
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    assert write_scorecard(root / "reports/README.md", check=True), "run `make scorecard`"
