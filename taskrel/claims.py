@@ -23,7 +23,14 @@ study's own, Holm over its table), where the paper's value lies against our
 interval (inside, above or below) and whether our design could detect an
 effect of the paper's size (|paper| ≥ MDE). A claim whose measurement has not
 finished yet is listed as such. Claims describe what a study is compared with,
-not how it runs: they may be added to a study already under way.
+not how it runs: they may be added to a study already under way. A claim may
+carry ``why:``, one line on why ours may differ for reasons other than the
+method; claims.csv also holds each arm's mean ± std over seeds.
+
+``taskrel claims FOLDER --from FILE`` writes claims.csv for a study (or report)
+folder that ran before its file stated claims; ``taskrel scorecard --readme
+reports/README.md`` rewrites the scorecard's table from the claims.csv of the
+sources listed in its opening marker, so no number in it is copied by hand.
 """
 
 from __future__ import annotations
