@@ -264,8 +264,8 @@ def compute_blocks(folder: Path) -> list[Block]:
     r = pd.read_csv(path)
     if not len(r) or "seconds" not in r:
         return []
-    line = f"{len(r)} finished runs took {r['seconds'].sum() / 3600:.1f} h of wall clock (training and dev evaluation"
-    line += ", pauses and other work on the machine included)"
+    line = f"{len(r)} finished runs took {r['seconds'].sum() / 3600:.1f} h of wall clock, summed over the runs "
+    line += "(training and dev evaluation; pauses, and other work on the machine, included)"
     cpu = r["cpu_seconds"].dropna() if "cpu_seconds" in r else pd.Series(dtype=float)
     if len(cpu):
         wall = r.loc[cpu.index, "seconds"].sum()
@@ -273,8 +273,10 @@ def compute_blocks(folder: Path) -> list[Block]:
             f"; the {len(cpu)} that recorded CPU time used {cpu.sum() / 3600:.1f} CPU hours over all threads, "
             f"against {wall / 3600:.1f} h of wall clock"
         )
-    if len(cpu) < len(r):
-        line += f" ({len(r) - len(cpu)} ran before taskrel recorded CPU time)"
+    if not len(cpu):
+        line += "; none recorded CPU time (they ran before taskrel did)"
+    elif len(cpu) < len(r):
+        line += f"; {len(r) - len(cpu)} ran before taskrel recorded CPU time"
     return [("h2", "Compute"), ("p", line + ".")]
 
 
