@@ -671,12 +671,18 @@ def run_affinity_section(ac, steps: dict, progress: bool = True, log=say) -> Non
     run_affinity(ac.base, ac.every, progress=progress, log=log, normalise_lr=ac.normalise_lr)
 
 
+def prediction_inputs(pc) -> tuple[Path, dict, Path | None]:
+    """A prediction section's grid, embeddings (label -> folder) and affinity folders on its corpus."""
+    corpus = pc.base.data.data
+    embeddings = {label: corpus_path(folder, corpus) for label, folder in pc.embeddings.items()}
+    return corpus_path(pc.grid, corpus), embeddings, corpus_path(pc.affinity, corpus) if pc.affinity else None
+
+
 def prediction_inputs_missing(pc) -> list[str]:
     """What a prediction section still waits for: an unfinished grid, embeddings or affinity run."""
     from .grid import all_cells, is_done, load_grid
 
-    corpus = pc.base.data.data
-    grid = corpus_path(pc.grid, corpus)
+    grid, embeddings, affinity = prediction_inputs(pc)
     missing = []
     if not (grid / "grid.json").is_file():
         missing.append(f"grid {grid} (not started)")
@@ -685,12 +691,9 @@ def prediction_inputs_missing(pc) -> list[str]:
         left = sum(not is_done(grid, c) for c in cells)
         if left:
             missing.append(f"grid {grid} ({left} of {len(cells)} cells unfinished)")
-    for folder in pc.embeddings.values():
-        folder = corpus_path(folder, corpus)
-        if not (folder / "meta.json").is_file():
-            missing.append(f"embeddings {folder}")
-    if pc.affinity and not (corpus_path(pc.affinity, corpus) / "affinity.json").is_file():
-        missing.append(f"affinity {corpus_path(pc.affinity, corpus)}")
+    missing += [f"embeddings {folder}" for folder in embeddings.values() if not (folder / "meta.json").is_file()]
+    if affinity and not (affinity / "affinity.json").is_file():
+        missing.append(f"affinity {affinity}")
     return missing
 
 
@@ -704,8 +707,5 @@ def run_prediction_section(pc, steps: dict, progress: bool = True, log=say) -> N
     if missing:
         log(f"{pc.base.out}: waiting for {'; '.join(missing)}")
         return
-    corpus = pc.base.data.data
-    embeddings = {label: corpus_path(folder, corpus) for label, folder in pc.embeddings.items()}
-    affinity = corpus_path(pc.affinity, corpus) if pc.affinity else None
-    grid = corpus_path(pc.grid, corpus)
+    grid, embeddings, affinity = prediction_inputs(pc)
     run_predict_transfer(grid, embeddings, affinity, Path(pc.base.out) / "prediction", pc.samples, log=log)

@@ -178,16 +178,14 @@ def _embedding_dirs(emb_dirs) -> dict:
     return {str(k): v for k, v in emb_dirs.items()} if isinstance(emb_dirs, dict) else {"": emb_dirs}
 
 
-def score_estimators(grid_dir, emb_dirs=None, aff_dir=None, samples: int = 1000, log=say) -> pd.DataFrame:
-    """Every available estimator's ranking metrics against a grid, one row per (main task, estimator).
+def score_estimators(res, emb_dirs=None, aff_dir=None, samples: int = 1000, log=say) -> pd.DataFrame:
+    """Every available estimator's ranking metrics against a grid (``res``: its ``grid.load_results``), one row
+    per (main task, estimator).
 
     ``emb_dirs``: an embeddings folder, or label -> folder (each label prefixes its estimators' names,
     ``LABEL/fisher:...``, so two Fisher styles are scored side by side in one family)."""
     from pathlib import Path
 
-    from .grid import load_results
-
-    res = load_results(grid_dir)
     default = res.grid.base.data.data
     key = {t: TaskSpec.parse(t).canonical(default) for t in res.grid.tasks}
     estimators = {}
@@ -249,11 +247,12 @@ def run_predict_transfer(grid_dir, emb_dirs=None, aff_dir=None, out=None, sample
     from .plots import prediction_scores
     from .rundir import write_json
 
-    table = score_estimators(grid_dir, emb_dirs, aff_dir, samples, log)
+    res = load_results(grid_dir)  # read (and if need be analysed) once: the estimators and the summary share it
+    table = score_estimators(res, emb_dirs, aff_dir, samples, log)
     out = Path(out or Path(grid_dir) / "prediction")
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "prediction.csv", index=False)
-    transfer = load_results(grid_dir).transfer
+    transfer = res.transfer
     summ = summary(table, transfer)
     summ.to_csv(out / "prediction_summary.csv")
     prediction_scores(summ, out / "prediction.png")
