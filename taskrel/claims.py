@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .config import ConfigError
@@ -110,70 +111,68 @@ def check_claims(claims, kind: str, corpora: list, comparisons: list, grids: dic
                     raise ConfigError(f"{where} ({c['claim']}): {pair!r} is not an ordered pair of {grid.tasks}")
 
 
-def _row(table: pd.DataFrame, mask) -> pd.Series | None:
-    found = table[mask] if len(table) else table
-    return found.iloc[0] if len(found) else None
+# per measure: its table, whether that table is under the corpus's folder, the columns naming the row (beside
+# ``corpus`` for a table of the study folder), and the table's names for Δ, seeds and convergence
+TABLES = {
+    "compare": ("comparisons.csv", False, ("variant", "baseline"), "delta", "seeds", "all_converged"),
+    "transfer": ("transfer.csv", True, ("main", "secondary"), "mean_delta", "n_seeds", "converged"),
+    "contrast": ("contrasts.csv", True, ("first", "second"), "difference", "seeds", "converged"),
+}
 
 
-def _measured(folder: Path, kind: str, claim: dict, corpus: str) -> dict | None:
-    """Our Δ, interval, MDE, seeds, convergence and verdict for one claim, or None while it is not measured."""
-    if kind == "runs":
-        path = folder / "comparisons.csv"
-        table = pd.read_csv(path) if path.is_file() else pd.DataFrame()
-        variant, baseline = claim["compare"]
-        r = _row(table, (table.get("corpus") == corpus) & (table.get("variant") == variant)
-                 & (table.get("baseline") == baseline)) if len(table) else None  # fmt: skip
-        if r is None:
-            return None
-        arms = {"base_mean": r.baseline_mean, "base_std": r.baseline_std, "with_mean": r.variant_mean,
-                "with_std": r.variant_std}  # fmt: skip
-        return {"ours": r.delta, "ci_low": r.ci_low, "ci_high": r.ci_high, "mde": r.mde, "seeds": int(r.seeds),
-                "converged": bool(r.all_converged), "verdict": r.verdict, **arms}  # fmt: skip
-    sub = folder / Path(corpus).name
-    if "transfer" in claim:
-        path = sub / "transfer.csv"
-        table = pd.read_csv(path) if path.is_file() else pd.DataFrame()
-        main, _, secondary = claim["transfer"].partition("|")
-        r = _row(table, (table["main"] == main) & (table["secondary"] == secondary)) if len(table) else None
-        if r is None:
-            return None
-        return {"ours": r.mean_delta, "ci_low": r.ci_low, "ci_high": r.ci_high, "mde": r.mde,
-                "seeds": int(r.n_seeds), "converged": bool(r.converged), "verdict": r.verdict,
-                **_grid_arms(sub, main, secondary)}  # fmt: skip
-    path = sub / "contrasts.csv"
-    table = pd.read_csv(path) if path.is_file() else pd.DataFrame()
-    first, second = claim["contrast"]
-    r = _row(table, (table["first"] == first) & (table["second"] == second)) if len(table) else None
-    if r is None:
+def _read(path: Path, cache: dict) -> pd.DataFrame | None:
+    """A table of the study folder, read once per ``claims_table`` (None if it is not there yet)."""
+    if path not in cache:
+        cache[path] = pd.read_csv(path) if path.is_file() else None
+    return cache[path]
+
+
+def _measured(folder: Path, claim: dict, measure: str, corpus: str, cache: dict) -> dict | None:
+    """Our Δ, interval, MDE, seeds, convergence, verdict and arms for one claim, or None while it is not
+    measured."""
+    name, per_corpus, keys, delta, seeds, converged = TABLES[measure]
+    base = folder / corpus if per_corpus else folder
+    table = _read(base / name, cache)
+    values = claim[measure].split("|") if measure == "transfer" else claim[measure]
+    if table is None or not len(table):
         return None
-    return {"ours": r.difference, "ci_low": r.ci_low, "ci_high": r.ci_high, "mde": r.mde, "seeds": int(r.seeds),
-            "converged": bool(r.converged), "verdict": r.verdict}  # fmt: skip
+    match = [table[k] == v for k, v in zip(keys, values)] + ([] if per_corpus else [table["corpus"] == corpus])
+    found = table[np.logical_and.reduce(match)]
+    if not len(found):
+        return None
+    r = found.iloc[0]
+    got = {"ours": r[delta], "ci_low": r.ci_low, "ci_high": r.ci_high, "mde": r.mde, "seeds": int(r[seeds]),
+           "converged": bool(r[converged]), "verdict": r.verdict}  # fmt: skip
+    if measure == "compare":
+        return got | dict(zip(ARMS, (r.baseline_mean, r.baseline_std, r.variant_mean, r.variant_std)))
+    if measure == "transfer":
+        return got | _grid_arms(_read(base / "runs.csv", cache), *values)
+    return got
 
 
-def _grid_arms(sub: Path, main: str, secondary: str) -> dict:
+def _grid_arms(runs: pd.DataFrame | None, main: str, secondary: str) -> dict:
     """Mean and std over seeds of the main task alone and with the secondary (a grid's ``runs.csv``)."""
-    path = sub / "runs.csv"
-    if not path.is_file():
+    if runs is None:
         return {}
-    runs = pd.read_csv(path)
-    runs["secondary"] = runs["secondary"].fillna("")
-    pick = lambda s: runs[(runs["main"] == main) & (runs["secondary"] == s)]["score"]  # noqa: E731
-    alone, both = pick(""), pick(secondary)
-    return {"base_mean": alone.mean(), "base_std": alone.std(), "with_mean": both.mean(), "with_std": both.std()}
+    other = runs["secondary"].fillna("")
+    alone = runs[(runs["main"] == main) & (other == "")]["score"]
+    both = runs[(runs["main"] == main) & (other == secondary)]["score"]
+    return dict(zip(ARMS, (alone.mean(), alone.std(), both.mean(), both.std())))
 
 
-def claims_table(folder, kind: str, claims: list, corpora: list) -> pd.DataFrame:
-    """One row per claim (points): the paper's Δ beside ours, from the study folder's tables."""
-    folder, rows = Path(folder), []
+def claims_table(folder, claims: list, corpora: list, unmeasured: str = "not measured yet") -> pd.DataFrame:
+    """One row per claim (points): the paper's Δ beside ours, from the study folder's tables; with no folder
+    (a study not started), every claim's verdict is ``unmeasured``."""
+    rows, cache = [], {}
     for c in claims:
         corpus = Path(str(c.get("corpus", corpora[0]))).name  # as the tables name it (a corpus folder's name)
         measure = next(m for m in MEASURES if m in c)
         label = c[measure] if isinstance(c[measure], str) else " vs ".join(map(str, c[measure]))
         row = {"claim": c["claim"], "corpus": corpus, "measure": f"{measure} {label}", "paper": float(c["paper"]),
                "why": c.get("why", "")}  # fmt: skip
-        got = _measured(folder, kind, c, corpus)
+        got = _measured(Path(folder), c, measure, corpus, cache) if folder is not None else None
         if got is None:
-            rows.append(row | {"verdict": "not measured yet"})
+            rows.append(row | {"verdict": unmeasured})
             continue
         scaled = {k: 100 * got[k] for k in ("ours", "ci_low", "ci_high", "mde", *ARMS) if k in got}
         paper = row["paper"]
@@ -194,7 +193,7 @@ def write_claims(folder, study) -> pd.DataFrame | None:
     """``claims.csv`` of a study folder from its study's ``claims`` (None: the study states none)."""
     if not study.claims:
         return None
-    table = claims_table(folder, study.kind, study.claims, [str(c) for c in study.corpora])
+    table = claims_table(folder, study.claims, [str(c) for c in study.corpora])
     table.to_csv(Path(folder) / "claims.csv", index=False)
     return table
 
@@ -248,15 +247,9 @@ def claims_for_folder(folder, from_file=None, log=None) -> pd.DataFrame:
     from .experiments import Study, load_study
 
     folder = Path(folder)
-    try:
-        study = load_study(folder)
-    except ConfigError:
-        # a record written before a setting's check existed (the study ran, its tables stand): only its kind,
-        # corpora and comparisons are needed here, and a runs study's are read as recorded
-        record = json.loads((folder / "study.json").read_text())
-        if record.get("kind", "runs") != "runs":
-            raise
-        study = Study.from_dict(record)
+    # the study as recorded: its kind, corpora and comparisons are all that is needed, and a record is read as
+    # written (an old one may predate a setting's check; its tables stand)
+    study = Study.from_dict(json.loads((folder / "study.json").read_text()))
     claims = load_study(from_file).claims if from_file else study.claims
     comparisons = study.comparisons() if study.kind == "runs" else []
     grids = {Path(str(c)).name: g for c, g in study.grid_configs()} if study.kind == "grid" else {}
@@ -267,7 +260,7 @@ def claims_for_folder(folder, from_file=None, log=None) -> pd.DataFrame:
             kept.append(c)
         except ConfigError:
             (log or print)(f"{folder}: left out, its study does not measure it: {c.get('claim')}")
-    table = claims_table(folder, study.kind, kept, [str(x) for x in study.corpora])
+    table = claims_table(folder, kept, [str(x) for x in study.corpora])
     table.to_csv(folder / "claims.csv", index=False)
     return table
 
@@ -296,8 +289,8 @@ def scorecard_rows(sources: list, reports_root="reports") -> list[dict]:
             if (report / "claims.csv").is_file():
                 table, where = pd.read_csv(report / "claims.csv"), f"`{report}`"
             else:
-                table = claims_table(Path("/nonexistent"), study.kind, study.claims, [str(c) for c in study.corpora])
-                table["verdict"], where = "not started", f"`{source}`"
+                table = claims_table(None, study.claims, [str(c) for c in study.corpora], "not started")
+                where = f"`{source}`"
         for r in table.itertuples():
             rows.append({**r._asdict(), "where": where})
     return rows

@@ -53,7 +53,7 @@ def test_claims_may_join_a_study_under_way_and_set_the_paper_beside_its_comparis
 
 def test_a_claim_not_measured_yet_says_so(tiny_corpus, tmp_path):
     study = load_study(write(tmp_path, RUNS.format(corpus=tiny_corpus) + CLAIMS))
-    table = claims_table(tmp_path / "empty", "runs", study.claims, [str(tiny_corpus)])
+    table = claims_table(tmp_path / "empty", study.claims, [str(tiny_corpus)])
     assert list(table["verdict"]) == ["not measured yet"] * 2 and table["ours"].isna().all()
 
 
@@ -73,7 +73,7 @@ def test_grid_claims_read_transfers_and_contrasts_in_points(tmp_path):
         {"claim": "NER helps mCLS more", "paper": 0.39, "contrast": ["mcls|ner", "mcls|bcls"], "corpus": "tiny"},
         {"claim": "mCLS gains from bCLS", "paper": 0.15, "transfer": "mcls|bcls", "corpus": "tiny"},
     ]
-    t = claims_table(tmp_path / "g", "grid", claims, ["tiny"]).set_index("claim")
+    t = claims_table(tmp_path / "g", claims, ["tiny"]).set_index("claim")
     first = t.loc["mCLS gains from NER"]
     assert first.ours == pytest.approx(1.0) and (first.ci_low, first.ci_high) == pytest.approx((-0.2, 2.2))
     assert first.paper_vs_ours == "inside our interval" and not first.detectable  # 0.54 < MDE 1.5
