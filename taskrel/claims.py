@@ -306,8 +306,8 @@ def scorecard_markdown(rows: list[dict]) -> str:
     ]
     for i, r in enumerate(rows, 1):
         measured = not pd.isna(r.get("ours"))
-        late = not measured or r.get("converged") is True or r.get("converged") == 1.0
-        flag = "" if late else " **not converged**"
+        converged_or_unmeasured = not measured or r.get("converged") is True or r.get("converged") == 1.0
+        flag = "" if converged_or_unmeasured else " **not converged**"
         arm = lambda m, sd: _points(m, ".2f") + ("" if pd.isna(sd) else f" ± {_points(sd, '.2f')}")  # noqa: E731
         ours = "–"
         if measured and not pd.isna(r.get("base_mean")):
