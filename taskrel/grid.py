@@ -152,7 +152,14 @@ def _queue_worker(grid_dict: dict, out: str, storage: str, study: str, threads: 
     handle = open_study(storage, study, **heartbeat)
     log = log or (lambda *_: None)
     return work(
-        handle, list(cells), run, out / "queue_log.jsonl", log=log, grace=heartbeat.get("grace", GRACE), **queue
+        handle,
+        list(cells),
+        run,
+        out / "queue_log.jsonl",
+        log=log,
+        grace=heartbeat.get("grace", GRACE),
+        done=lambda name: is_done(out, cells[name]),
+        **queue,
     )
 
 

@@ -117,9 +117,11 @@ def work(
     poll: float = 5.0,
     log=say,
     grace: float = GRACE,
+    done=None,
 ) -> int:
     """Take cells until every one is complete; ``run(name) -> score``. Returns cells run here. ``queue``: what
-    ``open_study`` returned; ``grace``: the storage's grace period."""
+    ``open_study`` returned; ``grace``: the storage's grace period; ``done(name)``: whether a cell is already
+    finished (another worker that popped the same trial trained it before this one started)."""
     study, storage = queue
     enqueue(study, names)
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -129,7 +131,7 @@ def work(
         cell = trial.suggest_categorical("cell", names)  # an enqueued trial's own cell
         if _owner(study, cell) != trial.number:
             raise optuna.TrialPruned(f"{cell} is owned by an earlier trial")  # a duplicate, or no waiting trial
-        waited = False
+        waited = bool(done and done(cell))  # the other worker of a shared trial finished it before we looked
         while True:
             try:
                 score = run(cell)
