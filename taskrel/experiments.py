@@ -82,6 +82,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -295,6 +296,32 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# YAML 1.1 (PyYAML) reads ``5e-5`` as a string: it wants a dot and a signed exponent. Read numbers as YAML 1.2
+# and JSON do, so ``lr: 5e-5`` in a study file is the number it looks like.
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+    for k, v in _UniqueKeyLoader.yaml_implicit_resolvers.items()
+}
+_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def _unique_pairs(pairs):
+    """JSON object hook refusing a key given twice (json keeps the last one silently)."""
+    keys = [k for k, _ in pairs]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise ValueError(f"key(s) {dupes} given twice")
+    return dict(pairs)
+
+
 SAFE_NAME = re.compile(r"^[\w][\w.+-]*$")
 
 
@@ -323,7 +350,12 @@ def load_study(path) -> Study:
     if not path.is_file():
         raise ConfigError(f"{path}: no such study file")
     try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+        if path.suffix == ".json":  # a study folder's record, or a study written as JSON
+            raw = json.loads(path.read_text(), object_pairs_hook=_unique_pairs)
+        else:
+            raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except ValueError as e:  # json.JSONDecodeError is one
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

@@ -112,6 +112,23 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
         load_study(f)
 
 
+def test_numbers_read_as_they_look_in_yaml_and_in_a_json_record(tmp_path):
+    # PyYAML (YAML 1.1) alone reads 5e-5 as the string '5e-5'; a study folder's record is JSON, where it is a number
+    f = write(tmp_path, RUNS_STUDY.format(corpus="x").replace("lr: 1.0e-3", "lr: 5e-5"))
+    study = load_study(f)
+    assert study.defaults["train"]["lr"] == 5e-5
+    record = tmp_path / "folder" / "study.json"
+    record.parent.mkdir()
+    record.write_text(
+        '{"name": "x", "kind": "runs", "corpora": ["x"], "seeds": [1], '
+        '"defaults": {"train": {"lr": 5e-05}}, "variants": {"single": {}}}'
+    )
+    assert load_study(record.parent).defaults["train"]["lr"] == 5e-5
+    record.write_text('{"name": "x", "name": "y"}')
+    with pytest.raises(ConfigError, match=r"study.json: not valid JSON .*given twice"):
+        load_study(record)
+
+
 def test_report_of_something_else_is_an_error(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     assert "no results found" in capsys.readouterr().err
