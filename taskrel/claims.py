@@ -267,6 +267,7 @@ def claims_for_folder(folder, from_file=None, log=None) -> pd.DataFrame:
 
 SCORECARD_BEGIN = "<!-- scorecard:begin"
 SCORECARD_END = "<!-- scorecard:end -->"
+SUMMARY_BEGIN = "<!-- scorecard:summary"
 
 
 def _points(v, fmt: str = "+.2f") -> str:
@@ -296,62 +297,113 @@ def scorecard_rows(sources: list, reports_root="reports") -> list[dict]:
     return rows
 
 
-def scorecard_markdown(rows: list[dict]) -> str:
-    """The scorecard table: the paper's Δ beside ours, each arm's mean ± std, verdict and where. A claim
-    measured with a run that did not converge says so in bold, in the ours and verdict cells."""
-    lines = [
-        "| # | claim (paper) | paper Δ | ours: without → with (mean ± std, seeds) | Δ (95% CI), MDE | verdict "
-        "| where | why ours may differ for reasons other than the method |",
-        "|---|---|---:|---:|---:|---|---|---|",
-    ]
-    for i, r in enumerate(rows, 1):
-        measured = not pd.isna(r.get("ours"))
-        converged_or_unmeasured = not measured or r.get("converged") is True or r.get("converged") == 1.0
-        flag = "" if converged_or_unmeasured else " **not converged**"
-        arm = lambda m, sd: _points(m, ".2f") + ("" if pd.isna(sd) else f" ± {_points(sd, '.2f')}")  # noqa: E731
-        ours = "–"
-        if measured and not pd.isna(r.get("base_mean")):
-            ours = f"{arm(r['base_mean'], r['base_std'])} → {arm(r['with_mean'], r['with_std'])}"
-        if measured:  # a pooled row: the mean over corpora (no std), at the fewest seeds any corpus has
-            seeds = (
-                f"at least {int(r['seeds'])} seeds per corpus" if r["corpus"] == POOLED else f"{int(r['seeds'])} seeds"
-            )
-            ours = f"{seeds}{flag}" if ours == "–" else f"{ours}; {seeds}{flag}"
-        delta = (
-            f"{_points(r['ours'])} ({_points(r['ci_low'])}, {_points(r['ci_high'])}), MDE {_points(r['mde'], '.2f')}"
-            if measured
-            else "–"
-        )
-        verdict = str(r["verdict"])
-        if measured:
-            verdict += f"; the paper's value lies {r['paper_vs_ours']}"
-            verdict += "" if r["detectable"] in (True, 1.0) else ", smaller than our MDE"
-            verdict += flag
-        why = "" if pd.isna(r.get("why")) else str(r.get("why") or "")
-        cells = [str(i), str(r["claim"]), _points(r["paper"]), ours, delta, verdict, r["where"], why]
-        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+def _cells(r: dict) -> dict:
+    """One claim's measured cells, worded once for both tables: the arms, the seeds, Δ with its interval and
+    MDE, the verdict with where the paper's value lies. A claim measured with a run that did not converge says
+    so in bold, in the ours and verdict cells."""
+    measured = not pd.isna(r.get("ours"))
+    converged_or_unmeasured = not measured or r.get("converged") is True or r.get("converged") == 1.0
+    flag = "" if converged_or_unmeasured else " **not converged**"
+    arm = lambda m, sd: _points(m, ".2f") + ("" if pd.isna(sd) else f" ± {_points(sd, '.2f')}")  # noqa: E731
+    arms, seeds, delta, verdict = "–", "", "–", str(r["verdict"])
+    if measured and not pd.isna(r.get("base_mean")):
+        arms = f"{arm(r['base_mean'], r['base_std'])} → {arm(r['with_mean'], r['with_std'])}"
+    if measured:  # a pooled row: the mean over corpora (no std), at the fewest seeds any corpus has
+        seeds = f"at least {int(r['seeds'])} seeds per corpus" if r["corpus"] == POOLED else f"{int(r['seeds'])} seeds"
+        seeds += flag
+        delta = f"{_points(r['ours'])} ({_points(r['ci_low'])}, {_points(r['ci_high'])})"
+        verdict += f"; the paper's value lies {r['paper_vs_ours']}"
+        verdict += "" if r["detectable"] in (True, 1.0) else ", smaller than our MDE"
+        verdict += flag
+    return {"measured": measured, "arms": arms, "seeds": seeds, "delta": delta, "verdict": verdict}
+
+
+def _table(header: list, align: str, rows: list) -> str:
+    lines = ["| " + " | ".join(header) + " |", align]
+    for cells in rows:
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def scorecard_markdown(rows: list[dict]) -> str:
+    """The scorecard table: the paper's Δ beside ours, each arm's mean ± std, verdict and where."""
+    body = []
+    for i, r in enumerate(rows, 1):
+        c = _cells(r)
+        ours = "; ".join(x for x in (c["arms"], c["seeds"]) if x != "–") if c["measured"] else "–"
+        delta = f"{c['delta']}, MDE {_points(r['mde'], '.2f')}" if c["measured"] else "–"
+        why = "" if pd.isna(r.get("why")) else str(r.get("why") or "")
+        body.append([i, r["claim"], _points(r["paper"]), ours, delta, c["verdict"], r["where"], why])
+    header = [
+        "#",
+        "claim (paper)",
+        "paper Δ",
+        "ours: without → with (mean ± std, seeds)",
+        "Δ (95% CI), MDE",
+        "verdict",
+        "where",
+        "why ours may differ for reasons other than the method",
+    ]
+    return _table(header, "|---|---|---:|---:|---:|---|---|---|", body)
+
+
+def scorecard_summary(rows: list[dict]) -> str:
+    """The short table (a project README's results): the measured claims only, Δ and verdict, and a line
+    counting the claims not measured yet."""
+    body = []
+    for r in rows:
+        c = _cells(r)
+        if c["measured"]:
+            body.append([r["claim"], _points(r["paper"]), c["delta"], c["seeds"], c["verdict"], r["where"]])
+    header = ["claim (paper)", "paper Δ", "ours: Δ (95% CI)", "seeds", "verdict", "where"]
+    text = _table(header, "|---|---:|---:|---|---|---|", body)
+    waiting = len(rows) - len(body)
+    if waiting:
+        text += f"\n{waiting} more claim{'s' if waiting > 1 else ''} designed, not measured yet.\n"
+    return text
+
+
+def _marker(path: Path) -> tuple:
+    """The scorecard marker in ``path``: its text, which marker (full or summary), where the marker and the
+    end marker are, and the words the marker lists."""
+    text = path.read_text()
+    for tag in (SCORECARD_BEGIN, SUMMARY_BEGIN):
+        begin, end = text.find(tag), text.find(SCORECARD_END)
+        if begin >= 0 and end > begin:
+            return text, tag, begin, end, text[begin + len(tag) : text.index("-->", begin)].split()
+    raise ConfigError(
+        f"{path}: no '{SCORECARD_BEGIN} SOURCE... -->' (or '{SUMMARY_BEGIN} SCORECARD -->') and "
+        f"'{SCORECARD_END}' markers to write between"
+    )
+
+
 def write_scorecard(readme, sources: list | None = None, reports_root="reports", check: bool = False):
-    """Rewrite the scorecard table between its markers in ``readme``: ``<!-- scorecard:begin SOURCE... -->``
-    (the sources, in the table's order, relative to the working folder) and ``<!-- scorecard:end -->``.
-    ``sources`` given replace the marker's (and are written into it). Returns the number of claims; with
-    ``check``, writes nothing and returns whether the table is up to date."""
+    """Rewrite the table between a file's scorecard markers: the full table after
+    ``<!-- scorecard:begin SOURCE... -->`` (the sources, in the table's order, relative to the working folder),
+    or the short one after ``<!-- scorecard:summary SCORECARD -->`` (the measured claims of the file SCORECARD's
+    full table, whose marker keeps the one list of sources), up to ``<!-- scorecard:end -->``. ``sources``
+    given replace a full marker's (and are written into it). Returns the number of claims; with ``check``,
+    writes nothing and returns whether the table is up to date."""
     readme = Path(readme)
-    text = readme.read_text()
-    begin, end = text.find(SCORECARD_BEGIN), text.find(SCORECARD_END)
-    if begin < 0 or end < begin:
-        raise ConfigError(
-            f"{readme}: no '{SCORECARD_BEGIN} SOURCE... -->' and '{SCORECARD_END}' markers to write between"
-        )
-    head = text.index("-->", begin)
-    listed = text[begin + len(SCORECARD_BEGIN) : head].split()
-    sources = [str(x) for x in sources] if sources else listed
-    if not sources:
-        raise ConfigError(f"{readme}: the scorecard marker lists no sources, and none were given")
-    rows = scorecard_rows(sources, reports_root)
-    new = text[:begin] + f"{SCORECARD_BEGIN} {' '.join(sources)} -->\n" + scorecard_markdown(rows) + text[end:]
+    text, tag, begin, end, listed = _marker(readme)
+    if tag == SUMMARY_BEGIN:
+        if sources or len(listed) != 1:
+            raise ConfigError(
+                f"{readme}: a summary takes its sources from the one scorecard file its marker names "
+                f"('{SUMMARY_BEGIN} reports/README.md -->'), got {list(sources or listed)}"
+            )
+        _, full, _, _, sources = _marker(Path(listed[0]))
+        if full != SCORECARD_BEGIN or not sources:
+            raise ConfigError(f"{readme}: {listed[0]} has no '{SCORECARD_BEGIN} SOURCE... -->' marker to summarise")
+        rows = scorecard_rows(sources, reports_root)
+        table = scorecard_summary(rows)
+    else:
+        sources = [str(x) for x in sources] if sources else listed
+        if not sources:
+            raise ConfigError(f"{readme}: the scorecard marker lists no sources, and none were given")
+        rows = scorecard_rows(sources, reports_root)
+        listed, table = sources, scorecard_markdown(rows)
+    new = text[:begin] + f"{tag} {' '.join(listed)} -->\n" + table + text[end:]
     if check:
         return new == text
     readme.write_text(new)

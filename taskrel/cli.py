@@ -452,26 +452,36 @@ def add_scorecard_parser(sub):
         "exists under --reports, else listed as not started), in the table's order (default: those the "
         "--readme marker lists)",
     )
-    p.add_argument("--readme", help="rewrite the table between the scorecard markers of this file")
+    p.add_argument(
+        "--readme",
+        action="append",
+        help="rewrite the table between the scorecard markers of this file (repeatable): the full table after "
+        "'<!-- scorecard:begin SOURCE... -->', the measured claims only after '<!-- scorecard:summary FILE -->' "
+        "(the sources of FILE's full table)",
+    )
+    p.add_argument("--summary", action="store_true", help="print the short table (measured claims only)")
     p.add_argument("--check", action="store_true", help="write nothing; fail if --readme's table is out of date")
     p.add_argument("--reports", default="reports", help="where study files' reports are (default: reports)")
     p.set_defaults(func=run_scorecard)
 
 
 def run_scorecard(a) -> int:
-    from .claims import scorecard_markdown, scorecard_rows, write_scorecard
+    from .claims import scorecard_markdown, scorecard_rows, scorecard_summary, write_scorecard
 
     if a.check:
         if not a.readme:
             raise ConfigError("--check compares the table of a --readme")
-        if not write_scorecard(a.readme, a.source, a.reports, check=True):
-            print(f"{a.readme}: the scorecard is out of date; run taskrel scorecard --readme {a.readme}")
-            return 1
-        print(f"{a.readme}: the scorecard is up to date")
-    elif a.readme:
-        print(f"{a.readme}: {write_scorecard(a.readme, a.source, a.reports)} claims")
+        stale = [f for f in a.readme if not write_scorecard(f, a.source, a.reports, check=True)]
+        for f in a.readme:
+            said = f"out of date; run taskrel scorecard --readme {f}" if f in stale else "up to date"
+            print(f"{f}: the scorecard is {said}")
+        return 1 if stale else 0
+    if a.readme:
+        for f in a.readme:
+            print(f"{f}: {write_scorecard(f, a.source, a.reports)} claims")
     elif a.source:
-        print(scorecard_markdown(scorecard_rows(a.source, a.reports)), end="")
+        rows = scorecard_rows(a.source, a.reports)
+        print((scorecard_summary if a.summary else scorecard_markdown)(rows), end="")
     else:
         raise ConfigError("give the sources, or a --readme whose scorecard marker lists them")
     return 0

@@ -144,15 +144,31 @@ def test_the_scorecard_gathers_claims_marks_runs_not_converged_and_lists_studies
     assert len(rows) == 3 and "beyond any F1 | +150.00" in rows[0] and "lies above our interval" in rows[0]
     assert ("**not converged**" in rows[0]) == (not converged)
     assert "| not started |" in rows[2] and f"`{grid}`" in rows[2]
+    # a summary elsewhere (a project README): the measured claims of that scorecard, from its one list of sources
+    short = tmp_path / "PROJECT.md"
+    short.write_text(f"# Results\n\n<!-- scorecard:summary {readme} -->\n<!-- scorecard:end -->\n")
+    assert write_scorecard(short, reports_root=tmp_path / "reports") == 3
+    summary = short.read_text()
+    lines = [line for line in summary.splitlines() if line.startswith("| ") and "claim (paper)" not in line]
+    assert len(lines) == 2 and lines[0].startswith("| beyond any F1 | +150.00 |") and "not run" not in summary
+    assert ("**not converged**" in lines[0]) == (not converged)
+    assert "1 more claim designed, not measured yet." in summary
+    assert write_scorecard(short, reports_root=tmp_path / "reports", check=True)
+    with pytest.raises(ConfigError, match="one scorecard file"):
+        write_scorecard(short, [out])
     readme.write_text("no markers\n")
     with pytest.raises(ConfigError, match="markers"):
         write_scorecard(readme, [out])
+    with pytest.raises(ConfigError, match="markers"):
+        write_scorecard(short)
 
 
 def test_the_committed_scorecard_is_up_to_date(monkeypatch):
-    """reports/README.md's table is what `make scorecard` writes from the committed claims.csv files."""
+    """reports/README.md's table, and the README's short one, are what `make scorecard` writes from the
+    committed claims.csv files."""
     from taskrel.claims import write_scorecard
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)
-    assert write_scorecard(root / "reports/README.md", check=True), "run `make scorecard`"
+    for readme in ("reports/README.md", "README.md"):
+        assert write_scorecard(root / readme, check=True), f"{readme}: run `make scorecard`"
