@@ -126,11 +126,33 @@ def hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
-def progress_line(done: int, total: int, seconds: float, unit: str = "runs") -> str:
+class Pace:
     """``3 of 65 runs done in 1.2 h; about 25 h left at that pace`` (for logs without a progress bar; the pace is
-    the mean over the runs trained so far, so runs of another size or a busier machine make it drift)."""
-    line = f"{done} of {total} {unit} done in {hours(seconds)}"
-    return line + (f"; about {hours(seconds / done * (total - done))} left at that pace" if done < total else "")
+    the mean over the runs finished so far, so runs of another size or a busier machine make it drift): the
+    progress line of a study's runs, ``folders`` (the run folders still to finish, or those of them resumed with
+    ``total`` the number of runs), ``workers`` at a time.
+    A run resumed from a checkpoint finishes in a fraction of a run's time, so it counts with the training and
+    evaluation time its folder recorded before (shared by the workers): the first run after a restart no
+    longer makes the time left look minutes when it is hours."""
+
+    def __init__(self, folders, unit: str = "runs", workers: int = 1, clock=time.monotonic, total=None):
+        from .rundir import RunDir
+
+        self.before = {str(f): RunDir(f).seconds for f in folders}
+        self.total = len(self.before) if total is None else total  # given: runs whose folders are not known yet
+        self.unit, self.workers, self.done, self.earlier = unit, workers, 0, 0.0
+        self.clock, self.started = clock, clock()
+
+    def line(self, folder) -> str:
+        """The line once the run in ``folder`` has finished."""
+        self.done += 1
+        self.earlier += self.before.get(str(folder), 0.0) / self.workers
+        spent, total = self.clock() - self.started, self.total
+        line = f"{self.done} of {total} {self.unit} done in {hours(spent)}"
+        if self.done < total:
+            line += f"; about {hours((spent + self.earlier) / self.done * (total - self.done))} left at that pace"
+            line += f" (counting the {hours(self.earlier)} resumed runs took before)" if self.earlier else ""
+        return line
 
 
 def study_runs(study, out: Path) -> list[RunConfig]:

@@ -84,7 +84,6 @@ import dataclasses
 import importlib
 import json
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -492,15 +491,15 @@ def run_study(path, out=None, workers: int | None = None, progress: bool = True,
         log(f"study {study.name}: {len(runs)} runs, {len(runs) - len(todo)} already finished")
         for line in study.waiting():
             log(f"study {study.name}: waiting for its tuning study: {line}")
-        from .estimate import progress_line
+        from .estimate import Pace
 
         bar = tqdm(total=len(todo), desc=f"{study.name} runs", disable=None if progress else True)
-        started = time.monotonic()
+        pace = Pace([cfg.out for *_, cfg in todo])
         for i, (variant, corpus, seed, cfg) in enumerate(todo):
             log(f"study {study.name}: {variant} on {corpus}, seed {seed}")
             train(cfg, resume=True, progress=progress, log=log)
             bar.update()  # the bar's ETA: the mean time of the runs done so far
-            log(f"study {study.name}: {progress_line(i + 1, len(todo), time.monotonic() - started)}")
+            log(f"study {study.name}: {pace.line(cfg.out)}")
             if i + 1 < len(todo) and order(todo[i + 1]) != order(todo[i]):
                 summarise(out, study)  # a round of seeds is complete: the tables hold it, whatever stops the study
                 log(f"study {study.name}: tables updated with every finished run ({out / 'results.csv'})")
@@ -531,7 +530,7 @@ def _run_parallel(study: Study, out: Path, runs: list, workers: int, progress: b
 
     from tqdm.auto import tqdm
 
-    from .estimate import progress_line
+    from .estimate import Pace
     from .grid import _run_cell, warn_oversubscribed
     from .workers import pool as worker_pool
 
@@ -546,13 +545,12 @@ def _run_parallel(study: Study, out: Path, runs: list, workers: int, progress: b
     bar = tqdm(total=len(todo), desc=f"{study.name} runs", disable=None if progress else True)
     with worker_pool(workers) as pool:
         jobs = {pool.submit(_run_cell, run[3].to_dict(), run[3].train.threads or threads): run for run in todo}
-        started = time.monotonic()
+        pace = Pace([run[3].out for run in todo], workers=workers)
         for k, job in enumerate(as_completed(jobs), 1):
             job.result()
             bar.update()
             run = jobs[job]
-            pace = progress_line(k, len(todo), time.monotonic() - started)
-            log(f"study {study.name}: {' '.join(map(str, run[:3]))} done ({pace})")
+            log(f"study {study.name}: {' '.join(map(str, run[:3]))} done ({pace.line(run[3].out)})")
             key = order(run)
             pending[key] -= 1
             if not pending[key] and k < len(todo) and not any(n for earlier, n in pending.items() if earlier < key):

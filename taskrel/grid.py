@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from concurrent.futures import as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -207,15 +206,15 @@ def run_grid(
                 for job in as_completed(jobs):
                     job.result()
         return analyse(out, grid, log)
-    from .estimate import progress_line
+    from .estimate import Pace
 
     bar = tqdm(total=len(todo), desc="grid cells", disable=None if progress else True)
-    started = time.monotonic()
+    pace = Pace([cell_config(grid, c, out).out for c in todo], "cells", workers)
 
     def done(cell: Cell, k: int) -> None:  # k cells of todo finished (a disabled bar does not count)
         bar.update()
-        pace = progress_line(k, len(todo), time.monotonic() - started, "cells")
-        log(f"{cell.name} seed {cell.seed}: test {cell.main} {cell_score(out, cell):.4f} ({pace})")
+        line = pace.line(cell_config(grid, cell, out).out)
+        log(f"{cell.name} seed {cell.seed}: test {cell.main} {cell_score(out, cell):.4f} ({line})")
 
     if workers == 1:
         for k, cell in enumerate(todo, 1):

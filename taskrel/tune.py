@@ -233,14 +233,39 @@ def tune(
     todo = tc.trials - finished
     log(f"study {name} in {storage or out / 'study.db'}: {finished} trials finished, {max(todo, 0)} to run")
     if todo > 0:
+        from .estimate import Pace
+
+        resumed = []
         for trial in killed_trials(study):
             study.enqueue_trial(trial.params, user_attrs={RESUMES: trial.number})
+            resumed.append(trial.user_attrs.get("run_dir") or str(trial_folder(out, trial.number)))
             log(f"study {name}: trial {trial.number} was killed; a new trial goes on from its checkpoint")
-        callback = optuna.study.MaxTrialsCallback(tc.trials, states=FINISHED)
+        pace = Pace(resumed, "trials", total=todo)
+        callbacks = [optuna.study.MaxTrialsCallback(tc.trials, states=FINISHED), _trial_logger(name, pace, log)]
         study.optimize(
-            objective, n_trials=todo, timeout=tc.timeout, callbacks=[callback], catch=(), show_progress_bar=progress
+            objective, n_trials=todo, timeout=tc.timeout, callbacks=callbacks, catch=(), show_progress_bar=progress
         )
     return write_outputs(study, tc, out, storage)
+
+
+def _trial_logger(name: str, pace, log):
+    """An Optuna callback: one line per finished trial (a log without a progress bar still says how the study
+    goes and how long it has left): its dev score or where it was pruned, the best so far, the pace."""
+
+    def told(study: optuna.Study, trial) -> None:
+        if trial.state == TrialState.COMPLETE:
+            what = f"dev {trial.value:.4f}" + ("" if trial.user_attrs.get("converged") else " (not converged)")
+        elif trial.state == TrialState.PRUNED:
+            what = f"pruned after evaluation {max(trial.intermediate_values, default=0)}"
+        else:
+            what = trial.state.name.lower()
+        try:
+            best = f"; best dev {study.best_value:.4f} (trial {study.best_trial.number})"
+        except ValueError:  # no trial complete yet
+            best = ""
+        log(f"study {name}: trial {trial.number} {what}{best}; {pace.line(trial.user_attrs.get('run_dir', ''))}")
+
+    return told
 
 
 def write_outputs(study: optuna.Study, tc: TuneConfig, out: Path, storage: str | None) -> dict:

@@ -362,11 +362,30 @@ def test_one_worker_trains_seed_by_seed(tiny_corpus, tmp_path, monkeypatch):
             load_study(write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus) + f"stages: {bad}\n"))
 
 
-def test_a_study_log_says_how_far_it_is_and_how_long_is_left():
-    from taskrel.estimate import progress_line
+def test_a_study_log_says_how_far_it_is_and_how_long_is_left(tmp_path):
+    import json
 
-    assert progress_line(3, 65, 3 * 600) == "3 of 65 runs done in 30 min; about 10.3 h left at that pace"
-    assert progress_line(2, 2, 90) == "2 of 2 runs done in 2 min"
+    from taskrel.estimate import Pace
+
+    now = [0.0]
+    folders = [tmp_path / f"run{i}" for i in range(65)]
+    pace = Pace(folders, clock=lambda: now[0])
+    for k in range(3):
+        now[0] += 600
+        line = pace.line(folders[k])
+    assert line == "3 of 65 runs done in 30 min; about 10.3 h left at that pace"
+    # a run resumed near its end finishes in a minute: it counts with the 50 min its evaluations took before
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    records = [{"train_seconds": 1200.0, "eval_seconds": 300.0}, {"train_seconds": 1200.0, "eval_seconds": 300.0}]
+    (resumed / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    pace = Pace([resumed, folders[0]], clock=lambda: now[0])
+    now[0] += 60
+    assert pace.line(resumed) == (
+        "1 of 2 runs done in 1 min; about 51 min left at that pace (counting the 50 min resumed runs took before)"
+    )
+    now[0] += 90
+    assert pace.line(folders[0]) == "2 of 2 runs done in 2 min"
 
 
 def test_a_study_killed_half_way_has_tables_of_its_finished_rounds(tiny_corpus, tmp_path, monkeypatch):

@@ -36,8 +36,13 @@ def tiny_tune(corpus, trials=3, tasks=("ner", "bcls")):
 
 
 def test_a_three_trial_study_with_pruning_and_resume(tiny_corpus, tmp_path):
-    out = tmp_path / "tune"
-    best = tune(tiny_tune(tiny_corpus), out, pruner=PruneTrialOne(), **QUIET)
+    out, said = tmp_path / "tune", []
+    best = tune(tiny_tune(tiny_corpus), out, pruner=PruneTrialOne(), progress=False, log=said.append)
+    # one line per trial: how it ended, the best so far, how long is left
+    lines = [line for line in said if ": trial " in line]
+    assert len(lines) == 3 and "trial 0 dev 0." in lines[0] and "best dev" in lines[0]
+    assert "trial 1 pruned after evaluation 1" in lines[1] and "1 of 3 trials done" in lines[0]
+    assert "left at that pace" in lines[1] and "3 of 3 trials done" in lines[2] and "left" not in lines[2]
     trials = pd.read_csv(out / "trials.csv")
     assert list(trials["state"]) == ["COMPLETE", "PRUNED", "COMPLETE"]
     assert best["trials"]["complete"] == 2 and best["trials"]["pruned"] == 1 and best["trial"] in (0, 2)
@@ -308,6 +313,8 @@ def test_a_killed_trial_is_taken_over_from_its_checkpoint_with_the_same_numbers(
     assert took_over.user_attrs["run_dir"] == str(out / "trials/0001") and not (out / "trials/0002").exists()
     assert sorted(took_over.intermediate_values) == [1, 2]  # the killed epoch re-reported, then the next one
     assert any("trial 1 was killed" in line for line in said)
+    # the trial that took over counts with the time trial 1 took before it was killed
+    assert "trial 2 dev" in said[2] and "resumed runs took before" in said[2]
     # the same numbers as a run never stopped
     unbroken = trial_config(tc, optuna.trial.FixedTrial(killed.params, 1), tmp_path / "unbroken")
     metrics = real_train(unbroken, progress=False, log=lambda *_: None, test=False)
