@@ -25,15 +25,15 @@ demo: install
 	$(BIN)/taskrel run experiments/demo-grid.yaml --out runs/demo-grid --report reports/demo-grid
 
 # The real-results studies of this round (reports/README.md), in order of value
-# (patience-bc2gm and patience-ncbi first: they decide the budget of lowres-10pct's BC2GM and NCBI-disease
-# arms, before its tuning studies spend trials at that budget);
+# (patience-bc2gm, patience-ncbi and patience-chem first: they decide the budget of lowres-10pct's arms on
+# their corpus, before its tuning studies spend trials at that budget);
 # each resumes where it stopped, and lowres-10pct runs again once its tuning
 # studies have finished (its tuned arms wait for them). The two tuning studies,
 # of 1-thread trials, run side by side (two 1-thread runs get 19% more through
 # these 2 cores than one 2-thread run, BENCHMARKS.md), each logging to
 # runs/<study>.log. Every file is checked before anything trains. Many hours:
 # start it with `nohup make studies > runs/studies.log 2>&1 &`.
-STUDIES_FIRST := patience-bc2gm patience-ncbi lowres-10pct
+STUDIES_FIRST := patience-bc2gm patience-ncbi patience-chem lowres-10pct
 SIDE_BY_SIDE := tune-lowres-10pct tune-lowres-10pct-single
 STUDIES_THEN := lowres-10pct figure5-grid-ncbi weighting-ncbi weighting-ncbi-uncertainty weighting-ncbi-gradnorm \
 	weighting-ncbi-fair task-relations-embed task-relations-embed-taskemb task-relations-tag task-relations-score \
