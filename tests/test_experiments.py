@@ -58,6 +58,18 @@ def test_a_runs_study_end_to_end_with_its_report(tiny_corpus, tmp_path, capsys):
     cpu = results["cpu_seconds"].sum() / 3600
     assert results["cpu_seconds"].gt(0).all() and f"the 4 that recorded CPU time used {cpu:.1f} CPU hours" in md
     assert (rep / "report.html").read_text().startswith("<!doctype html>")
+    # passed again with nothing new (a queue restarted), the report is left as it is, date included
+    (rep / "report.md").write_text(md.replace(" on 20", " on 19"))
+    assert main(["run", str(f), "--out", str(out), "--report", str(rep), "--no-progress"]) == 0
+    assert (rep / "report.md").read_text() == md.replace(" on 20", " on 19")
+    results.loc[0, "f1"] = 0.5  # a table that changed rewrites it
+    results.to_csv(out / "results.csv", index=False)
+    from taskrel.report import write_report
+
+    write_report(out, rep)
+    assert (rep / "report.md").read_text() != md.replace(" on 20", " on 19") and " on 20" in (
+        rep / "report.md"
+    ).read_text()
     # running again resumes: nothing is retrained
     stamp = (out / "single/tiny/seed1/metrics.json").stat().st_mtime_ns
     assert main(["run", str(f), "--out", str(out), "--no-progress"]) == 0
