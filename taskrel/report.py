@@ -644,6 +644,17 @@ def _unchanged(src: Path, out: Path, blocks: list, data: list) -> bool:
     return True
 
 
+def said(path: Path, before: int | None) -> str:
+    """``report: PATH``, saying so when the report was left as it was (``before``: its time stamp before)."""
+    kept = before is not None and path.is_file() and path.stat().st_mtime_ns == before
+    return f"report: {path}" + (" (already up to date, left as it was)" if kept else "")
+
+
+def stamp_of(out) -> int | None:
+    path = Path(out) / "report.md"
+    return path.stat().st_mtime_ns if path.is_file() else None
+
+
 def write_report(src, out) -> Path:
     """Write ``report.md``, ``report.html`` and the figures of a grid or study folder into ``out``."""
     src, out = Path(src), Path(out)

@@ -60,8 +60,10 @@ def test_a_runs_study_end_to_end_with_its_report(tiny_corpus, tmp_path, capsys):
     assert (rep / "report.html").read_text().startswith("<!doctype html>")
     # passed again with nothing new (a queue restarted), the report is left as it is, date included
     (rep / "report.md").write_text(md.replace(" on 20", " on 19"))
+    capsys.readouterr()
     assert main(["run", str(f), "--out", str(out), "--report", str(rep), "--no-progress"]) == 0
     assert (rep / "report.md").read_text() == md.replace(" on 20", " on 19")
+    assert "(already up to date, left as it was)" in capsys.readouterr().out
     results.loc[0, "f1"] = 0.5  # a table that changed rewrites it
     results.to_csv(out / "results.csv", index=False)
     from taskrel.report import write_report
