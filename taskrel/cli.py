@@ -372,7 +372,7 @@ def run_run(a) -> int:
 
 def _run_one(a, path: str, study, out: str | None, report: str | None) -> None:
     from .experiments import STUDY_FREE_KEYS, run_study, study_folder, summarise
-    from .report import said, stamp_of, write_report
+    from .report import report_said
     from .rundir import STUDY_RECORD, SettingsDiffer, check_study_record
 
     if a.summarise:
@@ -390,8 +390,7 @@ def _run_one(a, path: str, study, out: str | None, report: str | None) -> None:
         out = run_study(path, out, a.workers, progress=not a.no_progress)
     print(f"study results in {out}", flush=True)
     if report:
-        before = stamp_of(report)
-        print(said(write_report(out, report), before), flush=True)
+        print(report_said(out, report), flush=True)
 
 
 def add_estimate_parser(sub):
@@ -501,10 +500,9 @@ def add_report_parser(sub):
 
 
 def run_report(a) -> int:
-    from .report import said, stamp_of, write_report
+    from .report import report_said
 
-    before = stamp_of(a.out)
-    print(said(write_report(a.folder, a.out), before))
+    print(report_said(a.folder, a.out))
     if a.notebooks:
         from .notebooks import export_folder
 

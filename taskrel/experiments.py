@@ -348,17 +348,18 @@ def load_study(path) -> Study:
         path = path / STUDY_RECORD
     if not path.is_file():
         raise ConfigError(f"{path}: no such study file")
-    try:
-        if path.suffix == ".json":  # a study folder's record, or a study written as JSON
+    if path.suffix == ".json":  # a study folder's record, or a study written as JSON
+        try:
             raw = json.loads(path.read_text(), object_pairs_hook=_unique_pairs)
-        else:
+        except ValueError as e:  # json.JSONDecodeError is one
+            raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    else:
+        try:
             raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
-    except ValueError as e:  # json.JSONDecodeError is one
-        raise ConfigError(f"{path}: not valid JSON ({e})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of study settings")
     if path.name == STUDY_RECORD:  # a study folder's record: its settings, and how and from what it was written
