@@ -289,12 +289,42 @@ def scorecard_rows(sources: list, reports_root="reports") -> list[dict]:
             report = Path(reports_root) / study.name
             if (report / "claims.csv").is_file():
                 table, where = pd.read_csv(report / "claims.csv"), f"`{report}`"
+                _check_stated(table, claims_table(None, study.claims, [str(c) for c in study.corpora]),
+                              report / "claims.csv", source)  # fmt: skip
             else:
                 table = claims_table(None, study.claims, [str(c) for c in study.corpora], "not started")
                 where = f"`{source}`"
         for r in table.itertuples():
             rows.append({**r._asdict(), "where": where})
     return rows
+
+
+STATED = ("claim", "corpus", "measure", "paper", "why")  # what a study file says of a claim; the rest is measured
+
+
+def _check_stated(measured: pd.DataFrame, stated: pd.DataFrame, path: Path, source: Path) -> None:
+    """A report's ``claims.csv`` must state the claims its study file states now: a claim added, dropped or
+    reworded there (its paper number or its ``why``) would otherwise reach the scorecard as it was."""
+
+    def key(t: pd.DataFrame) -> list:
+        t = t.reindex(columns=list(STATED)).astype({"why": object})
+        t["why"] = t["why"].where(t["why"].notna(), "")
+        return [tuple(round(v, 6) if isinstance(v, float) else str(v) for v in row) for row in t.itertuples(False)]
+
+    old, new = key(measured), key(stated)
+    if old == new:
+        return
+    differ = [i for i, (a, b) in enumerate(zip(old, new), 1) if a != b]
+    if len(old) != len(new):
+        what = f"{len(old)} claims there, {len(new)} in the file"
+    else:
+        at = differ[0]
+        fields = ", ".join(f for f, a, b in zip(STATED, old[at - 1], new[at - 1]) if a != b)
+        what = f"claim {at} ({new[at - 1][0]!r}) differs in {fields}"
+    raise ConfigError(
+        f"{path} states the claims of an earlier {source}: {what}. Bring it up to date with "
+        f"`taskrel claims {path.parent} --from {source}` (or the study's --summarise and report)"
+    )
 
 
 def _cells(r: dict) -> dict:

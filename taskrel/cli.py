@@ -373,7 +373,7 @@ def run_run(a) -> int:
 def _run_one(a, path: str, study, out: str | None, report: str | None) -> None:
     from .experiments import STUDY_FREE_KEYS, run_study, study_folder, summarise
     from .report import report_said
-    from .rundir import STUDY_RECORD, SettingsDiffer, check_study_record
+    from .rundir import STUDY_RECORD, SettingsDiffer, check_study_record, record_study
 
     if a.summarise:
         out = study_folder(path, study, out)
@@ -385,6 +385,10 @@ def _run_one(a, path: str, study, out: str | None, report: str | None) -> None:
             check_study_record(out / STUDY_RECORD, study, free=STUDY_FREE_KEYS)
         except SettingsDiffer as e:
             raise SettingsDiffer(f"{e}; to re-analyse it as it was run: taskrel run {out} --summarise") from None
+        if not (Path(path).is_dir() or Path(path).name == STUDY_RECORD):
+            # from the file: its free keys (claims added or reworded, a description) enter the record, so the
+            # record says what the tables were made from, and a later `taskrel claims FOLDER` agrees with them
+            record_study(out / STUDY_RECORD, study, free=STUDY_FREE_KEYS)
         summarise(out, study)
     else:
         out = run_study(path, out, a.workers, progress=not a.no_progress)

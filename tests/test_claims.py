@@ -1,5 +1,6 @@
 """The paper's claims stated in a study file, set beside our measurements (claims.py)."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -40,6 +41,8 @@ def test_claims_may_join_a_study_under_way_and_set_the_paper_beside_its_comparis
     with_claims = write(tmp_path, RUNS.format(corpus=tiny_corpus) + CLAIMS)  # added later: not a setting
     assert main(["run", str(with_claims), "--out", str(out), "--summarise", "--report", str(rep)]) == 0
     claims = pd.read_csv(out / "claims.csv")
+    recorded = json.loads((out / "study.json").read_text())["claims"]  # the record says what the tables are from
+    assert [c["claim"] for c in recorded] == list(claims["claim"])
     comp = pd.read_csv(out / "comparisons.csv").iloc[0]
     assert list(claims["claim"]) == ["beyond any F1", "below any F1"]
     assert claims["ours"].tolist() == pytest.approx([100 * comp.delta] * 2)
@@ -172,3 +175,28 @@ def test_the_committed_scorecard_is_up_to_date(monkeypatch):
     monkeypatch.chdir(root)
     for readme in ("reports/README.md", "README.md"):
         assert write_scorecard(root / readme, check=True), f"{readme}: run `make scorecard`"
+
+
+def test_the_scorecard_refuses_a_report_whose_claims_the_study_file_has_since_changed(tiny_corpus, tmp_path):
+    from taskrel.claims import write_scorecard
+
+    study = write(tmp_path, RUNS.format(corpus=tiny_corpus) + CLAIMS)
+    reports = tmp_path / "reports"
+    report = reports / load_study(study).name
+    out = tmp_path / "out"
+    assert main(["run", str(study), "--out", str(out), "--no-progress", "--report", str(report)]) == 0
+    readme = tmp_path / "README.md"
+    readme.write_text(f"<!-- scorecard:begin {study} -->\n<!-- scorecard:end -->\n")
+    assert write_scorecard(readme, reports_root=reports) == 2  # the report's claims are the file's
+    reworded = CLAIMS.replace("paper: 150,", "paper: 150, why: encoder,")
+    write(tmp_path, RUNS.format(corpus=tiny_corpus) + reworded)
+    with pytest.raises(ConfigError, match=r"claim 1 \('beyond any F1'\) differs in why.*taskrel claims"):
+        write_scorecard(readme, reports_root=reports, check=True)
+    write(
+        tmp_path,
+        RUNS.format(corpus=tiny_corpus) + reworded + "  - {claim: new, paper: 1, compare: [mt-mean, single]}\n",
+    )
+    with pytest.raises(ConfigError, match="2 claims there, 3 in the file"):
+        write_scorecard(readme, reports_root=reports)
+    assert main(["claims", str(report), "--from", str(study)]) == 0  # brought up to date: the scorecard takes it
+    assert write_scorecard(readme, reports_root=reports) == 3 and "| encoder |" in readme.read_text()
