@@ -314,11 +314,10 @@ def _check_stated(measured: pd.DataFrame, stated: pd.DataFrame, path: Path, sour
     old, new = key(measured), key(stated)
     if old == new:
         return
-    differ = [i for i, (a, b) in enumerate(zip(old, new), 1) if a != b]
     if len(old) != len(new):
         what = f"{len(old)} claims there, {len(new)} in the file"
     else:
-        at = differ[0]
+        at = next(i for i, (a, b) in enumerate(zip(old, new), 1) if a != b)
         fields = ", ".join(f for f, a, b in zip(STATED, old[at - 1], new[at - 1]) if a != b)
         what = f"claim {at} ({new[at - 1][0]!r}) differs in {fields}"
     raise ConfigError(
