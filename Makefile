@@ -31,8 +31,10 @@ demo: install
 # studies have finished (its tuned arms wait for them). The two tuning studies,
 # of 1-thread trials, run side by side (two 1-thread runs get 19% more through
 # these 2 cores than one 2-thread run, BENCHMARKS.md), each logging to
-# runs/<study>.log. Every file is checked before anything trains. Many hours:
-# start it with `nohup make studies > runs/studies.log 2>&1 &`.
+# runs/<study>.log. Every file is checked before anything trains. runs/ is not in
+# git: on a fresh checkout the runs each report committed (reports/<study>/runs.tar.gz,
+# `taskrel archive`) are restored first, so nothing committed is trained again.
+# Many hours: start it with `mkdir -p runs; nohup make studies > runs/studies.log 2>&1 &`.
 STUDIES_FIRST := patience-bc2gm patience-ncbi patience-chem lowres-10pct
 SIDE_BY_SIDE := tune-lowres-10pct tune-lowres-10pct-single
 STUDIES_THEN := lowres-10pct figure5-grid-ncbi weighting-ncbi weighting-ncbi-uncertainty weighting-ncbi-gradnorm \
@@ -42,6 +44,7 @@ RUN := $(BIN)/taskrel run --no-progress --report-root reports
 yamls = $(foreach s,$(1),experiments/$(s).yaml)
 studies: install
 	$(BIN)/taskrel run --check $(call yamls,$(STUDIES_FIRST) $(SIDE_BY_SIDE) $(STUDIES_THEN))
+	$(BIN)/taskrel restore $(call yamls,$(STUDIES_FIRST) $(SIDE_BY_SIDE) $(STUDIES_THEN))
 	@mkdir -p runs
 	$(RUN) $(call yamls,$(STUDIES_FIRST)); status=$$?; pids=; \
 	for s in $(SIDE_BY_SIDE); do \

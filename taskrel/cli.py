@@ -491,6 +491,60 @@ def run_scorecard(a) -> int:
     return 0
 
 
+def add_archive_parser(sub):
+    p = sub.add_parser(
+        "archive",
+        help="pack a results folder's runs, without weights, into its report (runs.tar.gz)",
+        description="Pack a results folder into REPORT/runs.tar.gz: its tables and records and every run folder "
+        "without its weights. A run that could still go on (unfinished, with a checkpoint or a live lock) is left "
+        "out; a tuning study's database goes in as a consistent copy. The same files give the same bytes. "
+        "`taskrel restore` brings them back on a fresh checkout.",
+    )
+    p.add_argument("folder", help="results folder, e.g. runs/lowres-10pct")
+    p.add_argument("--out", required=True, help="report folder, e.g. reports/lowres-10pct")
+    p.set_defaults(func=run_archive)
+
+
+def run_archive(a) -> int:
+    from .archive import ARCHIVE, pack
+
+    print(pack(a.folder, Path(a.out) / ARCHIVE).line())
+    return 0
+
+
+def add_restore_parser(sub):
+    p = sub.add_parser(
+        "restore",
+        help="bring studies' committed runs (their report's runs.tar.gz) back into their results folders",
+        description="For each study file, unpack REPORT_ROOT/<study name>/runs.tar.gz into its results folder "
+        "(runs/<study name>), leaving every file already there as it is: a fresh checkout then resumes the queue "
+        "where the last committed slice stopped. A study without an archive is left alone.",
+    )
+    p.add_argument("study", nargs="+", help="experiment file(s)")
+    p.add_argument("--report-root", default="reports", help="where the studies' reports are (default: reports)")
+    p.set_defaults(func=run_restore)
+
+
+def run_restore(a) -> int:
+    from .archive import ARCHIVE, unpack
+    from .experiments import load_study, study_folder
+
+    seen = set()
+    for path in a.study:
+        study = load_study(path)
+        if study.name in seen:  # a file named twice in a queue
+            continue
+        seen.add(study.name)
+        archive = Path(a.report_root) / study.name / ARCHIVE
+        out = study_folder(path, study)
+        if not archive.is_file():
+            print(f"{study.name}: no {archive} yet, nothing to restore")
+            continue
+        written, kept = unpack(archive, out)
+        print(f"{study.name}: {written} file(s) restored into {out} from {archive}, {kept} already there")
+    return 0
+
+
 def add_report_parser(sub):
     p = sub.add_parser("report", help="Markdown and HTML report of a grid or study folder")
     p.add_argument("folder", help="grid or study results folder")
@@ -742,6 +796,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_run_parser,
         add_estimate_parser,
         add_report_parser,
+        add_archive_parser,
+        add_restore_parser,
         add_evaluate_parser,
         add_predict_parser,
         add_export_parser,

@@ -29,12 +29,13 @@ FORMAT = 1
 STUDY_RECORD = "study.json"
 RECORD_KEYS = ("format", "taskrel_version", "command")
 
-CONFIG, RECORDS, METRICS, PREDICTIONS, MODEL = (
+CONFIG, RECORDS, METRICS, PREDICTIONS, MODEL, CHECKPOINT = (
     "config.json",
     "metrics.jsonl",
     "metrics.json",
     "test_predictions.jsonl",
     "model",
+    "checkpoint",  # what ``resume`` needs; it exists only while the run is unfinished
 )
 
 

@@ -44,11 +44,9 @@ from .locks import RunLock
 from .logs import run_log, say
 from .model import MultiTaskModel, resolve_device
 from .precision import autocast, resolve_precision
-from .rundir import check_same_settings, read_records, write_json
+from .rundir import CHECKPOINT, check_same_settings, read_records, write_json
 from .sources import all_tasks, load_sources, subset_seed
 from .weighting import clipped_per_task_backward, make_weighting
-
-CHECKPOINT = "checkpoint"
 
 
 class RunExists(ConfigError):
