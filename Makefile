@@ -7,7 +7,7 @@ TASKREL_DATA ?= $(abspath ../shared/data)
 export TASKREL_DATA
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo studies estimate scorecard test test-slow bench clean
+.PHONY: install demo studies estimate slice archive scorecard test test-slow bench clean
 
 install: $(STAMP)
 
@@ -38,7 +38,7 @@ demo: install
 STUDIES_FIRST := patience-bc2gm patience-ncbi patience-chem lowres-10pct
 SIDE_BY_SIDE := tune-lowres-10pct tune-lowres-10pct-single
 STUDIES_THEN := lowres-10pct figure5-grid-ncbi weighting-ncbi weighting-ncbi-uncertainty weighting-ncbi-gradnorm \
-	weighting-ncbi-fair task-relations-embed task-relations-embed-taskemb task-relations-tag task-relations-score \
+	weighting-ncbi-fair task-relations-tag task-relations-embed task-relations-embed-taskemb task-relations-score \
 	table2-pooling-ncbi
 RUN := $(BIN)/taskrel run --no-progress --report-root reports
 yamls = $(foreach s,$(1),experiments/$(s).yaml)
@@ -58,6 +58,18 @@ studies: install
 # What the queue has left: runs per study and their measured pace (no probes: nothing trains, seconds)
 estimate: install
 	$(BIN)/taskrel estimate --no-probe $(call yamls,$(STUDIES_FIRST) $(SIDE_BY_SIDE) $(STUDIES_THEN))
+
+# A committed slice of a runs study while the queue trains it (STUDY=lowres-10pct): its tables rebuilt from the
+# runs that finished, its report, its runs packed into the report (runs.tar.gz, what a fresh checkout restores),
+# the scorecard; the study's README in reports/STUDY is written by hand. `make archive STUDY=...` packs only
+# (a tuning study, whose trials live in its study.db).
+slice: install
+	$(BIN)/taskrel run experiments/$(STUDY).yaml --summarise --report reports/$(STUDY)
+	$(BIN)/taskrel archive runs/$(STUDY) --out reports/$(STUDY)
+	$(BIN)/taskrel scorecard --readme reports/README.md --readme README.md
+
+archive: install
+	$(BIN)/taskrel archive runs/$(STUDY) --out reports/$(STUDY)
 
 # The scorecard's table in reports/README.md, from the claims.csv of the sources its opening marker lists (a study
 # file stands for its report once reports/<study>/ exists), and README.md's short table of the claims measured so

@@ -63,8 +63,11 @@ def adamw_lookahead(params, grads, optimizer) -> None:
 class TagAffinity:
     """A trainer step hook that accumulates look-ahead affinities."""
 
-    def __init__(self, weights: dict, every: int = 10, grad_clip: float = 1.0, normalise_lr: bool = False):
+    def __init__(
+        self, weights: dict, every: int = 10, grad_clip: float = 1.0, normalise_lr: bool = False, precision="auto"
+    ):
         self.weights, self.every, self.grad_clip, self.normalise_lr = weights, every, grad_clip, normalise_lr
+        self.precision = precision  # the run's: the look-aheads' forward passes use what its training steps use
         self.sums: dict[tuple[str, str], float] = {}
         self.counts: dict[tuple[str, str], int] = {}
         self.seconds = 0.0
@@ -85,7 +88,7 @@ class TagAffinity:
         shared = [p for p in model.encoder.parameters() if p.requires_grad]
         saved = [p.detach().clone() for p in shared]
         device = shared[0].device
-        with autocast(device):
+        with autocast(device, self.precision):
             out = model(batch, tasks=tasks)
         before = {t: float(out[t]["loss"].detach()) for t in tasks}
         per_lr = 1.0 / optimizer.param_groups[0]["lr"] if self.normalise_lr else 1.0
@@ -101,7 +104,7 @@ class TagAffinity:
         for i in tasks:
             with torch.no_grad():
                 adamw_lookahead(shared, grads[i], optimizer)
-                with autocast(device):
+                with autocast(device, self.precision):
                     after = model(batch, tasks=tasks)
                 for j in tasks:
                     gain = (1 - float(after[j]["loss"]) / max(before[j], 1e-12)) * per_lr
@@ -182,7 +185,7 @@ def run_affinity(cfg, every: int = 10, progress: bool = True, log=say, normalise
     from .plots import affinity_heatmap
     from .train import train
 
-    tag = TagAffinity(cfg.train.weights, every, cfg.train.grad_clip, normalise_lr)
+    tag = TagAffinity(cfg.train.weights, every, cfg.train.grad_clip, normalise_lr, cfg.train.precision)
     out = Path(cfg.out)
     resume = _resume(out, tag, log)
 

@@ -467,6 +467,7 @@ def run_study(path, out=None, workers: int | None = None, progress: bool = True,
     study = load_study(path)
     workers = workers or study.workers
     out = study_folder(path, study, out)
+    check_precisions(study)  # before its folder, its record or a tuning database is started
     out.mkdir(parents=True, exist_ok=True)
     record_study(out / STUDY_RECORD, study, free=STUDY_FREE_KEYS)
     if study.kind not in ("runs", "grid"):
@@ -482,8 +483,9 @@ def run_study(path, out=None, workers: int | None = None, progress: bool = True,
         write_claims(out, study)
         return out
     runs = study.run_configs(out)
-    for _ in finished_runs(out, study):
-        pass  # before any training: a finished run made under other settings (finished_runs) stops the study
+    # before any training: a finished run made under other settings (finished_runs) stops the study, and so do
+    # runs this machine would train at another precision than the finished ones
+    one_precision(study, list(finished_runs(out, study)), [r[3] for r in runs if not RunDir(r[3].out).done])
     if workers <= 1:
         from tqdm.auto import tqdm
 
@@ -572,6 +574,67 @@ def finished_runs(out: Path, study: Study):
             yield variant, corpus, seed, cfg, run
 
 
+class MixedPrecision(ConfigError):
+    pass
+
+
+def check_precisions(study: Study) -> None:
+    """Refuse, before anything is written, a study whose settings (defaults, per-corpus or variant) state a
+    precision this machine only emulates (``precision.check_trainable``), naming the study."""
+    from .config import TrainConfig
+    from .model import resolve_device
+    from .precision import check_trainable
+
+    base = study.defaults.get("train") or {}
+    sections = [base] + [(v or {}).get("train") or {} for v in (*study.variants.values(), *study.per_corpus.values())]
+    for train in sections:
+        device = resolve_device(train.get("device", base.get("device", TrainConfig.device)))
+        try:
+            check_trainable(device, train.get("precision", base.get("precision", TrainConfig.precision)))
+        except ConfigError as e:
+            raise type(e)(f"study {study.name}: {e}") from None
+
+
+def one_precision(study: Study, finished: list, todo=()) -> None:
+    """A study's runs compare only at one precision. ``precision: auto`` resolves by machine (bf16 where the
+    CPU does it natively, fp32 elsewhere), so a study resumed on another machine could mix them silently:
+    refuse finished ``auto`` runs (``finished_runs``' tuples) at several precisions, naming them, and refuse to
+    train the ``todo`` configurations asking for ``auto`` where this machine would resolve it to another
+    precision than the finished ones used. Variants that state their precision (a precision study's arms) are
+    what they say, and are not checked."""
+    from collections import defaultdict
+
+    todo = [cfg for cfg in todo if cfg.train.precision == "auto"]
+    by = defaultdict(list)
+    for *_, cfg, run in finished:
+        if cfg.train.precision == "auto" and run.precision:
+            by[run.precision].append("/".join(Path(cfg.out).parts[-3:]))  # variant/corpus/seedN
+    if len(by) > 1:
+        fewest = min(by, key=lambda p: len(by[p]))
+        raise MixedPrecision(
+            f"study {study.name}: its finished runs (precision auto) trained at several precisions ("
+            + ", ".join(f"{len(v)} in {p}" for p, v in by.items())
+            + f"), and runs at other precisions do not compare; the {fewest} ones: {', '.join(by[fewest][:6])}"
+            + (" ..." if len(by[fewest]) > 6 else "")
+            + ". Remove the runs that do not belong (their folders), then run the study again"
+        )
+    if not by or not todo:
+        return
+    from .model import resolve_device
+    from .precision import resolve_precision
+
+    (done,) = by
+    here = {resolve_precision(resolve_device(cfg.train.device), cfg.train.precision) for cfg in todo}
+    if here - {done}:
+        raise MixedPrecision(
+            f"study {study.name}: its {len(by[done])} finished runs trained in {done}, and on this machine its "
+            f"runs left would train in {', '.join(sorted(here - {done}))} (precision auto: this machine resolves "
+            f"it otherwise), so they would not compare: nothing "
+            f"trained. Go on on a machine like the one the runs were made on (bf16: a CPU with native bf16, "
+            f"the avx512_bf16 or amx_bf16 flag, or a GPU)"
+        )
+
+
 def results_table(finished: list) -> pd.DataFrame:
     """One row per finished run (``finished_runs``)."""
     rows = []
@@ -626,6 +689,7 @@ def summarise(out: Path, study: Study) -> pd.DataFrame:
     """``results.csv`` and ``summary.csv`` (mean and std over seeds per variant and corpus)."""
 
     finished = list(finished_runs(out, study))  # each run folder read and checked once
+    one_precision(study, finished)
     results = results_table(finished)
     results.to_csv(out / "results.csv", index=False)
     if not len(results):

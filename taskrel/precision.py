@@ -7,6 +7,10 @@ CPUs with native bf16 arithmetic (the ``avx512_bf16`` or ``amx_bf16`` flag in
 The precision a run used is recorded in its ``config.json`` (``resolved``).
 Measured on an AVX512-BF16 CPU: a MiniLM training step 2.2x faster than fp32
 (BENCHMARKS.md); accuracy at convergence: ``experiments/precision-check.yaml``.
+On an AVX2-only CPU a bf16 step is about 20x slower than fp32 (BENCHMARKS.md),
+so training asked for bf16 explicitly there is refused (``check_trainable``):
+a study file that states ``precision: bf16`` is trained on machines that do
+it natively and skipped, with that reason, elsewhere.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import functools
 from pathlib import Path
 
 import torch
+
+from .config import ConfigError
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -42,6 +48,24 @@ def resolve_precision(device, precision: str = "auto") -> str:
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
     return precision
+
+
+class PrecisionUnavailable(ConfigError):
+    pass
+
+
+def check_trainable(device, precision: str) -> None:
+    """Refuse to train at a precision this machine only emulates (bf16 asked for explicitly on a CPU without
+    native bf16), where a run would take about 20 times as long as in fp32 and a study's budget would mean
+    nothing; ``auto`` always trains (it resolves to fp32 there)."""
+    device = torch.device(device)
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+        raise PrecisionUnavailable(
+            "precision bf16 was asked for, and this CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag in "
+            "/proc/cpuinfo): a training step would take about 20 times as long as in fp32 (BENCHMARKS.md). Train "
+            "it on a machine with native bf16 or a GPU, or ask for fp32 (a different setting: runs at other "
+            "precisions do not compare)"
+        )
 
 
 def autocast(device, precision: str = "auto"):

@@ -219,6 +219,11 @@ class RunDir:
         return self.config.get("resolved", {}).get("threads")
 
     @property
+    def precision(self) -> str | None:
+        """The precision the run trained at (``bf16`` or ``fp32``, what ``auto`` resolved to); None if unrecorded."""
+        return self.config.get("resolved", {}).get("precision")
+
+    @property
     def train_seconds(self) -> float:
         return sum(r["train_seconds"] for r in self.records)
 

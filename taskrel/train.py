@@ -43,7 +43,7 @@ from .evaluate import evaluate, main_score, predict, score_all
 from .locks import RunLock
 from .logs import run_log, say
 from .model import MultiTaskModel, resolve_device
-from .precision import autocast, resolve_precision
+from .precision import autocast, check_trainable, resolve_precision
 from .rundir import CHECKPOINT, check_same_settings, read_records, write_json
 from .sources import all_tasks, load_sources, subset_seed
 from .weighting import clipped_per_task_backward, make_weighting
@@ -267,6 +267,7 @@ def _train(cfg: RunConfig, resume: bool, callbacks, progress: bool, log, test: b
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
+    check_trainable(device, cfg.train.precision)
     seed_everything(cfg.train.seed)
     splits = ("train", "devel", "test") if test else ("train", "devel")
     sources, model, tokenizer = prepare(cfg, splits)

@@ -189,6 +189,10 @@ def tune(
     False: a pruned trial's checkpoint and model are removed (``drop_pruned``), so it cannot be continued."""
     from .train import train
 
+    from .model import resolve_device
+    from .precision import check_trainable
+
+    check_trainable(resolve_device(tc.base.train.device), tc.base.train.precision)  # not a failed trial per run
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     record_study(out / "tune.json", tc, free=("trials", "timeout"))

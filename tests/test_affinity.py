@@ -133,3 +133,24 @@ def test_normalising_by_the_learning_rate_divides_each_lookahead_by_it():
     scaled(0, model, optimizer, batch, TASKS)
     for key, value in plain.sums.items():
         assert scaled.sums[key] == pytest.approx(value / 1e-3, rel=1e-4, abs=1e-6)
+
+
+def test_lookaheads_run_at_the_runs_precision(monkeypatch):
+    """A run stated in fp32 on a machine where auto is bf16 looks ahead in fp32 too, and the other way round."""
+    import taskrel.affinity as affinity
+
+    model, tok = tiny_model()
+    _, batch = batch_of(model, tok)
+    optimizer = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-3)
+    model(batch)["ner"]["loss"].backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    asked = []
+    real = affinity.autocast
+    monkeypatch.setattr(
+        affinity, "autocast", lambda device, precision="auto": asked.append(precision) or real(device, "fp32")
+    )
+    for precision in ("fp32", "bf16"):
+        asked.clear()
+        TagAffinity({t: 1.0 for t in TASKS}, every=1, precision=precision)(0, model, optimizer, batch, TASKS)
+        assert asked and set(asked) == {precision}

@@ -280,3 +280,14 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_corp
         train(tiny_config(tiny_corpus, tmp_path / "r", epochs=3), **QUIET)
     state = json.loads((tmp_path / "r" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 2 and not (tmp_path / "r" / "metrics.json").exists()
+
+
+def test_bf16_is_refused_where_the_cpu_only_emulates_it(tiny_corpus, tmp_path, monkeypatch):
+    from taskrel.precision import PrecisionUnavailable
+
+    monkeypatch.setattr("taskrel.precision.cpu_has_fast_bf16", lambda: False)  # an AVX2-only CPU
+    with pytest.raises(PrecisionUnavailable, match="no native bf16"):
+        train(tiny_config(tiny_corpus, tmp_path / "bf16", epochs=1, device="cpu", precision="bf16"), **QUIET)
+    assert not (tmp_path / "bf16" / "config.json").exists()  # refused before the run folder was started
+    train(tiny_config(tiny_corpus, tmp_path / "auto", epochs=1, device="cpu"), **QUIET)  # auto: fp32 there
+    assert json.loads((tmp_path / "auto" / "config.json").read_text())["resolved"]["precision"] == "fp32"

@@ -668,3 +668,43 @@ def test_a_queue_estimate_totals_its_studies_and_counts_a_second_turn_once(tiny_
     out = capsys.readouterr().out
     assert out == "4 runs, 0 already finished, 4 to train\n"  # named twice, counted once: one study's estimate
     assert main(["estimate", str(f), str(f), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_a_study_never_mixes_the_precisions_auto_resolves_to(tiny_corpus, tmp_path, monkeypatch):
+    import json
+
+    from taskrel.experiments import MixedPrecision, run_study, summarise
+
+    one_seed = tmp_path / "one.yaml"
+    one_seed.write_text(RUNS_STUDY.format(corpus=tiny_corpus).replace("seeds: [1, 2]", "seeds: [1]"))
+    two_seeds = write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus))
+    out = tmp_path / "out"
+    monkeypatch.setattr("taskrel.precision.cpu_has_fast_bf16", lambda: True)  # a CPU with native bf16
+    run_study(one_seed, out, progress=False, log=lambda *_: None)
+    monkeypatch.setattr("taskrel.precision.cpu_has_fast_bf16", lambda: False)  # the study resumed on an AVX2 CPU
+    with pytest.raises(MixedPrecision, match=r"its 2 finished runs trained in bf16.*would train in fp32"):
+        run_study(two_seeds, out, progress=False, log=lambda *_: None)
+    assert not (out / "single" / "tiny" / "seed2").exists()  # nothing trained
+    # runs already mixed (by hand, or before this check) are refused by name when the tables are built
+    config = out / "single" / "tiny" / "seed1" / "config.json"
+    saved = json.loads(config.read_text())
+    saved["resolved"]["precision"] = "fp32"
+    config.write_text(json.dumps(saved))
+    with pytest.raises(MixedPrecision, match=r"1 in fp32.*fp32 ones: single/tiny/seed1"):
+        summarise(out, load_study(one_seed))
+    # a variant that states its precision is what it says: a precision study's arms differ on purpose
+    stated = tmp_path / "stated.yaml"
+    text = RUNS_STUDY.format(corpus=tiny_corpus).replace("seeds: [1, 2]", "seeds: [1]")
+    stated.write_text(text.replace("mt-mean: {model:", "mt-mean: {train: {precision: fp32}, model:"))
+    monkeypatch.setattr("taskrel.precision.cpu_has_fast_bf16", lambda: True)
+    run_study(stated, tmp_path / "stated", progress=False, log=lambda *_: None)
+    assert len(summarise(tmp_path / "stated", load_study(stated))) == 2
+    # a study that states bf16 is refused up front where the CPU only emulates it, before its folder exists
+    from taskrel.precision import PrecisionUnavailable
+
+    monkeypatch.setattr("taskrel.precision.cpu_has_fast_bf16", lambda: False)
+    bf16 = tmp_path / "bf16.yaml"
+    bf16.write_text(text.replace("threads: 1}", "threads: 1, precision: bf16}"))
+    with pytest.raises(PrecisionUnavailable, match="study tiny-runs: precision bf16 was asked for"):
+        run_study(bf16, tmp_path / "bf16", progress=False, log=lambda *_: None)
+    assert not (tmp_path / "bf16").exists()
