@@ -187,10 +187,9 @@ def tune(
 ) -> dict:
     """Run (or resume) the study until ``tc.trials`` trials have finished; write the outputs. ``keep_pruned``
     False: a pruned trial's checkpoint and model are removed (``drop_pruned``), so it cannot be continued."""
-    from .train import train
-
     from .model import resolve_device
     from .precision import check_trainable
+    from .train import train
 
     check_trainable(resolve_device(tc.base.train.device), tc.base.train.precision)  # not a failed trial per run
     out = Path(out)
