@@ -25,7 +25,7 @@ import numpy as np
 from . import __version__
 from .config import ConfigError, EmbedConfig, RunConfig
 from .logs import say
-from .rundir import RunDir, record_study, write_json
+from .rundir import MODEL, RunDir, record_study, write_json
 from .sources import load_sources
 from .tasks import TaskSpec
 
@@ -51,8 +51,17 @@ def _model_for(ec: EmbedConfig, spec: str, out: Path, progress: bool, log) -> tu
     from .train import train
 
     if spec in ec.models:
-        return Path(ec.models[spec]), None
-    cfg = single_task_config(ec, spec, out)
+        given = Path(ec.models[spec])
+        run = RunDir(given.parent)
+        if given.exists() or not (given.name == MODEL and run.done):
+            return given, None
+        # a finished run whose weights are gone (runs reach a fresh checkout without them, ``archive``): the same
+        # settings trained again here, into this study's own folder; on the same kind of machine and thread count
+        # the same model, elsewhere one of the same settings (its record says so)
+        cfg = replace(run.run_config, out=str(out / "models" / TaskSpec.parse(spec).label))
+        log(f"{spec}: {given} has no weights (a finished run restored without them); training its settings again")
+    else:
+        cfg = single_task_config(ec, spec, out)
     train(cfg, resume=True, progress=progress, log=log, test=False)  # only the model is needed
     run = RunDir(cfg.out)
     per_sentence = float(np.mean([r["train_seconds"] for r in run.records])) / run.config["resolved"]["train_sentences"]

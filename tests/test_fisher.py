@@ -243,3 +243,31 @@ def test_fisher_sentences_come_from_the_models_training_subset(tiny_corpus, tmp_
     assert trained["per_task"]["ner"]["examples"] == len(subset.train) < len(subset.corpus.splits["train"])
     assert everything["per_task"]["ner"]["examples"] == len(subset.corpus.splits["train"])
     assert trained["sentences"] == "trained" and everything["sentences"] == "all"
+
+
+def test_a_given_model_whose_weights_are_gone_is_trained_again_with_its_settings(tiny_corpus, tmp_path):
+    """A fresh checkout restores finished runs without their weights (``taskrel restore``): an embedding study
+    that reads another study's models trains the same settings again instead of failing, and on the same
+    machine gets the same model, so the same embedding."""
+    import shutil
+
+    cfg = RunConfig(
+        DataConfig(str(tiny_corpus)),
+        ModelConfig("tiny", ["ner"]),
+        TrainConfig(epochs=1, threads=1),
+        str(tmp_path / "r"),
+    )
+    train(cfg, progress=False, log=lambda *_: None)
+    base = RunConfig(DataConfig(str(tiny_corpus)), ModelConfig("tiny"), TrainConfig(threads=1))
+    ec = EmbedConfig(base, ["ner"], examples=2, models={"ner": str(tmp_path / "r/model")}, control=False)
+    embed_tasks(ec, tmp_path / "first", progress=False, log=lambda *_: None)
+    shutil.rmtree(tmp_path / "r/model")
+    said = []
+    after = embed_tasks(ec, tmp_path / "again", progress=False, log=said.append)
+    assert any("has no weights" in line for line in said)
+    assert after["per_task"]["ner"]["model"] == str(tmp_path / "again/models/ner/model")
+    a, b = np.load(tmp_path / "first/embeddings.npz"), np.load(tmp_path / "again/embeddings.npz")
+    assert sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)
+    shutil.rmtree(tmp_path / "r")  # no run there at all: an error naming the folder, as before
+    with pytest.raises((ConfigError, FileNotFoundError, OSError)):
+        embed_tasks(ec, tmp_path / "none", progress=False, log=lambda *_: None)
