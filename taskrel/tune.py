@@ -37,12 +37,12 @@ import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
-from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .config import GRACE, HEARTBEAT, POOLINGS, RunConfig, TuneConfig
 from .logs import say
 from .rundir import record_study, write_json
 from .tasks import TaskSpec
+from .workqueue import SCHEMA_RACE
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 RESUMES = "resumes"  # user attribute of a trial that took over a killed one: the killed trial's number
@@ -135,7 +135,7 @@ def open_study(tc: TuneConfig, out: Path, storage: str | None, name: str, pruner
                 pruner=pruner or make_pruner(tc.pruner),
             )
             break
-        except (IntegrityError, OperationalError):  # another worker is creating the same schema or study
+        except SCHEMA_RACE:  # another worker is creating the same schema or study
             if attempt == 4:
                 raise
             time.sleep(0.5 + attempt)

@@ -39,13 +39,18 @@ from pathlib import Path
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from .config import GRACE, HEARTBEAT, ConfigError
 from .locks import RunLocked
 from .logs import say
 
 LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+
+
+# what a worker sees when another one is creating the same storage schema or study at that moment: a retry after
+# a pause finds them made (PostgreSQL reports a table created meanwhile as DuplicateTable, a ProgrammingError)
+SCHEMA_RACE = (IntegrityError, OperationalError, ProgrammingError)
 
 
 def open_study(url: str, name: str, heartbeat: int = HEARTBEAT, grace: int = GRACE) -> tuple[optuna.Study, RDBStorage]:
@@ -69,7 +74,7 @@ def open_study(url: str, name: str, heartbeat: int = HEARTBEAT, grace: int = GRA
             )
             study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction="maximize")
             return study, storage
-        except (IntegrityError, OperationalError):  # another worker is creating the same schema or study
+        except SCHEMA_RACE:
             if attempt == 4:
                 raise
             time.sleep(0.5 + attempt)

@@ -420,3 +420,24 @@ def test_stop_gap_says_how_flat_a_run_was_when_it_stopped(monkeypatch):
     assert run.stop_gap == pytest.approx(0.01)  # the best of the later evaluations came within 1 point
     monkeypatch.setattr(RunDir, "dev_curve", lambda self, task=None: plateau[:2])
     assert np.isnan(run.stop_gap)  # nothing after the selected evaluation
+
+
+def test_a_schema_created_meanwhile_by_another_worker_is_retried(tmp_path, monkeypatch):
+    """PostgreSQL reports a table another worker created a moment before as DuplicateTable (a ProgrammingError):
+    the worker tries again and finds the schema made, instead of dying (seen once in CI under load)."""
+    from sqlalchemy.exc import ProgrammingError
+
+    from taskrel import workqueue
+
+    real, calls = workqueue.RDBStorage, []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ProgrammingError("CREATE TABLE studies", {}, Exception('relation "studies" already exists'))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(workqueue, "RDBStorage", racing)
+    monkeypatch.setattr(workqueue.time, "sleep", lambda s: None)
+    study, _ = workqueue.open_study(f"sqlite:///{tmp_path / 'q.db'}", "q")
+    assert len(calls) == 2 and study.study_name == "q"
