@@ -162,15 +162,15 @@ def test_embed_pipeline_trains_models_resumes_and_analyses(tiny_corpus, chem_cor
         EmbedConfig(base, tasks, models={"other:ner": "x"})
 
 
+def _trained_ner_model(corpus, folder):
+    """A finished tiny NER-alone run in ``folder``; the base settings of an embedding study that reads it."""
+    data = DataConfig(str(corpus))
+    train(RunConfig(data, ModelConfig("tiny", ["ner"]), TrainConfig(epochs=1, threads=1), str(folder)), progress=False)
+    return RunConfig(data, ModelConfig("tiny"), TrainConfig(threads=1))
+
+
 def test_embed_uses_a_given_model(tiny_corpus, tmp_path):
-    cfg = RunConfig(
-        DataConfig(str(tiny_corpus)),
-        ModelConfig("tiny", ["ner"]),
-        TrainConfig(epochs=1, threads=1),
-        str(tmp_path / "r"),
-    )
-    train(cfg, progress=False, log=lambda *_: None)
-    base = RunConfig(DataConfig(str(tiny_corpus)), ModelConfig("tiny"), TrainConfig(threads=1))
+    base = _trained_ner_model(tiny_corpus, tmp_path / "r")
     ec = EmbedConfig(base, ["ner"], examples=2, models={"ner": str(tmp_path / "r/model")})
     meta = embed_tasks(ec, tmp_path / "emb", progress=False, log=lambda *_: None)
     assert meta["per_task"]["ner"]["model"] == str(tmp_path / "r/model") and not (tmp_path / "emb/models").exists()
@@ -251,14 +251,7 @@ def test_a_given_model_whose_weights_are_gone_is_trained_again_with_its_settings
     machine gets the same model, so the same embedding."""
     import shutil
 
-    cfg = RunConfig(
-        DataConfig(str(tiny_corpus)),
-        ModelConfig("tiny", ["ner"]),
-        TrainConfig(epochs=1, threads=1),
-        str(tmp_path / "r"),
-    )
-    train(cfg, progress=False, log=lambda *_: None)
-    base = RunConfig(DataConfig(str(tiny_corpus)), ModelConfig("tiny"), TrainConfig(threads=1))
+    base = _trained_ner_model(tiny_corpus, tmp_path / "r")
     ec = EmbedConfig(base, ["ner"], examples=2, models={"ner": str(tmp_path / "r/model")}, control=False)
     embed_tasks(ec, tmp_path / "first", progress=False, log=lambda *_: None)
     shutil.rmtree(tmp_path / "r/model")
