@@ -41,6 +41,7 @@ STUDIES_THEN := lowres-10pct figure5-grid-ncbi weighting-ncbi weighting-ncbi-unc
 	weighting-ncbi-fair task-relations-tag task-relations-embed task-relations-embed-taskemb task-relations-score \
 	table2-pooling-ncbi
 RUN := $(BIN)/taskrel run --no-progress --report-root reports
+SCORECARD := $(BIN)/taskrel scorecard --readme reports/README.md --readme README.md
 yamls = $(foreach s,$(1),experiments/$(s).yaml)
 studies: install
 	$(BIN)/taskrel run --check $(call yamls,$(STUDIES_FIRST) $(SIDE_BY_SIDE) $(STUDIES_THEN))
@@ -66,7 +67,7 @@ estimate: install
 slice: install
 	$(BIN)/taskrel run experiments/$(STUDY).yaml --summarise --report reports/$(STUDY)
 	$(BIN)/taskrel archive runs/$(STUDY) --out reports/$(STUDY)
-	$(BIN)/taskrel scorecard --readme reports/README.md --readme README.md
+	$(SCORECARD)
 
 archive: install
 	$(BIN)/taskrel archive runs/$(STUDY) --out reports/$(STUDY)
@@ -75,7 +76,7 @@ archive: install
 # file stands for its report once reports/<study>/ exists), and README.md's short table of the claims measured so
 # far, from the same sources; the tests fail while either is out of date
 scorecard: install
-	$(BIN)/taskrel scorecard --readme reports/README.md --readme README.md
+	$(SCORECARD)
 
 test: install
 	$(BIN)/ruff check taskrel tests benchmarks

@@ -153,8 +153,7 @@ class AffinityStateLost(ConfigError):
 def _resume(out: Path, tag: TagAffinity, log) -> bool:
     """Whether the run in ``out`` is to be resumed; if so, ``tag`` takes back the look-aheads it had made up to
     the evaluation where the run resumes (its checkpoint, or its end)."""
-    from .rundir import RECORDS, read_records
-    from .train import CHECKPOINT
+    from .rundir import CHECKPOINT, RECORDS, read_records
 
     if not (out / RECORDS).is_file():
         return False  # nothing there yet

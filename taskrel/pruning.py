@@ -28,9 +28,8 @@ from optuna.trial import TrialState
 
 from .config import RunConfig, TuneConfig
 from .logs import say
-from .rundir import read_records, write_json
+from .rundir import CHECKPOINT, read_records, write_json
 from .tasks import TaskSpec
-from .train import CHECKPOINT
 
 CONTINUED = "continued_from_checkpoint"  # marker file in a re-run folder
 

@@ -168,8 +168,7 @@ def drop_pruned(run: Path) -> None:
     most of its trials). Its configuration, records and log stay: the pruning record and curves read them."""
     import shutil
 
-    from .rundir import MODEL
-    from .train import CHECKPOINT
+    from .rundir import CHECKPOINT, MODEL
 
     for part in (CHECKPOINT, MODEL):
         shutil.rmtree(Path(run) / part, ignore_errors=True)
