@@ -44,7 +44,7 @@ HEARTBEAT, GRACE = 60, 180
 
 
 # Keys that config.json records about a run but that are not settings.
-RECORD_ONLY = {"command", "taskrel_version", "resolved", "format"}
+RECORD_ONLY = {"command", "taskrel_version", "resolved", "resumed", "format"}
 
 
 class ConfigError(TaskrelError):

@@ -210,7 +210,7 @@ def study_blocks(folder: Path) -> list[Block]:
             sub = folder / Path(corpus).name
             for kind in kinds_of(sub):
                 blocks += kind.call("blocks", sub)  # each kind's title names the corpus
-        return blocks
+        return blocks + machine_blocks(folder)
     if (folder / "summary.csv").is_file():
         s = pd.read_csv(folder / "summary.csv")
         metrics = [m for m in ("precision", "recall", "f1", "accuracy") if f"{m}_mean" in s]
@@ -242,6 +242,7 @@ def study_blocks(folder: Path) -> list[Block]:
             ("table", format_comparisons(comp)),
         ]
     blocks += stop_check_blocks(folder) + patience_sweep_blocks(folder) + compute_blocks(folder)
+    blocks += machine_blocks(folder)
     blocks += _images(
         folder,
         (
@@ -278,6 +279,43 @@ def compute_blocks(folder: Path) -> list[Block]:
     elif len(cpu) < len(r):
         line += f"; {len(r) - len(cpu)} ran before taskrel recorded CPU time"
     return [("h2", "Compute"), ("p", line + ".")]
+
+
+def machine_blocks(folder: Path) -> list[Block]:
+    """Where a study's runs trained, from each run's record (``RunDir.sessions``): runs per machine, precision
+    and threads (a run resumed on another machine counts under each machine it trained on, in order), and the
+    commits that started them, so a table that mixes machines or code says so."""
+    from .machine import label
+    from .rundir import CONFIG, RECORDS, RunDir
+
+    runs = [RunDir(p.parent) for p in sorted(folder.rglob(CONFIG)) if (p.parent / RECORDS).is_file()]
+    if not runs:
+        return []
+    rows: dict[tuple, list[int]] = {}
+    for run in runs:
+        where = " → ".join(dict.fromkeys(label(s) for s in run.sessions))
+        key = (where, run.precision or "not recorded", run.threads or "–")
+        rows.setdefault(key, [0, 0])[0 if run.done else 1] += 1
+    table = pd.DataFrame(
+        [(*key, done, todo) for key, (done, todo) in sorted(rows.items())],
+        columns=["machine (→: resumed on another)", "precision", "threads", "finished runs", "unfinished"],
+    )
+    starts = sorted(
+        (s.get("started", ""), s["git_commit"][:7]) for r in runs for s in r.sessions if s.get("git_commit")
+    )
+    commits = list(dict.fromkeys(c for _, c in starts))
+    if commits:
+        line = f"Trained by {len(commits)} commit(s), from {commits[0]} ({starts[0][0][:10]}) to {commits[-1]} "
+        line += f"({starts[-1][0][:10]})"
+    else:
+        line = "No run recorded its commit"
+    dirty = sum(any(s.get("git_dirty") for s in r.sessions) for r in runs)
+    if dirty:
+        line += f"; {dirty} run(s) trained from a checkout with uncommitted changes"
+    unrecorded = sum(not any(s.get("git_commit") for s in r.sessions) for r in runs)
+    if commits and unrecorded:
+        line += f"; {unrecorded} run(s) recorded no commit"
+    return [("h2", "Machines and code"), ("p", line + "."), ("table", table)]
 
 
 def stop_check_blocks(folder: Path) -> list[Block]:

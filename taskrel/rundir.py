@@ -224,6 +224,12 @@ class RunDir:
         return self.config.get("resolved", {}).get("precision")
 
     @property
+    def sessions(self) -> list[dict]:
+        """Where the run trained: its start's record (``resolved``), then one per resumption (``resumed``), each
+        with the machine (``machine.describe``'s keys), ``git_commit`` and ``started`` where recorded."""
+        return [self.config.get("resolved", {})] + list(self.config.get("resumed", []))
+
+    @property
     def train_seconds(self) -> float:
         return sum(r["train_seconds"] for r in self.records)
 

@@ -33,7 +33,7 @@ from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
-from . import __version__
+from . import __version__, machine
 from .config import CONVERGE_WINDOW, ConfigError, RunConfig
 from .corpus import subset_sha1
 from .data import bucket_batches, collate, encode, to_device
@@ -54,7 +54,7 @@ class RunExists(ConfigError):
 
 
 def provenance() -> dict:
-    """Where and with what a run was made: versions, and the git commit when run from a checkout."""
+    """Where and with what a run was made: the machine, versions, and the git commit when run from a checkout."""
     import platform
     import subprocess
 
@@ -65,9 +65,8 @@ def provenance() -> dict:
         "transformers": transformers.__version__,
         "python": platform.python_version(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **machine.describe(),
     }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
     root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
@@ -82,6 +81,14 @@ def provenance() -> dict:
     if "git_commit" not in info and os.environ.get("TASKREL_GIT_COMMIT"):  # a copied tree without .git (GPU runs)
         info["git_commit"] = os.environ["TASKREL_GIT_COMMIT"]
     return info
+
+
+def _record_resume(out: Path, step: int) -> None:
+    """Add this resumption (the step it goes on after, the machine, the commit) to ``config.json``'s
+    ``resumed`` list: a run resumed in another session may finish on another machine or commit."""
+    config = json.loads((out / "config.json").read_text())
+    config.setdefault("resumed", []).append({"after_step": step, **provenance()})
+    write_json(out / "config.json", config)
 
 
 def seed_everything(seed: int) -> None:
@@ -327,6 +334,7 @@ def _train(cfg: RunConfig, resume: bool, callbacks, progress: bool, log, test: b
         if "cuda_rng" in saved and device.type == "cuda":
             torch.cuda.set_rng_state(saved["cuda_rng"].cpu(), device)
         _truncate_metrics(out / "metrics.jsonl", run["evals"])
+        _record_resume(out, run["step"])
         log(f"resuming {out} after step {run['step']} (evaluation {run['evals']})")
 
     evaluator = _Evaluator(

@@ -500,3 +500,48 @@ def test_cpu_seconds_count_the_work_not_a_pause(tiny_corpus, tmp_path, monkeypat
     assert record["train_seconds"] >= waits  # the wall clock counts the waits
     assert 0 < record["train_cpu_seconds"] < record["train_seconds"] - 0.9 * waits  # the CPU time does not
     assert record["eval_cpu_seconds"] > 0 and RunDir(tmp_path / "r").cpu_seconds > 0
+
+
+def test_a_run_records_its_machine_and_each_machine_it_resumed_on(tiny_corpus, tmp_path, monkeypatch):
+    from taskrel import machine
+    from taskrel.report import machine_blocks
+    from taskrel.rundir import RunDir
+
+    from helpers import Killed, kill_after
+
+    cfg = tiny_config(tiny_corpus, tmp_path / "study" / "run", epochs=3)
+    with pytest.raises(Killed):
+        train(cfg, callbacks=[kill_after(2)], progress=False, log=lambda *_: None)
+    started = RunDir(cfg.out).sessions
+    assert len(started) == 1 and started[0]["cpu"] == machine.cpu_name() and started[0]["cores"] >= 1
+    # the next session's machine is another kind of CPU
+    other = {"cpu": "Other CPU", "cores": 64, "native_bf16": True}
+    monkeypatch.setattr(machine, "describe", lambda: dict(other))
+    train(cfg, resume=True, progress=False, log=lambda *_: None)
+    run = RunDir(cfg.out)
+    assert [s["cpu"] for s in run.sessions] == [machine.cpu_name(), "Other CPU"]
+    assert run.sessions[1]["after_step"] > 0 and run.sessions[1]["started"]
+    RunConfig.from_dict(run.config)  # the record is still a readable configuration
+    run.check(cfg)
+
+    train(tiny_config(tiny_corpus, tmp_path / "study" / "second", epochs=1), progress=False, log=lambda *_: None)
+    blocks = machine_blocks(tmp_path / "study")
+    table = blocks[-1][1]
+    here = machine.label(started[0])
+    assert machine.label(other) == "Other CPU (64 cores, native bf16)"
+    assert sorted(table.iloc[:, 0]) == sorted(
+        [f"{here} → Other CPU (64 cores, native bf16)", "Other CPU (64 cores, native bf16)"]
+    )
+    assert table["finished runs"].sum() == 2 and table["precision"].tolist() == ["fp32", "fp32"]
+
+
+def test_machine_labels_and_cpu_names(tmp_path):
+    from taskrel.machine import cpu_name, label
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9654\nflags\t: avx2\n")
+    assert cpu_name(str(info)) == "AMD EPYC 9654"
+    assert cpu_name(str(tmp_path / "missing"))  # falls back to what platform knows
+    assert label({}) == "not recorded"
+    assert label({"cpu": "X", "cores": 2, "native_bf16": False}) == "X (2 cores, no native bf16)"
+    assert label({"cpu": "X", "cores": 2, "gpu": "NVIDIA H100"}) == "NVIDIA H100 (GPU)"
