@@ -199,8 +199,45 @@ def _contrast_blocks(c: pd.DataFrame, alpha: float) -> list[Block]:
     return [("h2", "Contrasts: is one transfer larger than another?"), ("p", text), ("table", table)]
 
 
+class StaleTables(ConfigError):
+    pass
+
+
+def check_tables_current(folder: Path, study: dict) -> None:
+    """Refuse to report a ``runs`` study whose ``results.csv`` lists other runs than the finished ones the study
+    has now (a run removed or set aside, or finished, since the tables were written), naming the command that
+    brings the tables up to date: a report never shows stale tables as current."""
+    path = folder / "results.csv"
+    if study.get("kind") != "runs" or not path.is_file():
+        return
+    from .experiments import Study
+
+    listed = pd.read_csv(path)
+    listed = {(v, Path(c).name, int(s)) for v, c, s in zip(listed["variant"], listed["corpus"], listed["seed"])}
+    finished = {
+        (v, Path(c).name, int(s))
+        for v, c, s, cfg in Study.from_dict(study).run_configs(folder)
+        if (Path(cfg.out) / "metrics.json").is_file()
+    }
+    if listed != finished:
+        gone, new = sorted(listed - finished), sorted(finished - listed)
+        said = "; ".join(
+            part
+            for part in (
+                f"listed but not finished there: {', '.join(map(str, gone[:5]))}" if gone else "",
+                f"finished but not listed: {', '.join(map(str, new[:5]))}" if new else "",
+            )
+            if part
+        )
+        raise StaleTables(
+            f"{path}: the tables are out of date ({said}); bring them up to date with "
+            f"`taskrel run {folder} --summarise`, then report"
+        )
+
+
 def study_blocks(folder: Path) -> list[Block]:
     study = json.loads((folder / "study.json").read_text())
+    check_tables_current(folder, study)
     blocks: list[Block] = [("h1", f"Study {study['name']}"), ("p", md_escape(study.get("description") or ""))]
     own = "".join(f"; on {c}, seeds {v}" for c, v in (study.get("corpus_seeds") or {}).items())
     blocks.append(("p", f"From `{study['file']}`: corpora {', '.join(study['corpora'])}; seeds {study['seeds']}{own}."))
@@ -281,14 +318,26 @@ def compute_blocks(folder: Path) -> list[Block]:
     return [("h2", "Compute"), ("p", line + ".")]
 
 
+def _study_runs(folder: Path) -> list:
+    """Every started run of a study folder: a ``runs`` study's from its record's run configurations (a variant's
+    runs may live in another study's folder, ``runs_in``), any other kind's the run folders below it."""
+    from .experiments import Study
+    from .rundir import CONFIG, RECORDS, RunDir
+
+    record = json.loads((folder / "study.json").read_text()) if (folder / "study.json").is_file() else {}
+    if record.get("kind") == "runs":
+        runs = [RunDir(cfg.out) for *_, cfg in Study.from_dict(record).run_configs(folder)]
+        return [run for run in runs if (run.path / RECORDS).is_file()]
+    return [RunDir(p.parent) for p in sorted(folder.rglob(CONFIG)) if (p.parent / RECORDS).is_file()]
+
+
 def machine_blocks(folder: Path) -> list[Block]:
     """Where a study's runs trained, from each run's record (``RunDir.sessions``): runs per machine, precision
     and threads (a run resumed on another machine counts under each machine it trained on, in order), and the
     commits that started them, so a table that mixes machines or code says so."""
     from .machine import label
-    from .rundir import CONFIG, RECORDS, RunDir
 
-    runs = [RunDir(p.parent) for p in sorted(folder.rglob(CONFIG)) if (p.parent / RECORDS).is_file()]
+    runs = _study_runs(folder)
     if not runs:
         return []
     rows: dict[tuple, list[int]] = {}

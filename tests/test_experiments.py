@@ -37,6 +37,24 @@ def test_shipped_experiment_files_are_valid(path):
     assert study.corpora and study.seeds and study.description
 
 
+def test_a_report_refuses_tables_that_list_other_runs_than_the_finished_ones(tiny_corpus, tmp_path, capsys):
+    import shutil
+
+    one_seed = RUNS_STUDY.format(corpus=tiny_corpus).replace("seeds: [1, 2]", "seeds: [1]")
+    out = tmp_path / "out"
+    assert main(["run", str(write(tmp_path, one_seed)), "--out", str(out), "--no-progress"]) == 0
+    assert main(["report", str(out), "--out", str(tmp_path / "r1")]) == 0
+    # a run set aside after the tables were written: the report names it and the command that mends the tables
+    shutil.move(out / "single" / tiny_corpus.name / "seed1", tmp_path / "set-aside")
+    capsys.readouterr()
+    assert main(["report", str(out), "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert "listed but not finished there: ('single', 'tiny', 1)" in err and f"taskrel run {out} --summarise" in err
+    assert main(["run", str(out), "--summarise"]) == 0
+    assert main(["report", str(out), "--out", str(tmp_path / "r2")]) == 0
+    assert len(pd.read_csv(out / "results.csv")) == 1
+
+
 def test_a_runs_study_end_to_end_with_its_report(tiny_corpus, tmp_path, capsys):
     f = write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus))
     out, rep = tmp_path / "out", tmp_path / "report"
@@ -602,6 +620,10 @@ def test_a_variant_shares_the_runs_of_another_study_and_checks_their_settings(ti
     results = pd.read_csv(second / "results.csv")
     assert sorted(results[results["variant"] == "single-shared"]["seed"]) == [1, 2]
     assert pd.read_csv(second / "comparisons.csv")["seeds"].iloc[0] == 2
+    # the report's machine table counts the shared runs, which live in the first study's folder, with its own
+    from taskrel.report import machine_blocks
+
+    assert machine_blocks(second)[-1][1]["finished runs"].sum() == len(results) == 4
     # the shared runs under other settings stop the study before it trains anything, naming the setting
     trained.clear()
     other = shared.replace("single-shared: {runs_in", "single-shared: {train: {lr: 5.0e-4}, runs_in")
