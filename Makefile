@@ -38,7 +38,7 @@ demo: install
 STUDIES_FIRST := patience-bc2gm patience-ncbi patience-chem lowres-10pct
 SIDE_BY_SIDE := tune-lowres-10pct tune-lowres-10pct-single
 STUDIES_THEN := lowres-10pct figure5-grid-ncbi weighting-ncbi weighting-ncbi-uncertainty weighting-ncbi-gradnorm \
-	weighting-ncbi-fair task-relations-tag task-relations-embed task-relations-embed-taskemb task-relations-score \
+	weighting-ncbi-fair task-relations-tag task-relations-embed task-relations-score \
 	table2-pooling-ncbi
 RUN := $(BIN)/taskrel run --no-progress --report-root reports
 SCORECARD := $(BIN)/taskrel scorecard --readme reports/README.md --readme README.md

@@ -695,8 +695,7 @@ def add_embed_parser(sub):
 def run_embed(a) -> int:
     import os
 
-    from .embed import EmbedConfig, embed, load_embeddings
-    from .similarity import analyse
+    from .embed import EmbedConfig, analyse_styles, embed
 
     if not a.tasks:
         raise ConfigError("--tasks is required, e.g. BC2GM:ner,NCBI-disease:ner,NCBI-disease:bcls")
@@ -706,8 +705,10 @@ def run_embed(a) -> int:
     base = config_from_args(a)
     ec = EmbedConfig(base, a.tasks, models=models, **settings_of(a, EmbedConfig))
     embed(ec, a.out, progress=not a.no_progress)
-    purity = analyse(load_embeddings(a.out))
-    print(purity.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for style, purity in analyse_styles(ec, a.out).items():
+        if ec.also_styles:
+            print(f"{style} Fisher:")
+        print(purity.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
 

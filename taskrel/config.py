@@ -546,6 +546,12 @@ class EmbedConfig(_WithBase):
         choices=("taskrel", "taskemb"),
         flag="--fisher-style",
     )
+    also_styles: list = setting(
+        help="further Fisher styles computed on the same models and sentences in the same pass, each into its "
+        "own embeddings folder OUT/STYLE (a model trained once serves every style)",
+        factory=list,
+        parse=parse_csv,
+    )
     sentences: str = setting(
         "trained",
         "where the Fisher's sentences come from: the training subset the task's model was trained on, or all of "
@@ -563,10 +569,17 @@ class EmbedConfig(_WithBase):
 
     def __post_init__(self):
         check_types(self)
-        from .fisher import COMPONENTS, LABEL_MODES, METHODS
+        from .fisher import COMPONENTS, LABEL_MODES, METHODS, STYLES
 
         self.tasks, self.components = list(self.tasks), list(self.components)
+        self.also_styles = list(self.also_styles)
         _check(len(self.tasks) >= 1, "embed needs at least one task")
+        bad = [s for s in self.also_styles if s not in STYLES or s == self.style]
+        _check(
+            not bad and len(set(self.also_styles)) == len(self.also_styles),
+            f"also_styles {self.also_styles}: each one of {STYLES} at most once, and not the style itself "
+            f"({self.style})",
+        )
         _check(len(set(self.tasks)) == len(self.tasks), f"tasks repeated in {self.tasks}")
         bad = [c for c in self.components if c not in COMPONENTS]
         _check(not bad and self.components, f"components must be among {COMPONENTS}, got {self.components}")

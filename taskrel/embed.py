@@ -87,28 +87,54 @@ def shuffled_labels(items: list, head: str, is_token: bool, seed: int) -> list:
     return out
 
 
+def style_folders(ec: EmbedConfig, out) -> dict[str, Path]:
+    """Each Fisher style's embeddings folder: ``ec.style``'s is ``out``, every one of ``also_styles`` its
+    sub-folder ``out/STYLE`` (computed on the same models and sentences in the same pass)."""
+    out = Path(out)
+    return {ec.style: out} | {style: out / style for style in ec.also_styles}
+
+
+def analyse_styles(ec: EmbedConfig, out) -> dict:
+    """Purity and similarity (``similarity.analyse``) of every style's embeddings folder: ``{style: purity}``."""
+    from .similarity import analyse
+
+    return {style: analyse(load_embeddings(folder)) for style, folder in style_folders(ec, out).items()}
+
+
+def _task_done(ec: EmbedConfig, folder: Path, label: str) -> bool:
+    tasks = folder / "tasks"
+    return (
+        (tasks / f"{label}.npz").is_file()
+        and (tasks / f"{label}.json").is_file()
+        and ((tasks / f"{label}.control.npz").is_file() or not ec.control)
+    )
+
+
 def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
-    """Compute (or resume) every task's embedding; write ``embeddings.npz`` and ``meta.json``."""
+    """Compute (or resume) every task's embedding in every style; write each style's ``embeddings.npz`` and
+    ``meta.json``; returns ``ec.style``'s meta."""
     import torch
 
     from .data import encode
-    from .fisher import fisher_embedding
     from .model import load, resolve_device
 
     out = Path(out)
-    (out / "tasks").mkdir(parents=True, exist_ok=True)
+    folders = style_folders(ec, out)
+    # each style's own settings: the first style's are ec's; a further one's name no further styles
+    as_style = {style: ec if style == ec.style else replace(ec, style=style, also_styles=[]) for style in folders}
+    for folder in folders.values():
+        (folder / "tasks").mkdir(parents=True, exist_ok=True)
     record_study(out / "embed.json", ec, free=("models", "layer_reduce"))  # layer_reduce: analysis only
     if ec.base.train.threads:
         torch.set_num_threads(ec.base.train.threads)
     device = resolve_device(ec.base.train.device)
-    info = {}
+    info: dict[str, dict] = {style: {} for style in folders}
     for spec in ec.tasks:
         label = TaskSpec.parse(spec).label
-        done = out / "tasks" / f"{label}.npz"
-        record = out / "tasks" / f"{label}.json"
-        control = out / "tasks" / f"{label}.control.npz"
-        if done.is_file() and record.is_file() and (control.is_file() or not ec.control):
-            info[spec] = json.loads(record.read_text())
+        todo = [style for style, folder in folders.items() if not _task_done(ec, folder, label)]
+        for style in set(folders) - set(todo):
+            info[style][spec] = json.loads((folders[style] / "tasks" / f"{label}.json").read_text())
+        if not todo:
             log(f"{spec}: done")
             continue
         folder, epoch_per_sentence = _model_for(ec, spec, out, progress, log)
@@ -122,51 +148,69 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
         pick = sorted(rng.choice(len(train_sents), min(ec.examples, len(train_sents)), replace=False).tolist())
         enc = encode([train_sents[i] for i in pick], tokenizer, {head: model.tasks[head]}, meta["max_length"])
         enc = sorted(enc, key=lambda e: e.length)  # similar lengths together: less padding
+        for style in todo:  # the same model and sentences for every style
+            record = {"model": str(folder), "head": head, "epoch_per_sentence": epoch_per_sentence}
+            info[style][spec] = _embed_task(
+                as_style[style], spec, folders[style], model, tokenizer, enc, record, device, progress, log
+            )
+    metas = {style: _write_embeddings(as_style[style], folder, info[style], log) for style, folder in folders.items()}
+    return metas[ec.style]
 
-        fisher = partial(
-            fisher_embedding,
-            model,
-            spec=head,
-            pad_id=tokenizer.pad_token_id or 0,
-            device=device,
-            components=ec.components,
-            label_mode=ec.label_mode,
-            seed=ec.seed,
-            batch_size=ec.batch_size,
-            method=ec.method,
-            progress=progress,
-            style=ec.style,
-        )
 
-        if ec.control:  # same model, same sentences, labels shuffled
-            shuffled = shuffled_labels(enc, head, model.tasks[head].is_token, ec.seed)
-            np.savez(out / "tasks" / f"{label}.control.tmp.npz", **fisher(shuffled))
-            (out / "tasks" / f"{label}.control.tmp.npz").replace(control)
-        if done.is_file() and record.is_file():
-            info[spec] = json.loads(record.read_text())
-            log(f"{spec}: control added")
-            continue
-        t0 = time.perf_counter()
-        emb = fisher(enc)
-        seconds = time.perf_counter() - t0
-        epoch_seconds = epoch_per_sentence * len(enc) if epoch_per_sentence else None
-        info[spec] = {
-            "corpus": TaskSpec.parse(spec).canonical(ec.base.data.data)[0],
-            "kind": TaskSpec.parse(spec).task,
-            "level": model.tasks[head].level,
-            "model": str(folder),
-            "head": head,
-            "examples": len(enc),
-            "fisher_seconds": seconds,
-            "train_epoch_seconds_same_sentences": epoch_seconds,
-            "fisher_vs_epoch": seconds / epoch_seconds if epoch_seconds else None,
-            "shapes": {c: list(v.shape) for c, v in emb.items()},
-        }
-        np.savez(out / "tasks" / f"{label}.tmp.npz", **emb)
-        (out / "tasks" / f"{label}.tmp.npz").replace(done)
-        write_json(record, info[spec])
-        ratio = f" ({info[spec]['fisher_vs_epoch']:.2f}x a training epoch)" if epoch_seconds else ""
-        log(f"{spec}: Fisher over {len(enc)} sentences in {seconds:.1f} s{ratio}")
+def _embed_task(ec: EmbedConfig, spec: str, out: Path, model, tokenizer, enc: list, record: dict, device, progress,
+                log) -> dict:  # fmt: skip
+    """One task's embedding (and its shuffled-label control) in ``ec.style`` into ``out/tasks``; its record."""
+    from .fisher import fisher_embedding
+
+    label, head = TaskSpec.parse(spec).label, record["head"]
+    done, saved, control = (out / "tasks" / f"{label}{ext}" for ext in (".npz", ".json", ".control.npz"))
+    fisher = partial(
+        fisher_embedding,
+        model,
+        spec=head,
+        pad_id=tokenizer.pad_token_id or 0,
+        device=device,
+        components=ec.components,
+        label_mode=ec.label_mode,
+        seed=ec.seed,
+        batch_size=ec.batch_size,
+        method=ec.method,
+        progress=progress,
+        style=ec.style,
+    )
+    if ec.control:  # same model, same sentences, labels shuffled
+        shuffled = shuffled_labels(enc, head, model.tasks[head].is_token, ec.seed)
+        np.savez(out / "tasks" / f"{label}.control.tmp.npz", **fisher(shuffled))
+        (out / "tasks" / f"{label}.control.tmp.npz").replace(control)
+    if done.is_file() and saved.is_file():
+        log(f"{spec}: control added ({ec.style} Fisher)")
+        return json.loads(saved.read_text())
+    t0 = time.perf_counter()
+    emb = fisher(enc)
+    seconds = time.perf_counter() - t0
+    epoch_seconds = record["epoch_per_sentence"] * len(enc) if record["epoch_per_sentence"] else None
+    info = {
+        "corpus": TaskSpec.parse(spec).canonical(ec.base.data.data)[0],
+        "kind": TaskSpec.parse(spec).task,
+        "level": model.tasks[head].level,
+        "model": record["model"],
+        "head": head,
+        "examples": len(enc),
+        "fisher_seconds": seconds,
+        "train_epoch_seconds_same_sentences": epoch_seconds,
+        "fisher_vs_epoch": seconds / epoch_seconds if epoch_seconds else None,
+        "shapes": {c: list(v.shape) for c, v in emb.items()},
+    }
+    np.savez(out / "tasks" / f"{label}.tmp.npz", **emb)
+    (out / "tasks" / f"{label}.tmp.npz").replace(done)
+    write_json(saved, info)
+    ratio = f" ({info['fisher_vs_epoch']:.2f}x a training epoch)" if epoch_seconds else ""
+    log(f"{spec}: {ec.style} Fisher over {len(enc)} sentences in {seconds:.1f} s{ratio}")
+    return info
+
+
+def _write_embeddings(ec: EmbedConfig, out: Path, info: dict, log) -> dict:
+    """``embeddings.npz`` and ``meta.json`` of one style's folder, from its tasks' files."""
     arrays = {}
     for spec in ec.tasks:
         with np.load(out / "tasks" / f"{TaskSpec.parse(spec).label}.npz") as z:
@@ -181,6 +225,7 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
         "components": ec.components,
         "label_mode": ec.label_mode,
         "style": ec.style,
+        "also_styles": list(ec.also_styles),  # their folders: out/STYLE
         "sentences": ec.sentences,
         "layer_reduce": ec.layer_reduce,
         "examples": ec.examples,
@@ -188,7 +233,7 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
         "method": ec.method,
         "control": ec.control,
         "encoder": ec.base.model.encoder,
-        "per_task": info,
+        "per_task": {spec: info[spec] for spec in ec.tasks},
     }
     write_json(out / "meta.json", meta)
     log(f"wrote {out / 'embeddings.npz'} and {out / 'meta.json'}")

@@ -750,11 +750,10 @@ def run_tune_section(tc, steps: dict, progress: bool = True, log=say) -> None:
 
 
 def run_embed_section(ec, steps: dict, progress: bool = True, log=say) -> None:
-    from .embed import embed, load_embeddings
-    from .similarity import analyse
+    from .embed import analyse_styles, embed
 
     embed(ec, ec.base.out, progress=progress, log=log)
-    analyse(load_embeddings(ec.base.out))
+    analyse_styles(ec, ec.base.out)
 
 
 def run_affinity_section(ac, steps: dict, progress: bool = True, log=say) -> None:

@@ -505,11 +505,13 @@ def confirm_blocks(folder: Path) -> list[Block]:
     return blocks + _images(folder, (("confirm/comparison.png", "Test score per arm and seed"),))
 
 
-def embed_blocks(folder: Path) -> list[Block]:
-    """An embeddings folder: settings, purity and the maps."""
+def embed_blocks(folder: Path, name: str | None = None) -> list[Block]:
+    """An embeddings folder: settings, purity and the maps; then those of each further style computed on the
+    same models (``also_styles``, in its sub-folder)."""
     meta = json.loads((folder / "meta.json").read_text())
+    style = meta.get("style", "taskrel")
     blocks: list[Block] = [
-        ("h2", f"Fisher task embeddings: {folder.name}"),
+        ("h2", f"Fisher task embeddings: {name or folder.name}, {style} Fisher"),
         (
             "p",
             f"{len(meta['tasks'])} tasks; components {', '.join(meta['components'])}; {meta['label_mode']} Fisher "
@@ -545,6 +547,9 @@ def embed_blocks(folder: Path) -> list[Block]:
                 (f"map-{comp}-layers-tsne.png", f"{comp}: t-SNE, one point per task and layer"),
             ),
         )
+    for other in meta.get("also_styles") or []:
+        if (folder / other / "meta.json").is_file():
+            blocks += embed_blocks(folder / other, name or folder.name)
     return blocks
 
 

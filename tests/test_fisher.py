@@ -264,3 +264,41 @@ def test_a_given_model_whose_weights_are_gone_is_trained_again_with_its_settings
     shutil.rmtree(tmp_path / "r")  # no run there at all: an error naming the folder, as before
     with pytest.raises((ConfigError, FileNotFoundError, OSError)):
         embed_tasks(ec, tmp_path / "none", progress=False, log=lambda *_: None)
+
+
+def test_further_styles_embed_the_same_models_in_the_same_pass(tiny_corpus, tmp_path, monkeypatch):
+    import taskrel.train
+    from taskrel.embed import analyse_styles
+    from taskrel.report import embed_blocks
+
+    trained, real = [], taskrel.train.train
+    monkeypatch.setattr(taskrel.train, "train", lambda cfg, **kw: trained.append(cfg.out) or real(cfg, **kw))
+
+    base = RunConfig(DataConfig(str(tiny_corpus)), ModelConfig("tiny"), TrainConfig(epochs=1, batch_size=4, threads=1))
+    tasks = ["ner", "bcls"]
+    ec = EmbedConfig(base, tasks, examples=3, components=["head"], also_styles=["taskemb"])
+    embed_tasks(ec, tmp_path / "emb", progress=False, log=lambda *_: None)
+    assert len(trained) == len(tasks)  # one model per task serves both styles
+    both = load_embeddings(tmp_path / "emb"), load_embeddings(tmp_path / "emb" / "taskemb")
+    assert [e.meta["style"] for e in both] == ["taskrel", "taskemb"] and both[0].meta["also_styles"] == ["taskemb"]
+    assert not np.allclose(both[0].vectors("head"), both[1].vectors("head"))
+    # the taskemb folder holds what a separate taskemb pass over the same models gives
+    models = {t: both[0].meta["per_task"][t]["model"] for t in tasks}
+    alone = EmbedConfig(base, tasks, examples=3, components=["head"], style="taskemb", models=models)
+    embed_tasks(alone, tmp_path / "alone", progress=False, log=lambda *_: None)
+    np.testing.assert_allclose(load_embeddings(tmp_path / "alone").vectors("head"), both[1].vectors("head"))
+    np.testing.assert_allclose(
+        load_embeddings(tmp_path / "alone").vectors("head", control=True), both[1].vectors("head", control=True)
+    )
+    # nothing is recomputed on a second pass; a style folder lost since is computed again, from the same models
+    shutil.rmtree(tmp_path / "emb" / "taskemb")
+    stamps = lambda: sorted((p, p.stat().st_mtime_ns) for p in (tmp_path / "emb/models").rglob("*.safetensors"))  # noqa: E731
+    before = stamps()
+    embed_tasks(ec, tmp_path / "emb", progress=False, log=lambda *_: None)
+    assert len(before) >= len(tasks) and stamps() == before  # the models were read, not trained again
+    np.testing.assert_allclose(load_embeddings(tmp_path / "emb" / "taskemb").vectors("head"), both[1].vectors("head"))
+    assert set(analyse_styles(ec, tmp_path / "emb")) == {"taskrel", "taskemb"}
+    titles = [b[1] for b in embed_blocks(tmp_path / "emb") if b[0] == "h2" and b[1].startswith("Fisher")]
+    assert titles == ["Fisher task embeddings: emb, taskrel Fisher", "Fisher task embeddings: emb, taskemb Fisher"]
+    with pytest.raises(ConfigError, match="also_styles"):
+        EmbedConfig(base, tasks, also_styles=["taskrel"])
