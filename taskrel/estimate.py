@@ -141,15 +141,28 @@ class Pace:
         self.before = {str(f): RunDir(f).seconds for f in folders}
         self.total = len(self.before) if total is None else total  # given: runs whose folders are not known yet
         self.unit, self.workers, self.done, self.earlier = unit, workers, 0, 0.0
-        self.clock, self.started = clock, clock()
+        self.clock, self.started, self.lengths = clock, clock(), []
 
     def line(self, folder) -> str:
-        """The line once the run in ``folder`` has finished."""
+        """The line once the run in ``folder`` has finished.
+
+        With several workers, the runs still under way when one finishes have done part of their work, so
+        finished runs over elapsed time would count too few at first (about half with two workers); there the
+        pace is the finished runs' mean training and evaluation time, ``workers`` of them at a time."""
+        from .rundir import RunDir
+
         self.done += 1
         self.earlier += self.before.get(str(folder), 0.0) / self.workers
+        run = RunDir(folder)
+        if (run.path / "metrics.jsonl").is_file() and run.seconds > 0:
+            self.lengths.append(run.seconds)
         spent, total = self.clock() - self.started, self.total
         line = f"{self.done} of {total} {self.unit} done in {hours(spent)}"
-        if self.done < total:
+        if self.done < total and self.workers > 1 and self.lengths:
+            mean = sum(self.lengths) / len(self.lengths)
+            left = mean * (total - self.done) / min(self.workers, total - self.done)
+            line += f"; about {hours(left)} left at {hours(mean)} a run, {self.workers} at a time"
+        elif self.done < total:
             line += f"; about {hours((spent + self.earlier) / self.done * (total - self.done))} left at that pace"
             line += f" (counting the {hours(self.earlier)} resumed runs took before)" if self.earlier else ""
         return line

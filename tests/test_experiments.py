@@ -418,6 +418,16 @@ def test_a_study_log_says_how_far_it_is_and_how_long_is_left(tmp_path):
     )
     now[0] += 90
     assert pace.line(folders[0]) == "2 of 2 runs done in 2 min"
+    # two workers: the first run to finish took 10 min while the other ran beside it, so 4 runs are left to do
+    # two at a time, 20 min (not the 40 min that one run per 10 min elapsed would say)
+    pace = Pace(folders[:6], workers=2, clock=lambda: now[0])
+    ten = [{"train_seconds": 500.0, "eval_seconds": 100.0}]
+    for k in (0, 1):
+        folders[k].mkdir()
+        (folders[k] / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ten))
+    now[0] += 600
+    assert pace.line(folders[0]) == "1 of 6 runs done in 10 min; about 25 min left at 10 min a run, 2 at a time"
+    assert pace.line(folders[1]) == "2 of 6 runs done in 10 min; about 20 min left at 10 min a run, 2 at a time"
 
 
 def test_a_study_killed_half_way_has_tables_of_its_finished_rounds(tiny_corpus, tmp_path, monkeypatch):
