@@ -277,7 +277,8 @@ def _points(v, fmt: str = "+.2f") -> str:
 def scorecard_rows(sources: list, reports_root="reports") -> list[dict]:
     """The scorecard's rows from ``sources`` in order: folders holding ``claims.csv`` (a study's report or
     results), or study files, whose claims are read from ``REPORTS_ROOT/<study name>/claims.csv`` once the
-    study has a report there, and listed as not started before."""
+    study has a report there, and listed as under way (its runs archived there, no claims yet) or not started
+    before."""
     from .experiments import load_study
 
     rows = []
@@ -292,7 +293,11 @@ def scorecard_rows(sources: list, reports_root="reports") -> list[dict]:
                 _check_stated(table, claims_table(None, study.claims, [str(c) for c in study.corpora]),
                               report / "claims.csv", source)  # fmt: skip
             else:
-                table = claims_table(None, study.claims, [str(c) for c in study.corpora], "not started")
+                from .archive import ARCHIVE
+
+                # a study whose first runs are committed (its archive) but not yet analysed is under way
+                status = "under way, not analysed yet" if (report / ARCHIVE).is_file() else "not started"
+                table = claims_table(None, study.claims, [str(c) for c in study.corpora], status)
                 where = f"`{source}`"
         for r in table.itertuples():
             rows.append({**r._asdict(), "where": where})

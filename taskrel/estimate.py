@@ -56,17 +56,19 @@ class Estimate:
     def lines(self, workers: int = 1, probed: bool = True) -> list[str]:
         """What ``taskrel estimate`` prints; without ``probed``, the counts, what waits and the measured pace."""
         todo = self.runs - self.done
+        w = max(1, workers)  # runs trained at once: each finished run's time was measured beside the others
+        at_once = f", {w} at a time" if w > 1 else ""
         out = [f"{self.runs} runs, {self.done} already finished, {todo} to train"]
-        out += [f"  not counted, waiting for its tuning study: {w}" for w in self.waiting]
+        out += [f"  not counted, waiting for its tuning study: {v}" for v in self.waiting]
         for corpus, (n, mean, left, projected) in self.measured.items():
             out.append(
                 f"  measured on {corpus}: {n} finished run(s) of this study took {hours(mean)} each on average "
                 f"(as the machine was then); its {left} run(s) left at the pace of finished runs with the same "
-                f"settings (this average where there are none): {hours(projected)}"
+                f"settings (this average where there are none){at_once}: {hours(projected / w)}"
             )
         if len(self.measured) > 1:
             total = sum(projected for *_, projected in self.measured.values())
-            out.append(f"  at the measured pace, the runs left on those corpora: about {hours(total)}")
+            out.append(f"  at the measured pace, the runs left on those corpora: about {hours(total / w)}")
         if not probed:
             return out
         for corpus, p in self.probes.items():
@@ -80,7 +82,6 @@ class Estimate:
                     else "idle machine)"
                 )
             )
-        w = max(1, workers)
         out.append(
             f"expected wall time: {hours(self.low_seconds / w)} to {hours(self.high_seconds / w)}"
             + (f" with {w} workers (if they do not slow each other down)" if w > 1 else "")
@@ -94,7 +95,7 @@ def queue_lines(queue: list, probed: bool = True) -> list[str]:
     left = sum(e.runs - e.done for e, _ in queue)
     waiting = sum(len(e.waiting) for e, _ in queue)
     measured = sum(left for e, _ in queue for _, _, left, _ in e.measured.values())
-    paced = sum(projected for e, _ in queue for *_, projected in e.measured.values())
+    paced = sum(projected / max(1, w) for e, w in queue for *_, projected in e.measured.values())
     out = [f"queue of {len(queue)} studies: {left} runs to train"]
     out[0] += f" ({waiting} variant-corpus pairs wait for tuning studies, not counted)" if waiting else ""
     if measured:

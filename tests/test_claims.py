@@ -164,6 +164,14 @@ def test_the_scorecard_gathers_claims_marks_runs_not_converged_and_lists_studies
         write_scorecard(readme, [out])
     with pytest.raises(ConfigError, match="markers"):
         write_scorecard(short)
+    # the grid's first runs committed (its archive in its report folder), nothing analysed yet: under way
+    from taskrel.claims import scorecard_rows
+    from taskrel.experiments import load_study
+
+    report = tmp_path / "reports" / load_study(grid).name
+    report.mkdir(parents=True)
+    (report / "runs.tar.gz").write_bytes(b"")
+    assert [r["verdict"] for r in scorecard_rows([grid], tmp_path / "reports")] == ["under way, not analysed yet"]
 
 
 def test_the_committed_scorecard_is_up_to_date(monkeypatch):

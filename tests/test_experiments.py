@@ -693,6 +693,10 @@ def test_a_queue_estimate_totals_its_studies_and_counts_a_second_turn_once(tiny_
     lines = queue_lines([(Estimate(10, 4, measured={"a": (4, 60.0, 6, 7200.0)}), 1), (Estimate(5, 0), 1)], False)
     assert lines[0] == "queue of 2 studies: 11 runs to train"
     assert lines[1] == "  6 of them at their study's measured pace: about 2.0 h" and lines[2].startswith("  5 runs")
+    # a study of two workers: its runs took their time beside each other, so what is left takes half as long
+    assert queue_lines([(Estimate(10, 4, measured={"a": (4, 60.0, 6, 7200.0)}), 2)], False)[1].endswith("1.0 h")
+    paced = Estimate(10, 4, measured={"a": (4, 60.0, 6, 7200.0)}).lines(workers=2, probed=False)
+    assert paced[-1].endswith("(this average where there are none), 2 at a time: 1.0 h")
     probed = queue_lines([(Estimate(2, 0, low_seconds=3600, high_seconds=7200), 2)], True)
     assert probed[-1] == "  every run left by the probes: 30 min to 1.0 h"  # two workers halve a study's time
     f = write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus))
