@@ -101,13 +101,14 @@ def analyse_styles(ec: EmbedConfig, out) -> dict:
     return {style: analyse(load_embeddings(folder)) for style, folder in style_folders(ec, out).items()}
 
 
+def _task_files(folder: Path, label: str) -> tuple[Path, Path, Path]:
+    """A task's files in a style's folder: its embedding, its record and its shuffled-label control."""
+    return tuple(folder / "tasks" / f"{label}{ext}" for ext in (".npz", ".json", ".control.npz"))
+
+
 def _task_done(ec: EmbedConfig, folder: Path, label: str) -> bool:
-    tasks = folder / "tasks"
-    return (
-        (tasks / f"{label}.npz").is_file()
-        and (tasks / f"{label}.json").is_file()
-        and ((tasks / f"{label}.control.npz").is_file() or not ec.control)
-    )
+    done, saved, control = _task_files(folder, label)
+    return done.is_file() and saved.is_file() and (control.is_file() or not ec.control)
 
 
 def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
@@ -133,7 +134,7 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
         label = TaskSpec.parse(spec).label
         todo = [style for style, folder in folders.items() if not _task_done(ec, folder, label)]
         for style in set(folders) - set(todo):
-            info[style][spec] = json.loads((folders[style] / "tasks" / f"{label}.json").read_text())
+            info[style][spec] = json.loads(_task_files(folders[style], label)[1].read_text())
         if not todo:
             log(f"{spec}: done")
             continue
@@ -148,8 +149,8 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
         pick = sorted(rng.choice(len(train_sents), min(ec.examples, len(train_sents)), replace=False).tolist())
         enc = encode([train_sents[i] for i in pick], tokenizer, {head: model.tasks[head]}, meta["max_length"])
         enc = sorted(enc, key=lambda e: e.length)  # similar lengths together: less padding
+        record = {"model": str(folder), "head": head, "epoch_per_sentence": epoch_per_sentence}
         for style in todo:  # the same model and sentences for every style
-            record = {"model": str(folder), "head": head, "epoch_per_sentence": epoch_per_sentence}
             info[style][spec] = _embed_task(
                 as_style[style], spec, folders[style], model, tokenizer, enc, record, device, progress, log
             )
@@ -163,7 +164,7 @@ def _embed_task(ec: EmbedConfig, spec: str, out: Path, model, tokenizer, enc: li
     from .fisher import fisher_embedding
 
     label, head = TaskSpec.parse(spec).label, record["head"]
-    done, saved, control = (out / "tasks" / f"{label}{ext}" for ext in (".npz", ".json", ".control.npz"))
+    done, saved, control = _task_files(out, label)
     fisher = partial(
         fisher_embedding,
         model,
@@ -180,8 +181,9 @@ def _embed_task(ec: EmbedConfig, spec: str, out: Path, model, tokenizer, enc: li
     )
     if ec.control:  # same model, same sentences, labels shuffled
         shuffled = shuffled_labels(enc, head, model.tasks[head].is_token, ec.seed)
-        np.savez(out / "tasks" / f"{label}.control.tmp.npz", **fisher(shuffled))
-        (out / "tasks" / f"{label}.control.tmp.npz").replace(control)
+        tmp = control.with_name(f"{label}.control.tmp.npz")
+        np.savez(tmp, **fisher(shuffled))
+        tmp.replace(control)
     if done.is_file() and saved.is_file():
         log(f"{spec}: control added ({ec.style} Fisher)")
         return json.loads(saved.read_text())
@@ -201,8 +203,9 @@ def _embed_task(ec: EmbedConfig, spec: str, out: Path, model, tokenizer, enc: li
         "fisher_vs_epoch": seconds / epoch_seconds if epoch_seconds else None,
         "shapes": {c: list(v.shape) for c, v in emb.items()},
     }
-    np.savez(out / "tasks" / f"{label}.tmp.npz", **emb)
-    (out / "tasks" / f"{label}.tmp.npz").replace(done)
+    tmp = done.with_name(f"{label}.tmp.npz")
+    np.savez(tmp, **emb)
+    tmp.replace(done)
     write_json(saved, info)
     ratio = f" ({info['fisher_vs_epoch']:.2f}x a training epoch)" if epoch_seconds else ""
     log(f"{spec}: {ec.style} Fisher over {len(enc)} sentences in {seconds:.1f} s{ratio}")
@@ -213,10 +216,11 @@ def _write_embeddings(ec: EmbedConfig, out: Path, info: dict, log) -> dict:
     """``embeddings.npz`` and ``meta.json`` of one style's folder, from its tasks' files."""
     arrays = {}
     for spec in ec.tasks:
-        with np.load(out / "tasks" / f"{TaskSpec.parse(spec).label}.npz") as z:
+        done, _, control = _task_files(out, TaskSpec.parse(spec).label)
+        with np.load(done) as z:
             arrays |= {f"{spec}{SEP}{c}": z[c] for c in z.files}
         if ec.control:
-            with np.load(out / "tasks" / f"{TaskSpec.parse(spec).label}.control.npz") as z:
+            with np.load(control) as z:
                 arrays |= {f"{spec}{SEP}{c}{SEP}{CONTROL}": z[c] for c in z.files}
     np.savez(out / "embeddings.npz", **arrays)
     meta = {

@@ -210,15 +210,11 @@ def check_tables_current(folder: Path, study: dict) -> None:
     path = folder / "results.csv"
     if study.get("kind") != "runs" or not path.is_file():
         return
-    from .experiments import Study
+    from .rundir import RunDir
 
     listed = pd.read_csv(path)
     listed = {(v, Path(c).name, int(s)) for v, c, s in zip(listed["variant"], listed["corpus"], listed["seed"])}
-    finished = {
-        (v, Path(c).name, int(s))
-        for v, c, s, cfg in Study.from_dict(study).run_configs(folder)
-        if (Path(cfg.out) / "metrics.json").is_file()
-    }
+    finished = {(v, Path(c).name, int(s)) for v, c, s, cfg in _run_configs(folder, study) if RunDir(cfg.out).done}
     if listed != finished:
         gone, new = sorted(listed - finished), sorted(finished - listed)
         said = "; ".join(
@@ -318,15 +314,22 @@ def compute_blocks(folder: Path) -> list[Block]:
     return [("h2", "Compute"), ("p", line + ".")]
 
 
-def _study_runs(folder: Path) -> list:
-    """Every started run of a study folder: a ``runs`` study's from its record's run configurations (a variant's
-    runs may live in another study's folder, ``runs_in``), any other kind's the run folders below it."""
+def _run_configs(folder: Path, record: dict) -> list:
+    """``(variant, corpus, seed, config)`` of every run of the ``runs`` study whose record (``study.json``) is
+    ``record`` (a variant's runs may live in another study's folder, ``runs_in``)."""
     from .experiments import Study
+
+    return Study.from_dict(record).run_configs(folder)
+
+
+def _study_runs(folder: Path) -> list:
+    """Every started run of a study folder: a ``runs`` study's from its record (``_run_configs``), any other
+    kind's the run folders below it."""
     from .rundir import CONFIG, RECORDS, RunDir
 
     record = json.loads((folder / "study.json").read_text()) if (folder / "study.json").is_file() else {}
     if record.get("kind") == "runs":
-        runs = [RunDir(cfg.out) for *_, cfg in Study.from_dict(record).run_configs(folder)]
+        runs = [RunDir(cfg.out) for *_, cfg in _run_configs(folder, record)]
         return [run for run in runs if (run.path / RECORDS).is_file()]
     return [RunDir(p.parent) for p in sorted(folder.rglob(CONFIG)) if (p.parent / RECORDS).is_file()]
 
