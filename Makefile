@@ -7,7 +7,7 @@ TASKREL_DATA ?= $(abspath ../shared/data)
 export TASKREL_DATA
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo studies estimate slice archive scorecard test test-slow bench clean
+.PHONY: install demo studies estimate slice status archive scorecard test test-slow bench clean
 
 install: $(STAMP)
 
@@ -68,6 +68,11 @@ slice: install
 	$(BIN)/taskrel run experiments/$(STUDY).yaml --summarise --report reports/$(STUDY)
 	$(BIN)/taskrel archive runs/$(STUDY) --out reports/$(STUDY)
 	$(SCORECARD)
+
+# Where a study stands (STUDY=figure5-grid-ncbi): every run it declares, finished, training, interrupted or not
+# started, with its numbers, and the time left at its measured pace
+status: install
+	$(BIN)/taskrel status experiments/$(STUDY).yaml
 
 archive: install
 	$(BIN)/taskrel archive runs/$(STUDY) --out reports/$(STUDY)

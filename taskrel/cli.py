@@ -432,6 +432,47 @@ def run_estimate(a) -> int:
     return 0
 
 
+def add_status_parser(sub):
+    p = sub.add_parser(
+        "status", help="where a study stands: each run finished, under way or not started, and the time left"
+    )
+    p.add_argument("study", help="experiment file")
+    p.add_argument("--out", help="results folder (default: runs/<study name>)")
+    p.add_argument("--workers", type=_positive_int, help="runs trained at once (default: the study's workers)")
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=["finished", "training", "interrupted", "not-started"],
+        help="list only the runs in this state (repeat for several; default: every run)",
+    )
+    p.set_defaults(func=run_status)
+
+
+def run_status(a) -> int:
+    from .estimate import estimate
+    from .experiments import load_study
+    from .progress import FINISHED, INTERRUPTED, NOT_STARTED, TRAINING, counts_line, study_states, table
+
+    study = load_study(a.study)
+    out = Path(a.out or Path("runs") / study.name)
+    states = study_states(study, out)
+    names = {"finished": FINISHED, "training": TRAINING, "interrupted": INTERRUPTED, "not-started": NOT_STARTED}
+    print(f"study {study.name} ({a.study}), results in {out}")
+    if not states:
+        print("it trains no runs of its own (it reads other studies' results)")
+        return 0
+    print(counts_line(states))
+    print()
+    print(table(states, only={names[o] for o in a.only} if a.only else None))
+    print()
+    est = estimate(study, out, do_probe=False)
+    if est.done == est.runs:
+        print("nothing left to train")
+    else:
+        print("\n".join(est.lines(a.workers or study.workers, probed=False)[1:]) or "no measured pace: no run finished")
+    return 0
+
+
 def add_claims_parser(sub):
     p = sub.add_parser("claims", help="the paper's claims a study tests, beside ours (claims.csv)")
     p.add_argument("folder", help="study folder or its report folder (study.json and its tables)")
@@ -796,6 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_tune_parser,
         add_run_parser,
         add_estimate_parser,
+        add_status_parser,
         add_report_parser,
         add_archive_parser,
         add_restore_parser,

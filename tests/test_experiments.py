@@ -272,6 +272,56 @@ def test_estimate_counts_the_runs_a_study_would_train(tiny_corpus, tmp_path, cap
     assert cells == 2 * (3 + 6) and estimate(grid, tmp_path / "g", do_probe=False).runs == cells
 
 
+def test_status_lists_every_declared_run_with_its_state_and_numbers(tiny_corpus, tmp_path, capsys):
+    from taskrel.estimate import study_runs
+    from taskrel.locks import RunLock
+    from taskrel.progress import FINISHED, INTERRUPTED, NOT_STARTED, TRAINING, counts_line, study_states
+    from taskrel.rundir import RunDir
+    from taskrel.train import train
+
+    from helpers import Killed, kill_after
+
+    text = RUNS_STUDY.format(corpus=tiny_corpus).replace("epochs: 1,", "epochs: 2,")
+    study_file, out = write(tmp_path, text), tmp_path / "out"
+    one_seed = tmp_path / "one-seed.yaml"
+    one_seed.write_text(text.replace("seeds: [1, 2]", "seeds: [1]"))
+    assert main(["run", str(one_seed), "--out", str(out), "--no-progress"]) == 0
+    study = load_study(study_file)
+    cfgs = {str(Path(c.out).relative_to(out)): c for c in study_runs(study, out)}
+    with pytest.raises(Killed):  # NER alone, seed 2: killed after its first epoch
+        train(cfgs["single/tiny/seed2"], callbacks=[kill_after(1)], progress=False, log=lambda *_: None)
+    training = out / "mt-mean" / "tiny" / "seed2"
+    training.mkdir(parents=True)
+    with RunLock(training):  # a live process writing it, before its first evaluation
+        states = {s.name: s for s in study_states(study, out)}
+    assert {n: s.state for n, s in states.items()} == {
+        "single/tiny/seed1": FINISHED,
+        "single/tiny/seed2": INTERRUPTED,
+        "mt-mean/tiny/seed1": FINISHED,
+        "mt-mean/tiny/seed2": TRAINING,
+    }
+    done = RunDir(out / "single" / "tiny" / "seed1")
+    row = states["single/tiny/seed1"]
+    assert row.test == pytest.approx(100 * done.score("test")) and row.best_epoch == done.best_epoch
+    assert row.epochs == done.epochs_run and row.converged is done.converged
+    assert row.cells[6] == {True: "yes", False: "**no**"}[done.converged]  # not converged: in bold
+    killed = states["single/tiny/seed2"]
+    assert killed.epochs == 1 and killed.best_epoch == 1 and killed.test != killed.test  # NaN: not scored yet
+    assert killed.cells[2].startswith("interrupted (resumes from its checkpoint): best dev ")
+    assert killed.cells[3] == "–"
+    assert main(["status", str(study_file), "--out", str(out), "--only", "finished"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 runs: 2 finished" in printed and "1 interrupted" in printed
+    assert "| single/tiny/seed1 | ner | finished | " + f"{row.test:.2f} |" in printed
+    assert "seed2" not in printed.split("|---", 1)[1].split("\n\n")[0]  # --only finished: no other rows
+    assert "measured on tiny: 2 finished run(s)" in printed
+    # the interrupted run resumes where it stopped, and then counts as finished
+    assert main(["run", str(study_file), "--out", str(out), "--no-progress"]) == 0
+    assert {s.state for s in study_states(study, out)} == {FINISHED}
+    fresh = study_states(study, tmp_path / "elsewhere")
+    assert {s.state for s in fresh} == {NOT_STARTED} and counts_line(fresh) == "4 runs: 0 finished, 4 not started"
+
+
 # ---- every study kind through an experiment file (kinds.KINDS), and refused when continued differently
 
 KIND_SECTIONS = {

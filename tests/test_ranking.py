@@ -134,7 +134,7 @@ prediction:
 
 
 def test_a_prediction_study_waits_for_its_inputs_then_scores_every_estimator_in_one_family(
-    tiny_corpus, tmp_path, monkeypatch
+    tiny_corpus, tmp_path, monkeypatch, capsys
 ):
     from taskrel.estimate import estimate
     from taskrel.experiments import load_study, run_study
@@ -144,6 +144,8 @@ def test_a_prediction_study_waits_for_its_inputs_then_scores_every_estimator_in_
     study_file.write_text(PREDICTION_STUDY.format(corpus=tiny_corpus, root=tmp_path))
     out, logged = tmp_path / "score", []
     assert estimate(load_study(study_file), out, do_probe=False).runs == 0  # it trains nothing
+    assert main(["status", str(study_file), "--out", str(out)]) == 0
+    assert "it trains no runs of its own" in capsys.readouterr().out
 
     grid = tiny_grid(tiny_corpus, tasks=("ner", "bcls", "mcls"), seeds=(1,))
     run_grid(grid, tmp_path / "g" / tiny_corpus.name, **QUIET)
