@@ -388,7 +388,7 @@ def _run_one(a, path: str, study, out: str | None, report: str | None) -> None:
         if not (Path(path).is_dir() or Path(path).name == STUDY_RECORD):
             # from the file: its free keys (claims added or reworded, a description) enter the record, so the
             # record says what the tables were made from, and a later `taskrel claims FOLDER` agrees with them
-            record_study(out / STUDY_RECORD, study, free=STUDY_FREE_KEYS)
+            record_study(out / STUDY_RECORD, study, free=STUDY_FREE_KEYS, keep_command=True)
         summarise(out, study)
     else:
         out = run_study(path, out, a.workers, progress=not a.no_progress)

@@ -91,11 +91,15 @@ def check_study_record(path, config, free=()) -> None:
         )
 
 
-def record_study(path, config, free=()) -> None:
+def record_study(path, config, free=(), keep_command: bool = False) -> None:
     """Write a study folder's record (its settings, the command, the format version) after checking the one
-    there (``check_study_record``): continuing a study under other settings is refused."""
+    there (``check_study_record``): continuing a study under other settings is refused. ``keep_command``
+    (re-analysing the folder, not training it): the record keeps the command that made the study."""
     check_study_record(path, config, free)
-    record = dict(zip(RECORD_KEYS, (FORMAT, __version__, sys.argv)))
+    command = sys.argv
+    if keep_command and Path(path).is_file():
+        command = json.loads(Path(path).read_text()).get("command", command)
+    record = dict(zip(RECORD_KEYS, (FORMAT, __version__, command)))
     write_json(path, {**record, **config.to_dict()})
 
 

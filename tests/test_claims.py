@@ -34,15 +34,19 @@ def write(tmp_path, text, name="study.yaml"):
     return tmp_path / name
 
 
-def test_claims_may_join_a_study_under_way_and_set_the_paper_beside_its_comparison(tiny_corpus, tmp_path):
+def test_claims_may_join_a_study_under_way_and_set_the_paper_beside_its_comparison(tiny_corpus, tmp_path, monkeypatch):
     out, rep = tmp_path / "out", tmp_path / "report"
     assert main(["run", str(write(tmp_path, RUNS.format(corpus=tiny_corpus))), "--out", str(out), "--no-progress"]) == 0
     assert not (out / "claims.csv").exists()
+    command = json.loads((out / "study.json").read_text())["command"]
     with_claims = write(tmp_path, RUNS.format(corpus=tiny_corpus) + CLAIMS)  # added later: not a setting
-    assert main(["run", str(with_claims), "--out", str(out), "--summarise", "--report", str(rep)]) == 0
+    argv = ["run", str(with_claims), "--out", str(out), "--summarise", "--report", str(rep)]
+    monkeypatch.setattr("sys.argv", ["taskrel", *argv])
+    assert main(argv) == 0
     claims = pd.read_csv(out / "claims.csv")
     recorded = json.loads((out / "study.json").read_text())["claims"]  # the record says what the tables are from
     assert [c["claim"] for c in recorded] == list(claims["claim"])
+    assert json.loads((out / "study.json").read_text())["command"] == command  # still the command that trained it
     comp = pd.read_csv(out / "comparisons.csv").iloc[0]
     assert list(claims["claim"]) == ["beyond any F1", "below any F1"]
     assert claims["ours"].tolist() == pytest.approx([100 * comp.delta] * 2)
