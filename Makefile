@@ -70,9 +70,9 @@ slice: install
 	$(SCORECARD)
 
 # Where a study stands (STUDY=figure5-grid-ncbi): every run it declares, finished, training, interrupted or not
-# started, with its numbers, and the time left at its measured pace
+# started, with its numbers, and the time left at its measured pace; without STUDY, one line per study of the queue
 status: install
-	$(BIN)/taskrel status experiments/$(STUDY).yaml
+	$(BIN)/taskrel status $(if $(STUDY),experiments/$(STUDY).yaml,$(call yamls,$(STUDIES_FIRST) $(SIDE_BY_SIDE) $(STUDIES_THEN)))
 
 archive: install
 	$(BIN)/taskrel archive runs/$(STUDY) --out reports/$(STUDY)

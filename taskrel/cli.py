@@ -436,8 +436,8 @@ def add_status_parser(sub):
     p = sub.add_parser(
         "status", help="where a study stands: each run finished, under way or not started, and the time left"
     )
-    p.add_argument("study", help="experiment file")
-    p.add_argument("--out", help="results folder (default: runs/<study name>)")
+    p.add_argument("study", nargs="+", help="experiment file(s); several: one line of counts per study")
+    p.add_argument("--out", help="results folder (default: runs/<study name>; one study)")
     p.add_argument("--workers", type=_positive_int, help="runs trained at once (default: the study's workers)")
     p.add_argument(
         "--only",
@@ -451,17 +451,42 @@ def add_status_parser(sub):
 def run_status(a) -> int:
     from .estimate import estimate
     from .experiments import load_study
-    from .progress import FINISHED, INTERRUPTED, NOT_STARTED, TRAINING, counts_line, study_states, table
+    from .progress import (
+        FINISHED,
+        INTERRUPTED,
+        NOT_STARTED,
+        TRAINING,
+        counts_line,
+        study_states,
+        table,
+        waiting_line,
+    )
 
-    study = load_study(a.study)
+    if len(a.study) > 1:
+        if a.out:
+            raise ConfigError("--out names one study's folder: with several studies each is read from runs/<study>")
+        studies = {}
+        for path in a.study:  # a file named twice in a queue is listed once
+            study = load_study(path)
+            studies.setdefault(study.name, study)
+        for name, study in studies.items():
+            states, waiting = study_states(study, Path("runs") / name), waiting_line(study)
+            line = counts_line(states) if states else "no runs declared" if waiting else "trains no runs of its own"
+            print(f"{name}: {line}" + (f"; {waiting}" if waiting else ""))
+        return 0
+    study = load_study(a.study[0])
     out = Path(a.out or Path("runs") / study.name)
     states = study_states(study, out)
     names = {"finished": FINISHED, "training": TRAINING, "interrupted": INTERRUPTED, "not-started": NOT_STARTED}
-    print(f"study {study.name} ({a.study}), results in {out}")
-    if not states:
+    print(f"study {study.name} ({a.study[0]}), results in {out}")
+    waiting = study.waiting() if study.kind == "runs" else []
+    if not states and not waiting:
         print("it trains no runs of its own (it reads other studies' results)")
         return 0
-    print(counts_line(states))
+    print(counts_line(states) if states else "no runs declared yet")
+    print("".join(f"  waiting for its tuning study, not counted: {v}\n" for v in waiting), end="")
+    if not states:
+        return 0
     print()
     print(table(states, only={names[o] for o in a.only} if a.only else None))
     print()
@@ -881,6 +906,11 @@ def main(argv=None) -> int:
     except (TaskrelError, FileNotFoundError) as e:
         print(f"taskrel: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into a reader that stopped early (`| head`): not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
 
 
 if __name__ == "__main__":

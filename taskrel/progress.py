@@ -145,3 +145,9 @@ def table(states: list[RunState], only=None) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(c.replace("|", r"\|") for c in s.cells) + " |" for s in rows]
     return "\n".join(lines)
+
+
+def waiting_line(study) -> str:
+    """The variants of a runs study that wait for their tuning study (their runs are not declared yet), or ``""``."""
+    waiting = study.waiting() if study.kind == "runs" else []
+    return f"{len(waiting)} variant-corpus pairs wait for their tuning study, their runs not counted" if waiting else ""

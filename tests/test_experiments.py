@@ -272,7 +272,7 @@ def test_estimate_counts_the_runs_a_study_would_train(tiny_corpus, tmp_path, cap
     assert cells == 2 * (3 + 6) and estimate(grid, tmp_path / "g", do_probe=False).runs == cells
 
 
-def test_status_lists_every_declared_run_with_its_state_and_numbers(tiny_corpus, tmp_path, capsys):
+def test_status_lists_every_declared_run_with_its_state_and_numbers(tiny_corpus, tmp_path, capsys, monkeypatch):
     from taskrel.estimate import study_runs
     from taskrel.locks import RunLock
     from taskrel.progress import FINISHED, INTERRUPTED, NOT_STARTED, TRAINING, counts_line, study_states
@@ -318,6 +318,15 @@ def test_status_lists_every_declared_run_with_its_state_and_numbers(tiny_corpus,
     # the interrupted run resumes where it stopped, and then counts as finished
     assert main(["run", str(study_file), "--out", str(out), "--no-progress"]) == 0
     assert {s.state for s in study_states(study, out)} == {FINISHED}
+    # several files: one line per study, read from runs/<study name>; a file named twice listed once
+    (tmp_path / "runs").mkdir()
+    out.rename(tmp_path / "runs" / "tiny-runs")
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["status", str(study_file), str(study_file)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("tiny-runs: 4 runs: 4 finished") and printed.count("\n") == 1
+    assert printed == f"tiny-runs: {counts_line(study_states(study, Path('runs/tiny-runs')))}\n"
     fresh = study_states(study, tmp_path / "elsewhere")
     assert {s.state for s in fresh} == {NOT_STARTED} and counts_line(fresh) == "4 runs: 0 finished, 4 not started"
 
