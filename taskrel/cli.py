@@ -459,7 +459,7 @@ def run_status(a) -> int:
         counts_line,
         study_states,
         table,
-        waiting_line,
+        waiting,
     )
 
     if len(a.study) > 1:
@@ -470,21 +470,22 @@ def run_status(a) -> int:
             study = load_study(path)
             studies.setdefault(study.name, study)
         for name, study in studies.items():
-            states, waiting = study_states(study, Path("runs") / name), waiting_line(study)
-            line = counts_line(states) if states else "no runs declared" if waiting else "trains no runs of its own"
-            print(f"{name}: {line}" + (f"; {waiting}" if waiting else ""))
+            states, wait = study_states(study, Path("runs") / name), waiting(study)
+            line = counts_line(states) if states else "no runs declared" if wait else "trains no runs of its own"
+            line += f"; {len(wait)} variant-corpus pairs wait for their tuning study, not counted" if wait else ""
+            print(f"{name}: {line}")
         return 0
     study = load_study(a.study[0])
     out = Path(a.out or Path("runs") / study.name)
     states = study_states(study, out)
     names = {"finished": FINISHED, "training": TRAINING, "interrupted": INTERRUPTED, "not-started": NOT_STARTED}
     print(f"study {study.name} ({a.study[0]}), results in {out}")
-    waiting = study.waiting() if study.kind == "runs" else []
-    if not states and not waiting:
+    wait = waiting(study)
+    if not states and not wait:
         print("it trains no runs of its own (it reads other studies' results)")
         return 0
     print(counts_line(states) if states else "no runs declared yet")
-    print("".join(f"  waiting for its tuning study, not counted: {v}\n" for v in waiting), end="")
+    print("".join(f"  waiting for its tuning study, not counted: {v}\n" for v in wait), end="")
     if not states:
         return 0
     print()

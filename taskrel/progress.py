@@ -1,11 +1,12 @@
 """Where a study stands: ``taskrel status STUDY.yaml``.
 
-Every run the study file declares (``estimate.study_runs``), each in one of four states: finished, training now
-(a live process holds its lock), interrupted (its folder has a record but no live writer: the next ``taskrel
-run`` resumes it from its checkpoint) or not started. A finished run shows its main task's test score, the epoch
-selected on dev, the epochs it ran, whether it converged, its training and evaluation minutes and the machines it
-trained on; a run under way shows its epochs so far and its best dev score so far. Then the counts, and the time
-left at the study's own measured pace (``estimate``, without a probe).
+Every run the study file declares (``estimate.study_runs``), each in one of four states: finished, training
+now (a live process holds its lock), interrupted (its folder has a record but no live writer: the next
+``taskrel run`` resumes it from its checkpoint, or trains it again if it has none) or not started. A finished
+run shows its main task's test score, the epoch selected on dev, the epochs it ran, whether it converged, its
+training and evaluation minutes and the machines it trained on; a run under way shows its epochs so far and its
+best dev score so far. Then the counts, and the time left at the study's own measured pace (``estimate``,
+without a probe).
 
 The table is Markdown, so a study's README slice quotes it as printed instead of copying numbers by hand, and a
 run that did not converge is in bold there, as every measurement that includes one must be.
@@ -69,16 +70,9 @@ HEADER = ["run", "main", "state", "test", "selected epoch", "epochs run", "conve
 
 def run_state(folder: Path, name: str) -> RunState:
     """How far the run in ``folder`` got."""
-    run = RunDir(folder)
-    if run.done:
-        state = FINISHED
-    elif is_locked(folder):
-        state = TRAINING
-    elif (folder / "config.json").is_file():
-        state = INTERRUPTED
-    else:
-        return RunState(name, NOT_STARTED)
-    if not (folder / "config.json").is_file():  # its writer has not recorded its settings yet
+    run, recorded = RunDir(folder), (folder / "config.json").is_file()
+    state = FINISHED if run.done else TRAINING if is_locked(folder) else INTERRUPTED if recorded else NOT_STARTED
+    if not recorded:  # not started, or its writer has not recorded its settings yet
         return RunState(name, state)
     row = RunState(name, state, main=run.main)
     if state == INTERRUPTED:  # what the next ``taskrel run`` does with it
@@ -147,7 +141,7 @@ def table(states: list[RunState], only=None) -> str:
     return "\n".join(lines)
 
 
-def waiting_line(study) -> str:
-    """The variants of a runs study that wait for their tuning study (their runs are not declared yet), or ``""``."""
-    waiting = study.waiting() if study.kind == "runs" else []
-    return f"{len(waiting)} variant-corpus pairs wait for their tuning study, their runs not counted" if waiting else ""
+def waiting(study) -> list[str]:
+    """``variant on corpus (why)`` for each variant of a runs study that waits for its tuning study: its runs
+    are not declared yet, so ``study_states`` does not list them."""
+    return study.waiting() if study.kind == "runs" else []
