@@ -60,13 +60,18 @@ studies: install
 estimate: install
 	$(BIN)/taskrel estimate --no-probe $(call yamls,$(STUDIES_FIRST) $(SIDE_BY_SIDE) $(STUDIES_THEN))
 
-# A committed slice of a runs study while the queue trains it (STUDY=lowres-10pct): its tables rebuilt from the
-# runs that finished, its report, its runs packed into the report (runs.tar.gz, what a fresh checkout restores),
-# the scorecard; the study's README in reports/STUDY is written by hand. `make archive STUDY=...` packs only
-# (a tuning study, whose trials live in its study.db).
+# A committed slice of a study while the queue trains it (STUDY=lowres-10pct): a runs study's tables rebuilt from
+# the runs that finished and its report (other kinds are analysed once all their runs are done), its runs packed
+# into the report (runs.tar.gz, what a fresh checkout restores), its finished runs' table as of the slice
+# (status.md, from `taskrel status`: a README quotes it instead of copying numbers), the scorecard; the study's
+# README in reports/STUDY is written by hand. `make archive STUDY=...` packs only (a tuning study, whose trials
+# live in its study.db).
 slice: install
-	$(BIN)/taskrel run experiments/$(STUDY).yaml --summarise --report reports/$(STUDY)
+	@if grep -Eq '^kind: *(grid|tune|embed|affinity|prediction)' experiments/$(STUDY).yaml; then \
+		echo "$(STUDY) is analysed once all its runs are done: no tables to rebuild"; \
+	else $(BIN)/taskrel run experiments/$(STUDY).yaml --summarise --report reports/$(STUDY); fi
 	$(BIN)/taskrel archive runs/$(STUDY) --out reports/$(STUDY)
+	$(BIN)/taskrel status experiments/$(STUDY).yaml --only finished > reports/$(STUDY)/status.md
 	$(SCORECARD)
 
 # Where a study stands (STUDY=figure5-grid-ncbi): every run it declares, finished, training, interrupted or not

@@ -479,7 +479,10 @@ def run_status(a) -> int:
     out = Path(a.out or Path("runs") / study.name)
     states = study_states(study, out)
     names = {"finished": FINISHED, "training": TRAINING, "interrupted": INTERRUPTED, "not-started": NOT_STARTED}
-    print(f"study {study.name} ({a.study[0]}), results in {out}")
+    import time
+
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"study {study.name} ({a.study[0]}), results in {out}, as of {when}")
     wait = waiting(study)
     if not states and not wait:
         print("it trains no runs of its own (it reads other studies' results)")

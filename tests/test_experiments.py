@@ -309,8 +309,10 @@ def test_status_lists_every_declared_run_with_its_state_and_numbers(tiny_corpus,
     assert killed.epochs == 1 and killed.best_epoch == 1 and killed.test != killed.test  # NaN: not scored yet
     assert killed.cells[2].startswith("interrupted (resumes from its checkpoint): best dev ")
     assert killed.cells[3] == "–"
+    capsys.readouterr()
     assert main(["status", str(study_file), "--out", str(out), "--only", "finished"]) == 0
     printed = capsys.readouterr().out
+    assert printed.startswith(f"study tiny-runs ({study_file}), results in {out}, as of 20")  # a dated snapshot
     assert "4 runs: 2 finished" in printed and "1 interrupted" in printed
     assert "| single/tiny/seed1 | ner | finished | " + f"{row.test:.2f} |" in printed
     assert "seed2" not in printed.split("|---", 1)[1].split("\n\n")[0]  # --only finished: no other rows
