@@ -67,9 +67,9 @@ estimate: install
 # README in reports/STUDY is written by hand. `make archive STUDY=...` packs only (a tuning study, whose trials
 # live in its study.db).
 slice: install
-	@if grep -Eq '^kind: *(grid|tune|embed|affinity|prediction)' experiments/$(STUDY).yaml; then \
-		echo "$(STUDY) is analysed once all its runs are done: no tables to rebuild"; \
-	else $(BIN)/taskrel run experiments/$(STUDY).yaml --summarise --report reports/$(STUDY); fi
+	@f=experiments/$(STUDY).yaml; if grep -Eq '^kind: *runs *$$' $$f || ! grep -q '^kind:' $$f; then \
+		$(BIN)/taskrel run $$f --summarise --report reports/$(STUDY); \
+	else echo "$(STUDY) is analysed once all its runs are done: no tables to rebuild"; fi
 	$(BIN)/taskrel archive runs/$(STUDY) --out reports/$(STUDY)
 	$(BIN)/taskrel status experiments/$(STUDY).yaml --only finished > reports/$(STUDY)/status.md
 	$(SCORECARD)

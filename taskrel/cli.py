@@ -449,18 +449,11 @@ def add_status_parser(sub):
 
 
 def run_status(a) -> int:
+    import time
+
     from .estimate import estimate
     from .experiments import load_study
-    from .progress import (
-        FINISHED,
-        INTERRUPTED,
-        NOT_STARTED,
-        TRAINING,
-        counts_line,
-        study_states,
-        table,
-        waiting,
-    )
+    from .progress import FINISHED, INTERRUPTED, NOT_STARTED, TRAINING, counts_line, study_states, table
 
     if len(a.study) > 1:
         if a.out:
@@ -470,35 +463,36 @@ def run_status(a) -> int:
             study = load_study(path)
             studies.setdefault(study.name, study)
         for name, study in studies.items():
-            states, wait = study_states(study, Path("runs") / name), waiting(study)
+            states, wait = (
+                study_states(study, Path("runs") / name),
+                estimate(study, Path("runs") / name, do_probe=False).waiting,
+            )
             line = counts_line(states) if states else "no runs declared" if wait else "trains no runs of its own"
             line += f"; {len(wait)} variant-corpus pairs wait for their tuning study, not counted" if wait else ""
             print(f"{name}: {line}")
         return 0
     study = load_study(a.study[0])
     out = Path(a.out or Path("runs") / study.name)
-    states = study_states(study, out)
+    states, est = study_states(study, out), estimate(study, out, do_probe=False)
     names = {"finished": FINISHED, "training": TRAINING, "interrupted": INTERRUPTED, "not-started": NOT_STARTED}
-    import time
-
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"study {study.name} ({a.study[0]}), results in {out}, as of {when}")
-    wait = waiting(study)
-    if not states and not wait:
+    if not states and not est.waiting:
         print("it trains no runs of its own (it reads other studies' results)")
         return 0
     print(counts_line(states) if states else "no runs declared yet")
-    print("".join(f"  waiting for its tuning study, not counted: {v}\n" for v in wait), end="")
-    if not states:
-        return 0
-    print()
-    print(table(states, only={names[o] for o in a.only} if a.only else None))
-    print()
-    est = estimate(study, out, do_probe=False)
+    if states:
+        print()
+        print(table(states, only={names[o] for o in a.only} if a.only else None))
+        print()
+    # the variants waiting for their tuning study, then the time left at the measured pace
+    lines = est.lines(a.workers or study.workers, probed=False)[1:]
     if est.done == est.runs:
-        print("nothing left to train")
-    else:
-        print("\n".join(est.lines(a.workers or study.workers, probed=False)[1:]) or "no measured pace: no run finished")
+        lines = [f"  not counted, waiting for its tuning study: {v}" for v in est.waiting]
+        lines += ["nothing left to train"] if states else []
+    elif not est.measured:
+        lines.append("no measured pace: no run finished")
+    print("\n".join(lines))
     return 0
 
 

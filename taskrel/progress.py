@@ -84,15 +84,13 @@ def run_state(folder: Path, name: str) -> RunState:
         return row
     row.minutes = run.seconds / 60
     row.epochs = run.epochs_run
-    curve = run.dev_curve()
-    chosen = [(epoch, score) for epoch, score, selected in curve if selected]
-    if chosen:
+    if state == FINISHED:
+        row.best_epoch, row.test, row.converged = run.best_epoch, 100 * run.score("test"), run.converged
+        return row
+    chosen = [(epoch, score) for epoch, score, selected in run.dev_curve() if selected]
+    if chosen:  # the best so far
         row.best_epoch, best = chosen[-1]
         row.best_dev = 100 * best
-    if state == FINISHED:
-        row.best_epoch = run.best_epoch
-        row.test = 100 * run.score("test")
-        row.converged = run.converged
     return row
 
 
@@ -139,9 +137,3 @@ def table(states: list[RunState], only=None) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(c.replace("|", r"\|") for c in s.cells) + " |" for s in rows]
     return "\n".join(lines)
-
-
-def waiting(study) -> list[str]:
-    """``variant on corpus (why)`` for each variant of a runs study that waits for its tuning study: its runs
-    are not declared yet, so ``study_states`` does not list them."""
-    return study.waiting() if study.kind == "runs" else []
