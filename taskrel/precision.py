@@ -68,6 +68,25 @@ def check_trainable(device, precision: str) -> None:
         )
 
 
+class PrecisionChanged(ConfigError):
+    pass
+
+
+def check_resumable(recorded: str | None, device, precision: str, where) -> None:
+    """Refuse to resume a run whose ``auto`` precision resolved, where it started (``recorded``, from its
+    ``config.json``), to another precision than this machine resolves it to: the run would go on at another
+    precision than the one its first epochs and its checkpoint were trained at. Runs recorded without a
+    resolved precision are not checked."""
+    here = resolve_precision(device, precision)
+    if recorded and recorded != here:
+        raise PrecisionChanged(
+            f"{where}: this run started in {recorded} (precision {precision}) and would go on in {here} on this "
+            f"machine, mixing two precisions in one run: nothing trained. Resume it on a machine like the one it "
+            f"started on (bf16: a CPU with the avx512_bf16 or amx_bf16 flag, or a GPU), or remove the folder to "
+            f"train it again from the start"
+        )
+
+
 def autocast(device, precision: str = "auto"):
     """The autocast context of a device and precision (a no-op for fp32)."""
     device = torch.device(device)

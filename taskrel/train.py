@@ -43,8 +43,8 @@ from .evaluate import evaluate, main_score, predict, score_all
 from .locks import RunLock
 from .logs import run_log, say
 from .model import MultiTaskModel, resolve_device
-from .precision import autocast, check_trainable, resolve_precision
-from .rundir import CHECKPOINT, check_same_settings, read_records, write_json
+from .precision import autocast, check_resumable, check_trainable, resolve_precision
+from .rundir import CHECKPOINT, RunDir, check_same_settings, read_records, write_json
 from .sources import all_tasks, load_sources, subset_seed
 from .weighting import clipped_per_task_backward, make_weighting
 
@@ -275,6 +275,9 @@ def _train(cfg: RunConfig, resume: bool, callbacks, progress: bool, log, test: b
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
     check_trainable(device, cfg.train.precision)
+    if resume and (Path(cfg.out) / CHECKPOINT / "state.json").is_file():  # before anything is read or written
+        recorded = RunDir(cfg.out).precision
+        check_resumable(recorded, device, cfg.train.precision, Path(cfg.out) / "config.json")
     seed_everything(cfg.train.seed)
     splits = ("train", "devel", "test") if test else ("train", "devel")
     sources, model, tokenizer = prepare(cfg, splits)

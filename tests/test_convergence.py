@@ -291,3 +291,28 @@ def test_bf16_is_refused_where_the_cpu_only_emulates_it(tiny_corpus, tmp_path, m
     assert not (tmp_path / "bf16" / "config.json").exists()  # refused before the run folder was started
     train(tiny_config(tiny_corpus, tmp_path / "auto", epochs=1, device="cpu"), **QUIET)  # auto: fp32 there
     assert json.loads((tmp_path / "auto" / "config.json").read_text())["resolved"]["precision"] == "fp32"
+
+
+def test_a_run_started_in_one_precision_is_not_resumed_in_another(tiny_corpus, tmp_path, monkeypatch):
+    """precision auto resolves per machine: a run begun in fp32 (a CPU without native bf16) and resumed where
+    auto means bf16 is refused before anything is read or written, and still resumes where it began."""
+    from taskrel.precision import PrecisionChanged
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first(record):
+        raise Killed
+
+    monkeypatch.setattr("taskrel.precision.cpu_has_fast_bf16", lambda: False)
+    cfg = tiny_config(tiny_corpus, tmp_path / "r", epochs=3, device="cpu", precision="auto")
+    with pytest.raises(Killed):
+        train(cfg, callbacks=[kill_after_first], **QUIET)
+    before = {f: (tmp_path / "r" / f).read_text() for f in ("config.json", "metrics.jsonl")}
+    assert json.loads(before["config.json"])["resolved"]["precision"] == "fp32"
+    monkeypatch.setattr("taskrel.precision.cpu_has_fast_bf16", lambda: True)  # resumed on a bf16 CPU
+    with pytest.raises(PrecisionChanged, match=r"r/config.json: this run started in fp32 .* go on in bf16"):
+        train(cfg, resume=True, **QUIET)
+    assert {f: (tmp_path / "r" / f).read_text() for f in before} == before
+    monkeypatch.setattr("taskrel.precision.cpu_has_fast_bf16", lambda: False)
+    assert train(cfg, resume=True, **QUIET)["best_epoch"] >= 1
