@@ -442,7 +442,7 @@ def add_status_parser(sub):
     p.add_argument(
         "--only",
         action="append",
-        choices=["finished", "training", "interrupted", "not-started"],
+        choices=["finished", "pruned", "training", "interrupted", "not-started"],
         help="list only the runs in this state (repeat for several; default: every run)",
     )
     p.set_defaults(func=run_status)
@@ -453,7 +453,7 @@ def run_status(a) -> int:
 
     from .estimate import estimate
     from .experiments import load_study
-    from .progress import FINISHED, INTERRUPTED, NOT_STARTED, TRAINING, counts_line, study_states, table
+    from .progress import FINISHED, INTERRUPTED, NOT_STARTED, PRUNED, TRAINING, counts_line, study_states, table
 
     if len(a.study) > 1:
         if a.out:
@@ -474,7 +474,13 @@ def run_status(a) -> int:
     study = load_study(a.study[0])
     out = Path(a.out or Path("runs") / study.name)
     states, est = study_states(study, out), estimate(study, out, do_probe=False)
-    names = {"finished": FINISHED, "training": TRAINING, "interrupted": INTERRUPTED, "not-started": NOT_STARTED}
+    names = {
+        "finished": FINISHED,
+        "pruned": PRUNED,
+        "training": TRAINING,
+        "interrupted": INTERRUPTED,
+        "not-started": NOT_STARTED,
+    }
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"study {study.name} ({a.study[0]}), results in {out}, as of {when}")
     if not states and not est.waiting:

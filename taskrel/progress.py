@@ -1,8 +1,9 @@
 """Where a study stands: ``taskrel status STUDY.yaml``.
 
-Every run the study file declares (``estimate.study_runs``), each in one of four states: finished, training
-now (a live process holds its lock), interrupted (its folder has a record but no live writer: the next
-``taskrel run`` resumes it from its checkpoint, or trains it again if it has none) or not started. A finished
+Every run the study file declares (``estimate.study_runs``), each in one of five states: finished, pruned (a
+tuning trial its study's pruner stopped: over too), training now (a live process holds its lock), interrupted
+(its folder has a record but no live writer: the next ``taskrel run`` resumes it from its checkpoint, or trains
+it again if it has none) or not started. A finished
 run shows its main task's test score, the epoch selected on dev, the epochs it ran, whether it converged, its
 training and evaluation minutes and the machines it trained on; a run under way shows its epochs so far and its
 best dev score so far. Then the counts, and the time left at the study's own measured pace (``estimate``,
@@ -22,7 +23,13 @@ from .locks import is_locked
 from .machine import label
 from .rundir import RunDir
 
-FINISHED, TRAINING, INTERRUPTED, NOT_STARTED = "finished", "training now", "interrupted", "not started"
+FINISHED, PRUNED, TRAINING, INTERRUPTED, NOT_STARTED = (
+    "finished",
+    "pruned",  # a tuning trial its study's pruner stopped: over, as a finished run is
+    "training now",
+    "interrupted",
+    "not started",
+)
 
 
 @dataclass
@@ -51,7 +58,8 @@ class RunState:
         converged = {True: "yes", False: "**no**", None: "–" if self.state != FINISHED else "not recorded"}
         state = self.state + (f" ({self.note})" if self.note else "")
         if self.state != FINISHED and self.best_epoch is not None:
-            state += f": best dev {self.best_dev:.2f} so far, at epoch {num(self.best_epoch, '{:g}')}"
+            so_far = "" if self.state == PRUNED else " so far,"
+            state += f": best dev {self.best_dev:.2f}{so_far} at epoch {num(self.best_epoch, '{:g}')}"
         return [
             self.name,
             self.main or "–",
@@ -71,10 +79,22 @@ HEADER = ["run", "main", "state", "test", "selected epoch", "epochs run", "conve
 def run_state(folder: Path, name: str) -> RunState:
     """How far the run in ``folder`` got."""
     run, recorded = RunDir(folder), (folder / "config.json").is_file()
-    state = FINISHED if run.done else TRAINING if is_locked(folder) else INTERRUPTED if recorded else NOT_STARTED
+    state = (
+        FINISHED
+        if run.done
+        else PRUNED
+        if run.pruned
+        else TRAINING
+        if is_locked(folder)
+        else INTERRUPTED
+        if recorded
+        else NOT_STARTED
+    )
     if not recorded:  # not started, or its writer has not recorded its settings yet
         return RunState(name, state)
     row = RunState(name, state, main=run.main)
+    if state == PRUNED:
+        row.note = f"by its tuning study after epoch {run.pruned.get('epoch', '?')}"
     if state == INTERRUPTED:  # what the next ``taskrel run`` does with it
         resumes = (folder / "checkpoint").is_dir()
         row.note = "resumes from its checkpoint" if resumes else "no checkpoint yet: trains again from the start"
@@ -123,7 +143,7 @@ def counts_line(states: list[RunState]) -> str:
             notes = [f"**{unconverged} not converged**"] if unconverged else []
             notes += [f"{unknown} without a convergence record"] if unknown else []
             parts[0] += f" ({', '.join(notes)})"
-    for state in (TRAINING, INTERRUPTED, NOT_STARTED):
+    for state in (PRUNED, TRAINING, INTERRUPTED, NOT_STARTED):
         n = sum(1 for s in states if s.state == state)
         if n:
             parts.append(f"{n} {state}")

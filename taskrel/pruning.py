@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 
 from .config import RunConfig, TuneConfig
 from .logs import say
-from .rundir import CHECKPOINT, read_records, write_json
+from .rundir import CHECKPOINT, PRUNED, read_records, write_json
 from .tasks import TaskSpec
 
 CONTINUED = "continued_from_checkpoint"  # marker file in a re-run folder
@@ -75,7 +75,7 @@ def measure_pruning(
         target = out / "unpruned" / f"{trial.number:04d}"
         source = Path(trial.user_attrs.get("run_dir") or cfg.out)
         if continue_pruned and not target.exists() and (source / CHECKPOINT / "state.json").is_file():
-            shutil.copytree(source, target)  # go on from where the pruner stopped it
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns(PRUNED))  # on from where it was stopped
             continued.add(trial.number)
         elif (target / CONTINUED).is_file():
             continued.add(trial.number)

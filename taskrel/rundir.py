@@ -3,7 +3,8 @@
 A run folder (written by ``train.train``) holds ``config.json`` (settings,
 command, provenance), ``metrics.jsonl`` (one record per evaluation),
 ``metrics.json`` (the selected model's final scores, written last: its
-presence means the run is done), ``test_predictions.jsonl`` and ``model/``.
+presence means the run is done), ``test_predictions.jsonl`` and ``model/``;
+a tuning trial its pruner stopped holds ``pruned.json`` instead of ``metrics.json``.
 Every study, report and notebook reads runs through ``RunDir``, so what a
 run's "score", "seconds" or "converged" means is decided here once.
 """
@@ -29,13 +30,14 @@ FORMAT = 1
 STUDY_RECORD = "study.json"
 RECORD_KEYS = ("format", "taskrel_version", "command")
 
-CONFIG, RECORDS, METRICS, PREDICTIONS, MODEL, CHECKPOINT = (
+CONFIG, RECORDS, METRICS, PREDICTIONS, MODEL, CHECKPOINT, PRUNED = (
     "config.json",
     "metrics.jsonl",
     "metrics.json",
     "test_predictions.jsonl",
     "model",
     "checkpoint",  # what ``resume`` needs; it exists only while the run is unfinished
+    "pruned.json",  # a tuning trial its study's pruner stopped (``tune``): over, never resumed, never finished
 )
 
 
@@ -170,6 +172,14 @@ class RunDir:
                 f"{self.path} holds a run made with other settings ({'; '.join(diff)}): choose another --out, "
                 "or remove the folder to train again"
             )
+
+    @property
+    def pruned(self) -> dict | None:
+        """A tuning trial stopped by its study's pruner: ``{"trial", "epoch", "evaluation"}`` (``tune``); None for
+        every other run. Such a run is over without ``metrics.json``: nothing resumes it, and it costs what its
+        records say."""
+        path = self.path / PRUNED
+        return json.loads(path.read_text()) if path.is_file() else None
 
     @cached_property
     def metrics(self) -> dict:

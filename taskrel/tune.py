@@ -40,7 +40,7 @@ from optuna.trial import TrialState
 
 from .config import GRACE, HEARTBEAT, POOLINGS, RunConfig, TuneConfig
 from .logs import say
-from .rundir import record_study, write_json
+from .rundir import PRUNED, record_study, write_json
 from .tasks import TaskSpec
 from .workqueue import SCHEMA_RACE
 
@@ -62,11 +62,16 @@ def trial_folder(out: Path, number: int) -> Path:
 
 
 def section_runs(tc: TuneConfig, steps: dict, folder: Path) -> list[RunConfig]:
-    """The runs a tuning study section trains on one corpus (``taskrel estimate``): every trial at full length
-    (pruning only makes them shorter), then the confirmation arms at their seeds."""
+    """The runs a tuning study section trains on one corpus (``taskrel estimate``, ``taskrel status``): its
+    trials at full length (pruning only makes them shorter), then the confirmation arms at their seeds. The
+    trials are the trial folders already there, each one trial (a killed trial's successor goes on in its
+    folder, so trial numbers can skip one), then the next numbers up to ``tc.trials``."""
     from .confirm import ARMS, run_folder
 
-    runs = [replace(tc.base, out=str(trial_folder(folder, i))) for i in range(tc.trials)]
+    there = sorted(p for p in (Path(folder) / "trials").glob("[0-9]" * 4) if p.is_dir())
+    first = int(there[-1].name) + 1 if there else 0
+    folders = there + [trial_folder(folder, first + i) for i in range(max(0, tc.trials - len(there)))]
+    runs = [replace(tc.base, out=str(f)) for f in folders]
     arms, seeds = steps.get("arms") or ARMS, steps.get("confirm_seeds") or []
     return runs + [replace(tc.base, out=str(run_folder(folder, a, s))) for a in arms for s in seeds]
 
@@ -207,12 +212,18 @@ def tune(
             for step, value in sorted(before.intermediate_values.items()):
                 trial.report(value, step)  # the pruner then sees the whole curve, as if never killed
         trial.set_user_attr("run_dir", cfg.out)
+        mark = Path(cfg.out) / PRUNED
+        mark.unlink(missing_ok=True)  # a killed trial taken over goes on, whatever was written before the kill
+        stopped = {}
 
         def report(record):
             # one step per evaluation (per epoch unless eval_every says otherwise)
             trial.report(record["dev"][main][metric], record.get("eval", record["epoch"]))
             # a trial at its last epoch has cost all it will cost: let it complete
             if record["epoch"] < cfg.train.epochs and trial.should_prune():
+                stopped.update(
+                    trial=trial.number, epoch=record["epoch"], evaluation=record.get("eval", record["epoch"])
+                )
                 raise optuna.TrialPruned(f"epoch {record['epoch']}")
 
         try:
@@ -220,6 +231,7 @@ def tune(
                 cfg, resume=killed is not None, callbacks=[report], progress=False, log=lambda *_: None, test=False
             )
         except optuna.TrialPruned:
+            write_json(mark, stopped)  # the folder says so itself: ``taskrel status``, estimates, archives
             if not keep_pruned:
                 drop_pruned(cfg.out)
             raise

@@ -367,3 +367,75 @@ def test_two_workers_on_one_fresh_storage_share_the_study_without_repeating(tiny
     assert len(set(drawn)) == len(drawn)
     assert len({t.user_attrs["run_dir"] for t in finished}) == len(finished)
     assert (out / "best.json").is_file()
+
+
+def test_a_pruned_trial_says_so_in_its_folder_and_counts_as_over(tiny_corpus, tmp_path):
+    """A trial its pruner stopped has no metrics.json: its folder says it was pruned (pruned.json), so
+    ``taskrel status`` shows it as pruned, not interrupted, the estimate counts it as over (nothing to train),
+    and an archive packs its records even while its checkpoint is kept for measure_pruning."""
+    import tarfile
+
+    from taskrel.archive import pack
+    from taskrel.progress import FINISHED, PRUNED, counts_line, run_state
+    from taskrel.rundir import RunDir
+    from taskrel.tune import section_runs
+
+    tc, out = tiny_tune(tiny_corpus), tmp_path / "tune"
+    tune(tc, out, pruner=PruneTrialOne(), **QUIET)
+    assert RunDir(out / "trials/0001").pruned == {"trial": 1, "epoch": 1, "evaluation": 1}
+    assert RunDir(out / "trials/0000").pruned is None and RunDir(out / "trials/0002").pruned is None
+    runs = section_runs(tc, {}, out)
+    states = [run_state(Path(c.out), Path(c.out).name) for c in runs]
+    assert [s.state for s in states] == [FINISHED, PRUNED, FINISHED]
+    assert "after epoch 1" in states[1].note and "best dev" in states[1].cells[2]
+    assert "so far" not in states[1].cells[2]
+    assert counts_line(states).startswith("3 runs: 2 finished") and "1 pruned" in counts_line(states)
+    assert (out / "trials/0001/checkpoint").is_dir()  # kept by default, for measure_pruning
+    packed = pack(out, tmp_path / "runs.tar.gz")
+    with tarfile.open(tmp_path / "runs.tar.gz") as tar:
+        names = set(tar.getnames())
+    assert {"tune/trials/0001/pruned.json", "tune/trials/0001/metrics.jsonl"} <= names
+    assert not packed.left_out and not any("checkpoint" in n for n in names)
+    # continued to its end by measure_pruning: the copy is not a pruned trial
+    measure_pruning(tc, out, continue_pruned=True, **QUIET)
+    assert RunDir(out / "unpruned/0001").done and RunDir(out / "unpruned/0001").pruned is None
+
+
+def test_a_tuning_study_lists_the_trial_folders_there_then_the_rest(tiny_corpus, tmp_path):
+    """A killed trial's successor goes on in its folder, so trial numbers can skip a folder: the trials a study
+    declares are the folders there, then the next numbers, as many as the study has trials."""
+    from taskrel.tune import section_runs
+
+    tc, out = tiny_tune(tiny_corpus, trials=4), tmp_path / "tune"
+    names = lambda: [Path(c.out).name for c in section_runs(tc, {}, out)]  # noqa: E731
+    assert names() == ["0000", "0001", "0002", "0003"]
+    for n in ("0000", "0001", "0003"):  # trial 2 took over trial 1, trial 3 went on in its own folder
+        (out / "trials" / n).mkdir(parents=True)
+    assert names() == ["0000", "0001", "0003", "0004"]
+    confirm = section_runs(tc, {"confirm_seeds": [1], "arms": ["single"]}, out)[-1]
+    assert confirm.out == str(out / "confirm/single/seed1")
+
+
+def test_the_estimate_counts_a_pruned_trial_as_over(tiny_corpus, tmp_path, capsys):
+    from taskrel.estimate import estimate
+    from taskrel.experiments import load_study
+
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(
+        f"name: t\nkind: tune\ncorpora: ['{tiny_corpus}']\nseeds: [1]\n"
+        "defaults:\n  model: {encoder: tiny, tasks: [ner, bcls]}\n"
+        "  train: {epochs: 2, batch_size: 4, lr: 1.0e-3, threads: 1}\ntune: {trials: 4}\n"
+    )
+    study, out = load_study(study_file), tmp_path / "out"
+    tune(tiny_tune(tiny_corpus), out / tiny_corpus.name, pruner=PruneTrialOne(), **QUIET)  # 3 of its 4 trials
+    est = estimate(study, out, do_probe=False)
+    assert (est.runs, est.done) == (4, 3)  # the pruned trial is over; one trial is left
+    assert est.measured[tiny_corpus.name][0] == 3 and est.measured[tiny_corpus.name][2] == 1
+    capsys.readouterr()
+    assert main(["status", str(study_file), "--out", str(out), "--only", "pruned"]) == 0
+    said = capsys.readouterr().out
+    assert "4 runs: 2 finished (**2 not converged**), 1 pruned, 1 not started" in said  # 2 epochs: at the maximum
+    rows = [line for line in said.splitlines() if line.startswith("| tiny/")]
+    assert len(rows) == 1 and rows[0].startswith(
+        "| tiny/trials/0001 | ner | pruned (by its tuning study after epoch 1)"
+    )
