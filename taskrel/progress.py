@@ -1,13 +1,12 @@
 """Where a study stands: ``taskrel status STUDY.yaml``.
 
-Every run the study file declares (``estimate.study_runs``), each in one of five states: finished, pruned (a
-tuning trial its study's pruner stopped: over too), training now (a live process holds its lock), interrupted
-(its folder has a record but no live writer: the next ``taskrel run`` resumes it from its checkpoint, or trains
-it again if it has none) or not started. A finished
-run shows its main task's test score, the epoch selected on dev, the epochs it ran, whether it converged, its
-training and evaluation minutes and the machines it trained on; a run under way shows its epochs so far and its
-best dev score so far. Then the counts, and the time left at the study's own measured pace (``estimate``,
-without a probe).
+Every run the study file declares (``estimate.study_runs``),
+each in one of five states: finished, pruned (a tuning trial its study's pruner stopped: over too), training now (a
+live process holds its lock), interrupted (its folder has a record but no live writer: the next ``taskrel run``
+resumes it from its checkpoint, or trains it again if it has none) or not started. A finished run shows its main
+task's test score, the epoch selected on dev, the epochs it ran, whether it converged, its training and evaluation
+minutes and the machines it trained on; a run under way shows its epochs so far and its best dev score so far. Then
+the counts, and the time left at the study's own measured pace (``estimate``, without a probe).
 
 The table is Markdown, so a study's README slice quotes it as printed instead of copying numbers by hand, and a
 run that did not converge is in bold there, as every measurement that includes one must be.
@@ -76,20 +75,20 @@ class RunState:
 HEADER = ["run", "main", "state", "test", "selected epoch", "epochs run", "converged", "minutes", "machine"]
 
 
+def _state(run: RunDir, recorded: bool) -> str:
+    if run.done:
+        return FINISHED
+    if run.pruned:
+        return PRUNED
+    if is_locked(run.path):
+        return TRAINING
+    return INTERRUPTED if recorded else NOT_STARTED
+
+
 def run_state(folder: Path, name: str) -> RunState:
     """How far the run in ``folder`` got."""
     run, recorded = RunDir(folder), (folder / "config.json").is_file()
-    state = (
-        FINISHED
-        if run.done
-        else PRUNED
-        if run.pruned
-        else TRAINING
-        if is_locked(folder)
-        else INTERRUPTED
-        if recorded
-        else NOT_STARTED
-    )
+    state = _state(run, recorded)
     if not recorded:  # not started, or its writer has not recorded its settings yet
         return RunState(name, state)
     row = RunState(name, state, main=run.main)
