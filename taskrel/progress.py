@@ -1,12 +1,12 @@
 """Where a study stands: ``taskrel status STUDY.yaml``.
 
-Every run the study file declares (``estimate.study_runs``),
-each in one of five states: finished, pruned (a tuning trial its study's pruner stopped: over too), training now (a
-live process holds its lock), interrupted (its folder has a record but no live writer: the next ``taskrel run``
-resumes it from its checkpoint, or trains it again if it has none) or not started. A finished run shows its main
-task's test score, the epoch selected on dev, the epochs it ran, whether it converged, its training and evaluation
-minutes and the machines it trained on; a run under way shows its epochs so far and its best dev score so far. Then
-the counts, and the time left at the study's own measured pace (``estimate``, without a probe).
+Every run the study file declares (``estimate.study_runs``), each in one of five states: finished, pruned (a tuning
+trial its study's pruner stopped: over too), training now (a live process holds its lock), interrupted (its folder
+has a record but no live writer: the next ``taskrel run`` resumes it from its checkpoint, or trains it again if it
+has none) or not started. A finished run shows its main task's test and dev scores, the epoch selected on dev, the
+epochs it ran, whether it converged, its training and evaluation minutes and the machines it trained on; a run
+under way shows its epochs so far and its best dev score so far. Then the counts, and the time left at the study's
+own measured pace (``estimate``, without a probe).
 
 The table is Markdown, so a study's README slice quotes it as printed instead of copying numbers by hand, and a
 run that did not converge is in bold there, as every measurement that includes one must be.
@@ -41,7 +41,7 @@ class RunState:
     main: str = ""  # the main task (selection and early stopping follow it)
     test: float = math.nan  # the main task's test score x 100 (finished runs)
     best_epoch: float | None = None  # selected (finished) or best so far (under way)
-    best_dev: float = math.nan  # the main task's dev score x 100 at best_epoch
+    best_dev: float = math.nan  # the main task's dev score x 100 at best_epoch (finished: on the whole devel set)
     epochs: float = math.nan  # epochs run (so far)
     converged: bool | None = None
     minutes: float = math.nan  # training and evaluation time recorded so far
@@ -64,6 +64,7 @@ class RunState:
             self.main or "–",
             state,
             num(self.test),
+            num(self.best_dev) if self.state == FINISHED else "–",
             num(self.best_epoch, "{:g}") if self.state == FINISHED else "–",
             num(self.epochs, "{:g}"),
             converged[self.converged],
@@ -72,7 +73,7 @@ class RunState:
         ]
 
 
-HEADER = ["run", "main", "state", "test", "selected epoch", "epochs run", "converged", "minutes", "machine"]
+HEADER = ["run", "main", "state", "test", "dev", "selected epoch", "epochs run", "converged", "minutes", "machine"]
 
 
 def _state(run: RunDir, recorded: bool) -> str:
@@ -105,6 +106,7 @@ def run_state(folder: Path, name: str) -> RunState:
     row.epochs = run.epochs_run
     if state == FINISHED:
         row.best_epoch, row.test, row.converged = run.best_epoch, 100 * run.score("test"), run.converged
+        row.best_dev = 100 * run.score("dev")  # the selected model on the whole devel set (a trial's objective)
         return row
     chosen = [(epoch, score) for epoch, score, selected in run.dev_curve() if selected]
     if chosen:  # the best so far
@@ -152,7 +154,7 @@ def counts_line(states: list[RunState]) -> str:
 def table(states: list[RunState], only=None) -> str:
     """The Markdown table of ``states`` (those whose state is in ``only``, if given)."""
     rows = [s for s in states if only is None or s.state in only]
-    align = ["---"] * 3 + ["---:"] * 3 + ["---", "---:", "---"]
+    align = ["---"] * 3 + ["---:"] * 4 + ["---", "---:", "---"]
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(c.replace("|", r"\|") for c in s.cells) + " |" for s in rows]
     return "\n".join(lines)

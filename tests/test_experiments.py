@@ -304,7 +304,8 @@ def test_status_lists_every_declared_run_with_its_state_and_numbers(tiny_corpus,
     row = states["single/tiny/seed1"]
     assert row.test == pytest.approx(100 * done.score("test")) and row.best_epoch == done.best_epoch
     assert row.epochs == done.epochs_run and row.converged is done.converged
-    assert row.cells[6] == {True: "yes", False: "**no**"}[done.converged]  # not converged: in bold
+    assert row.cells[7] == {True: "yes", False: "**no**"}[done.converged]  # not converged: in bold
+    assert row.cells[4] == f"{100 * done.score('dev'):.2f}"  # the selected model's dev score
     killed = states["single/tiny/seed2"]
     assert killed.epochs == 1 and killed.best_epoch == 1 and killed.test != killed.test  # NaN: not scored yet
     assert killed.cells[2].startswith("interrupted (resumes from its checkpoint): best dev ")
