@@ -63,7 +63,8 @@ def trial_folder(out: Path, number: int) -> Path:
 
 def section_runs(tc: TuneConfig, steps: dict, folder: Path) -> list[RunConfig]:
     """The runs a tuning study section trains on one corpus (``taskrel estimate``, ``taskrel status``): its
-    trials at full length (pruning only makes them shorter), then the confirmation arms at their seeds. The
+    trials at full length (pruning only makes them shorter), with ``measure_pruning`` the re-runs of the trials
+    pruned so far (the ones pruned later are not known yet), then the confirmation arms at their seeds. The
     trials are the trial folders already there, each one trial (a killed trial's successor goes on in its
     folder, so trial numbers can skip one), then the next numbers up to ``tc.trials``."""
     from .confirm import ARMS, run_folder
@@ -72,6 +73,9 @@ def section_runs(tc: TuneConfig, steps: dict, folder: Path) -> list[RunConfig]:
     first = int(there[-1].name) + 1 if there else 0
     folders = there + [trial_folder(folder, first + i) for i in range(max(0, tc.trials - len(there)))]
     runs = [replace(tc.base, out=str(f)) for f in folders]
+    if steps.get("measure_pruning"):  # each trial pruned so far is then trained to its end (``pruning``)
+        pruned = [json.loads((f / PRUNED).read_text())["trial"] for f in there if (f / PRUNED).is_file()]
+        runs += [replace(tc.base, out=str(Path(folder) / "unpruned" / f"{n:04d}")) for n in pruned]
     arms, seeds = steps.get("arms") or ARMS, steps.get("confirm_seeds") or []
     return runs + [replace(tc.base, out=str(run_folder(folder, a, s))) for a in arms for s in seeds]
 

@@ -396,7 +396,9 @@ def test_a_pruned_trial_says_so_in_its_folder_and_counts_as_over(tiny_corpus, tm
         names = set(tar.getnames())
     assert {"tune/trials/0001/pruned.json", "tune/trials/0001/metrics.jsonl"} <= names
     assert not packed.left_out and not any("checkpoint" in n for n in names)
-    # continued to its end by measure_pruning: the copy is not a pruned trial
+    # continued to its end by measure_pruning, a run the study declares: the copy is not a pruned trial
+    measured = [Path(c.out) for c in section_runs(tc, {"measure_pruning": True}, out)]
+    assert measured[-1] == out / "unpruned/0001" and len(measured) == 4
     measure_pruning(tc, out, continue_pruned=True, **QUIET)
     assert RunDir(out / "unpruned/0001").done and RunDir(out / "unpruned/0001").pruned is None
 
