@@ -452,7 +452,7 @@ def run_status(a) -> int:
     import time
 
     from .estimate import estimate
-    from .experiments import load_study
+    from .experiments import load_study, not_trainable_here
     from .progress import FINISHED, INTERRUPTED, NOT_STARTED, PRUNED, TRAINING, counts_line, study_states, table
 
     if len(a.study) > 1:
@@ -469,6 +469,9 @@ def run_status(a) -> int:
             )
             line = counts_line(states) if states else "no runs declared" if wait else "trains no runs of its own"
             line += f"; {len(wait)} variant-corpus pairs wait for their tuning study, not counted" if wait else ""
+            unfinished = any(s.state not in (FINISHED, PRUNED) for s in states)
+            why = unfinished and not_trainable_here(study, Path("runs") / name)
+            line += f"; not trained on this machine: {why}" if why else ""
             print(f"{name}: {line}")
         return 0
     study = load_study(a.study[0])
@@ -487,6 +490,9 @@ def run_status(a) -> int:
         print("it trains no runs of its own (it reads other studies' results)")
         return 0
     print(counts_line(states) if states else "no runs declared yet")
+    why = any(s.state not in (FINISHED, PRUNED) for s in states) and not_trainable_here(study, out)
+    if why:
+        print(f"not trained on this machine: {why}")
     if states:
         print()
         print(table(states, only={names[o] for o in a.only} if a.only else None))

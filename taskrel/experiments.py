@@ -635,6 +635,27 @@ def one_precision(study: Study, finished: list, todo=()) -> None:
         )
 
 
+def not_trainable_here(study: Study, out: Path) -> str | None:
+    """Why this machine would train none of what a study has left, in a few words (``taskrel status``), or
+    None: the checks ``run_study`` makes before it trains (``check_precisions``, ``one_precision``)."""
+    from .model import resolve_device
+    from .precision import PrecisionUnavailable, resolve_precision
+
+    try:
+        check_precisions(study)
+        if study.kind == "runs":
+            todo = [cfg for *_, cfg in study.run_configs(out) if not RunDir(cfg.out).done]
+            finished = list(finished_runs(out, study))
+            one_precision(study, finished, todo)
+    except PrecisionUnavailable:
+        return "it states bf16, which this CPU only emulates"
+    except MixedPrecision:
+        used = sorted({run.precision for *_, cfg, run in finished if cfg.train.precision == "auto" and run.precision})
+        here = sorted({resolve_precision(resolve_device(c.train.device), c.train.precision) for c in todo})
+        return f"its finished runs trained in {' and '.join(used)}, and here precision auto means {', '.join(here)}"
+    return None
+
+
 def results_table(finished: list) -> pd.DataFrame:
     """One row per finished run (``finished_runs``)."""
     rows = []

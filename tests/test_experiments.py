@@ -783,6 +783,15 @@ def test_a_study_never_mixes_the_precisions_auto_resolves_to(tiny_corpus, tmp_pa
     with pytest.raises(MixedPrecision, match=r"its 2 finished runs trained in bf16.*would train in fp32"):
         run_study(two_seeds, out, progress=False, log=lambda *_: None)
     assert not (out / "single" / "tiny" / "seed2").exists()  # nothing trained
+    # taskrel status says why this machine trains none of what is left; with nothing left, it says nothing
+    from taskrel.experiments import not_trainable_here
+
+    why = "its finished runs trained in bf16, and here precision auto means fp32"
+    assert not_trainable_here(load_study(two_seeds), out) == why
+    assert not_trainable_here(load_study(one_seed), out) is None  # nothing left to train
+    monkeypatch.setattr("taskrel.precision.cpu_has_fast_bf16", lambda: True)
+    assert not_trainable_here(load_study(two_seeds), out) is None
+    monkeypatch.setattr("taskrel.precision.cpu_has_fast_bf16", lambda: False)
     # runs already mixed (by hand, or before this check) are refused by name when the tables are built
     config = out / "single" / "tiny" / "seed1" / "config.json"
     saved = json.loads(config.read_text())
@@ -806,3 +815,4 @@ def test_a_study_never_mixes_the_precisions_auto_resolves_to(tiny_corpus, tmp_pa
     with pytest.raises(PrecisionUnavailable, match="study tiny-runs: precision bf16 was asked for"):
         run_study(bf16, tmp_path / "bf16", progress=False, log=lambda *_: None)
     assert not (tmp_path / "bf16").exists()
+    assert not_trainable_here(load_study(bf16), tmp_path / "bf16") == "it states bf16, which this CPU only emulates"
