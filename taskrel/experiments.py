@@ -42,7 +42,8 @@ reach a stated minimum detectable effect.
 every seed of the first stage's variants before any run of the next stage, so
 the comparisons that matter most come first; variants not named come last.
 
-``workers: 2`` (kinds runs and grid) trains that many runs at once, each with
+``workers: 2`` (kinds runs and grid, and embed, whose single-task models are
+trained that many at once before the embeddings) trains that many runs at once, each with
 its own ``train.threads``: how the study runs, not what it measures (a run's
 numbers depend on its thread count, not on what runs beside it). On 2 cores,
 two 1-thread runs get about 19% more through than one 2-thread run
@@ -407,8 +408,11 @@ def load_study(path) -> Study:
         raise ConfigError(f"{path}: list the corpora of the study")
     if isinstance(study.workers, bool) or not isinstance(study.workers, int) or study.workers < 1:
         raise ConfigError(f"{path}: workers must be a positive integer, got {study.workers!r}")
-    if study.workers > 1 and study.kind not in ("runs", "grid"):
-        raise ConfigError(f"{path}: workers trains the runs of a 'runs' or 'grid' study at once, not of {study.kind!r}")
+    if study.workers > 1 and study.kind not in ("runs", "grid") and not KINDS[study.kind].parallel:
+        at_once = ", ".join(repr(k) for k in ("runs", "grid", *(n for n, k in KINDS.items() if k.parallel)))
+        raise ConfigError(
+            f"{path}: workers trains the runs of a study of kind {at_once} at once, not of {study.kind!r}"
+        )
     stray = sorted(set(study.per_corpus) - set(study.corpora))
     if stray:
         raise ConfigError(f"{path}: per_corpus names corpora not in the study: {stray}")
@@ -471,9 +475,13 @@ def run_study(path, out=None, workers: int | None = None, progress: bool = True,
     out.mkdir(parents=True, exist_ok=True)
     record_study(out / STUDY_RECORD, study, free=STUDY_FREE_KEYS)
     if study.kind not in ("runs", "grid"):
+        kind = KINDS[study.kind]
         for corpus, settings, steps in study.section_configs(out):
             log(f"study {study.name}: {study.kind} on {corpus}")
-            KINDS[study.kind].call("run", settings, steps, progress=progress, log=log)
+            if workers > 1 and kind.parallel:  # its independent runs first, workers at once
+                runs = kind.call("trains", settings, steps, out / Path(corpus).name)
+                _train_at_once(f"{study.name} on {Path(corpus).name}", runs, workers, progress, log)
+            kind.call("run", settings, steps, progress=progress, log=log)
         return out
     if study.kind == "grid":
         for corpus, grid in study.grid_configs():
@@ -559,6 +567,35 @@ def _run_parallel(study: Study, out: Path, runs: list, workers: int, progress: b
             if not pending[key] and k < len(todo) and not any(n for earlier, n in pending.items() if earlier < key):
                 summarise(out, study)
                 log(f"study {study.name}: tables updated with every finished run ({out / 'results.csv'})")
+    bar.close()
+
+
+def _train_at_once(name: str, runs: list, workers: int, progress: bool, log) -> None:
+    """Train the unfinished ``runs`` (run configurations of a ``parallel`` kind: independent, no test pass) in
+    ``workers`` processes, each at its own thread count, else the cores shared out."""
+    import os
+    from concurrent.futures import as_completed
+
+    from tqdm.auto import tqdm
+
+    from .estimate import Pace
+    from .grid import _run_cell, warn_oversubscribed
+    from .workers import pool as worker_pool
+
+    todo = [cfg for cfg in runs if not RunDir(cfg.out).done]
+    log(f"study {name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {workers} workers")
+    if not todo:
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    warn_oversubscribed(workers, max(cfg.train.threads or threads for cfg in todo), log)
+    bar = tqdm(total=len(todo), desc=f"{name} runs", disable=None if progress else True)
+    with worker_pool(workers) as pool:
+        jobs = {pool.submit(_run_cell, cfg.to_dict(), cfg.train.threads or threads, False): cfg for cfg in todo}
+        pace = Pace([cfg.out for cfg in todo], workers=workers)
+        for job in as_completed(jobs):
+            job.result()
+            bar.update()
+            log(f"study {name}: {Path(jobs[job].out).name} done ({pace.line(jobs[job].out)})")
     bar.close()
 
 

@@ -112,8 +112,9 @@ def is_done(out: Path, cell: Cell) -> bool:
     return RunDir(out / cell.folder).done
 
 
-def _run_cell(cfg_dict: dict, threads: int | None) -> str:
-    """Train one cell (in a worker process or inline); finished cells return at once."""
+def _run_cell(cfg_dict: dict, threads: int | None, test: bool = True) -> str:
+    """Train one cell (in a worker process or inline); finished cells return at once. ``test`` False: the test
+    split is never read (``train``)."""
     import torch
 
     from .train import train
@@ -122,7 +123,7 @@ def _run_cell(cfg_dict: dict, threads: int | None) -> str:
     if threads:
         torch.set_num_threads(threads)
         cfg.train.threads = threads
-    train(cfg, resume=True, progress=False, log=lambda *_: None)
+    train(cfg, resume=True, progress=False, log=lambda *_: None, test=test)
     return cfg.out
 
 

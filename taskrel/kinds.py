@@ -35,6 +35,9 @@ class StudyKind:
     # "module:function" (settings, steps, folder) -> the run configurations one section trains on one corpus,
     # for ``taskrel estimate``; None: the one run ``settings.base``
     trains: str | None = None
+    # its runs (``trains``) are independent plain training runs without a test pass: with ``workers: N`` the study
+    # trains them first, N at once, and the section's ``run`` then finds them done (``experiments.run_study``)
+    parallel: bool = False
 
     def call(self, attr: str, *args, **kwargs):
         module, _, name = getattr(self, attr).partition(":")
@@ -76,6 +79,7 @@ KINDS: dict[str, StudyKind] = {
             "config:EmbedConfig",
             "experiments:run_embed_section",
             "embed:section_runs",
+            parallel=True,
         ),
         StudyKind(
             "affinity",

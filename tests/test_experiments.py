@@ -816,3 +816,23 @@ def test_a_study_never_mixes_the_precisions_auto_resolves_to(tiny_corpus, tmp_pa
         run_study(bf16, tmp_path / "bf16", progress=False, log=lambda *_: None)
     assert not (tmp_path / "bf16").exists()
     assert not_trainable_here(load_study(bf16), tmp_path / "bf16") == "it states bf16, which this CPU only emulates"
+
+
+def test_an_embedding_study_trains_its_models_two_at_once_with_the_same_embeddings(tiny_corpus, tmp_path):
+    """workers: 2 in an embed study trains its single-task models in two processes first (no test pass, as the
+    study itself would), then embeds them: the same embeddings as one model at a time (1 thread each)."""
+    import numpy as np
+
+    from taskrel.experiments import run_study
+    from taskrel.rundir import RunDir
+
+    text = KIND_STUDY.format(kind="embed", corpus=tiny_corpus, section=KIND_SECTIONS["embed"].format())
+    said = []
+    run_study(write(tmp_path, text), tmp_path / "one", progress=False, log=lambda *_: None)
+    run_study(write(tmp_path, text + "workers: 2\n"), tmp_path / "two", progress=False, log=said.append)
+    assert any("2 runs, 0 already done, 2 workers" in line for line in said)
+    models = tmp_path / "two" / tiny_corpus.name / "models"
+    assert sorted(p.name for p in models.iterdir()) == ["bcls", "ner"]
+    assert all(RunDir(p).done and RunDir(p).metrics["test"] is None for p in models.iterdir())  # test never read
+    one, two = (np.load(tmp_path / d / tiny_corpus.name / "embeddings.npz") for d in ("one", "two"))
+    assert sorted(one.files) == sorted(two.files) and all(np.array_equal(one[k], two[k]) for k in one.files)
