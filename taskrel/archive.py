@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .config import ConfigError
 from .locks import LOCK_FILE, is_locked
-from .rundir import CHECKPOINT, CONFIG, METRICS, MODEL, PRUNED
+from .rundir import CHECKPOINT, CONFIG, METRICS, MODEL, RunDir
 
 ARCHIVE = "runs.tar.gz"
 WEIGHTS = (MODEL, CHECKPOINT)  # folders a run keeps its weights in: never packed
@@ -54,8 +54,7 @@ class Packed:
 
 def _could_go_on(run: Path) -> bool:
     """An unfinished run that could still be resumed; a trial its pruner stopped is over, checkpoint or not."""
-    over = (run / METRICS).is_file() or (run / PRUNED).is_file()
-    return not over and ((run / CHECKPOINT).is_dir() or is_locked(run))
+    return not RunDir(run).over and ((run / CHECKPOINT).is_dir() or is_locked(run))
 
 
 def _members(folder: Path, packed: Packed):

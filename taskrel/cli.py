@@ -452,7 +452,7 @@ def run_status(a) -> int:
     import time
 
     from .estimate import estimate
-    from .experiments import load_study, not_trainable_here
+    from .experiments import load_study
     from .progress import FINISHED, INTERRUPTED, NOT_STARTED, PRUNED, TRAINING, counts_line, study_states, table
 
     if len(a.study) > 1:
@@ -469,8 +469,7 @@ def run_status(a) -> int:
             )
             line = counts_line(states) if states else "no runs declared" if wait else "trains no runs of its own"
             line += f"; {len(wait)} variant-corpus pairs wait for their tuning study, not counted" if wait else ""
-            unfinished = any(s.state not in (FINISHED, PRUNED) for s in states)
-            why = unfinished and not_trainable_here(study, Path("runs") / name)
+            why = _not_trainable_here(study, Path("runs") / name, states)
             line += f"; not trained on this machine: {why}" if why else ""
             print(f"{name}: {line}")
         return 0
@@ -490,7 +489,7 @@ def run_status(a) -> int:
         print("it trains no runs of its own (it reads other studies' results)")
         return 0
     print(counts_line(states) if states else "no runs declared yet")
-    why = any(s.state not in (FINISHED, PRUNED) for s in states) and not_trainable_here(study, out)
+    why = _not_trainable_here(study, out, states)
     if why:
         print(f"not trained on this machine: {why}")
     if states:
@@ -506,6 +505,16 @@ def run_status(a) -> int:
         lines.append("no measured pace: no run finished")
     print("\n".join(lines))
     return 0
+
+
+def _not_trainable_here(study, out: Path, states: list) -> str | None:
+    """Why this machine trains none of a study's runs left (``experiments.not_trainable_here``); None when it
+    would, or when nothing is left."""
+    from .experiments import not_trainable_here
+    from .progress import FINISHED, PRUNED
+
+    left = any(s.state not in (FINISHED, PRUNED) for s in states)
+    return not_trainable_here(study, out) if left else None
 
 
 def add_claims_parser(sub):

@@ -254,8 +254,8 @@ def estimate(study, out: Path, steps: int = 4, do_probe: bool = True) -> Estimat
 
     runs = study_runs(study, Path(out))
     finished = [RunDir(cfg.out) for cfg in runs]
-    finished = [run if run.done or run.pruned else None for run in finished]  # each run folder read once
-    # (a pruned tuning trial is over: it costs what it ran, and nothing is left to train)
+    # each run folder read once; a pruned tuning trial is over: it costs what it ran, and nothing is left to train
+    finished = [run if run.over else None for run in finished]
     todo = [cfg for cfg, run in zip(runs, finished) if run is None]
     est = Estimate(len(runs), len(runs) - len(todo), waiting=study.waiting() if study.kind == "runs" else [])
     shapes = {}  # the finished runs' seconds by their settings but the seed: a variant's own pace

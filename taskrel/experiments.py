@@ -535,44 +535,38 @@ def _order(study: Study):
 def _run_parallel(study: Study, out: Path, runs: list, workers: int, progress: bool, log) -> None:
     """Runs in ``workers`` processes (spawned: CUDA-safe), seed by seed (``_order``); the study's tables are
     brought up to date each time a round is complete (with every earlier round), as in a sequential study."""
-    import os
     from collections import Counter
-    from concurrent.futures import as_completed
-
-    from tqdm.auto import tqdm
-
-    from .estimate import Pace
-    from .grid import _run_cell, warn_oversubscribed
-    from .workers import pool as worker_pool
 
     order = _order(study)
     todo = sorted([r for r in runs if not RunDir(r[3].out).done], key=order)
     log(f"study {study.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {workers} workers")
     for line in study.waiting():
         log(f"study {study.name}: waiting for its tuning study: {line}")
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    warn_oversubscribed(workers, max(cfg.train.threads or threads for _, _, _, cfg in runs), log)
+    by_out = {run[3].out: run for run in todo}
     pending = Counter(order(run) for run in todo)
-    bar = tqdm(total=len(todo), desc=f"{study.name} runs", disable=None if progress else True)
-    with worker_pool(workers) as pool:
-        jobs = {pool.submit(_run_cell, run[3].to_dict(), run[3].train.threads or threads): run for run in todo}
-        pace = Pace([run[3].out for run in todo], workers=workers)
-        for k, job in enumerate(as_completed(jobs), 1):
-            job.result()
-            bar.update()
-            run = jobs[job]
-            log(f"study {study.name}: {' '.join(map(str, run[:3]))} done ({pace.line(run[3].out)})")
-            key = order(run)
-            pending[key] -= 1
-            if not pending[key] and k < len(todo) and not any(n for earlier, n in pending.items() if earlier < key):
-                summarise(out, study)
-                log(f"study {study.name}: tables updated with every finished run ({out / 'results.csv'})")
-    bar.close()
+    trained = _in_workers([run[3] for run in todo], workers, f"{study.name} runs", progress, log)
+    for k, (cfg, pace) in enumerate(trained, 1):
+        run = by_out[cfg.out]
+        log(f"study {study.name}: {' '.join(map(str, run[:3]))} done ({pace})")
+        key = order(run)
+        pending[key] -= 1
+        if not pending[key] and k < len(todo) and not any(n for earlier, n in pending.items() if earlier < key):
+            summarise(out, study)
+            log(f"study {study.name}: tables updated with every finished run ({out / 'results.csv'})")
 
 
 def _train_at_once(name: str, runs: list, workers: int, progress: bool, log) -> None:
     """Train the unfinished ``runs`` (run configurations of a ``parallel`` kind: independent, no test pass) in
-    ``workers`` processes, each at its own thread count, else the cores shared out."""
+    ``workers`` processes (``_in_workers``)."""
+    todo = [cfg for cfg in runs if not RunDir(cfg.out).done]
+    log(f"study {name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {workers} workers")
+    for cfg, pace in _in_workers(todo, workers, f"{name} runs", progress, log, test=False):
+        log(f"study {name}: {Path(cfg.out).name} done ({pace})")
+
+
+def _in_workers(cfgs: list, workers: int, desc: str, progress: bool, log, test: bool = True):
+    """Train the run configurations ``cfgs`` in ``workers`` spawned processes, each at its own thread count, else
+    the cores shared out; yield ``(config, pace line)`` as each run finishes, in the order they finish."""
     import os
     from concurrent.futures import as_completed
 
@@ -582,20 +576,18 @@ def _train_at_once(name: str, runs: list, workers: int, progress: bool, log) -> 
     from .grid import _run_cell, warn_oversubscribed
     from .workers import pool as worker_pool
 
-    todo = [cfg for cfg in runs if not RunDir(cfg.out).done]
-    log(f"study {name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {workers} workers")
-    if not todo:
+    if not cfgs:
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    warn_oversubscribed(workers, max(cfg.train.threads or threads for cfg in todo), log)
-    bar = tqdm(total=len(todo), desc=f"{name} runs", disable=None if progress else True)
+    warn_oversubscribed(workers, max(cfg.train.threads or threads for cfg in cfgs), log)
+    bar = tqdm(total=len(cfgs), desc=desc, disable=None if progress else True)
     with worker_pool(workers) as pool:
-        jobs = {pool.submit(_run_cell, cfg.to_dict(), cfg.train.threads or threads, False): cfg for cfg in todo}
-        pace = Pace([cfg.out for cfg in todo], workers=workers)
+        jobs = {pool.submit(_run_cell, cfg.to_dict(), cfg.train.threads or threads, test): cfg for cfg in cfgs}
+        pace = Pace([cfg.out for cfg in cfgs], workers=workers)
         for job in as_completed(jobs):
             job.result()
             bar.update()
-            log(f"study {name}: {Path(jobs[job].out).name} done ({pace.line(jobs[job].out)})")
+            yield jobs[job], pace.line(jobs[job].out)
     bar.close()
 
 
@@ -612,7 +604,12 @@ def finished_runs(out: Path, study: Study):
 
 
 class MixedPrecision(ConfigError):
-    pass
+    """``used``: the precisions a study's finished ``auto`` runs trained at; ``here``: those this machine would
+    train its runs left at (empty when the finished runs already mix)."""
+
+    def __init__(self, message: str, used=(), here=()):
+        super().__init__(message)
+        self.used, self.here = sorted(used), sorted(here)
 
 
 def check_precisions(study: Study) -> None:
@@ -653,7 +650,8 @@ def one_precision(study: Study, finished: list, todo=()) -> None:
             + ", ".join(f"{len(v)} in {p}" for p, v in by.items())
             + f"), and runs at other precisions do not compare; the {fewest} ones: {', '.join(by[fewest][:6])}"
             + (" ..." if len(by[fewest]) > 6 else "")
-            + ". Remove the runs that do not belong (their folders), then run the study again"
+            + ". Remove the runs that do not belong (their folders), then run the study again",
+            used=by,
         )
     if not by or not todo:
         return
@@ -668,28 +666,27 @@ def one_precision(study: Study, finished: list, todo=()) -> None:
             f"runs left would train in {', '.join(sorted(here - {done}))} (precision auto: this machine resolves "
             f"it otherwise), so they would not compare: nothing "
             f"trained. Go on on a machine like the one the runs were made on (bf16: a CPU with native bf16, "
-            f"the avx512_bf16 or amx_bf16 flag, or a GPU)"
+            f"the avx512_bf16 or amx_bf16 flag, or a GPU)",
+            used=by,
+            here=here,
         )
 
 
 def not_trainable_here(study: Study, out: Path) -> str | None:
     """Why this machine would train none of what a study has left, in a few words (``taskrel status``), or
     None: the checks ``run_study`` makes before it trains (``check_precisions``, ``one_precision``)."""
-    from .model import resolve_device
-    from .precision import PrecisionUnavailable, resolve_precision
+    from .precision import PrecisionUnavailable
 
     try:
         check_precisions(study)
         if study.kind == "runs":
             todo = [cfg for *_, cfg in study.run_configs(out) if not RunDir(cfg.out).done]
-            finished = list(finished_runs(out, study))
-            one_precision(study, finished, todo)
+            one_precision(study, list(finished_runs(out, study)), todo)
     except PrecisionUnavailable:
         return "it states bf16, which this CPU only emulates"
-    except MixedPrecision:
-        used = sorted({run.precision for *_, cfg, run in finished if cfg.train.precision == "auto" and run.precision})
-        here = sorted({resolve_precision(resolve_device(c.train.device), c.train.precision) for c in todo})
-        return f"its finished runs trained in {' and '.join(used)}, and here precision auto means {', '.join(here)}"
+    except MixedPrecision as e:
+        here = f", and here precision auto means {', '.join(e.here)}" if e.here else ""
+        return f"its finished runs trained in {' and '.join(e.used)}{here}"
     return None
 
 

@@ -181,6 +181,11 @@ class RunDir:
         path = self.path / PRUNED
         return json.loads(path.read_text()) if path.is_file() else None
 
+    @property
+    def over(self) -> bool:
+        """Nothing more to train: finished, or a tuning trial its pruner stopped."""
+        return self.done or (self.path / PRUNED).is_file()
+
     @cached_property
     def metrics(self) -> dict:
         return json.loads((self.path / METRICS).read_text())

@@ -40,7 +40,7 @@ from optuna.trial import TrialState
 
 from .config import GRACE, HEARTBEAT, POOLINGS, RunConfig, TuneConfig
 from .logs import say
-from .rundir import PRUNED, record_study, write_json
+from .rundir import PRUNED, RunDir, record_study, write_json
 from .tasks import TaskSpec
 from .workqueue import SCHEMA_RACE
 
@@ -74,8 +74,8 @@ def section_runs(tc: TuneConfig, steps: dict, folder: Path) -> list[RunConfig]:
     folders = there + [trial_folder(folder, first + i) for i in range(max(0, tc.trials - len(there)))]
     runs = [replace(tc.base, out=str(f)) for f in folders]
     if steps.get("measure_pruning"):  # each trial pruned so far is then trained to its end (``pruning``)
-        pruned = [json.loads((f / PRUNED).read_text())["trial"] for f in there if (f / PRUNED).is_file()]
-        runs += [replace(tc.base, out=str(Path(folder) / "unpruned" / f"{n:04d}")) for n in pruned]
+        pruned = [RunDir(f).pruned for f in there]
+        runs += [replace(tc.base, out=str(Path(folder) / "unpruned" / f"{p['trial']:04d}")) for p in pruned if p]
     arms, seeds = steps.get("arms") or ARMS, steps.get("confirm_seeds") or []
     return runs + [replace(tc.base, out=str(run_folder(folder, a, s))) for a in arms for s in seeds]
 
