@@ -32,8 +32,8 @@ demo: install
 # each resumes where it stopped, and lowres-10pct runs again once its tuning
 # studies have finished (its tuned arms wait for them). The two tuning studies,
 # of 1-thread trials, run side by side (two 1-thread runs get 19% more through
-# these 2 cores than one 2-thread run, BENCHMARKS.md), each logging to
-# runs/<study>.log. Every file is checked before anything trains. runs/ is not in
+# these 2 cores than one 2-thread run, BENCHMARKS.md): their six sections (a corpus
+# each) two at a time, the largest corpora first, each logging to runs/<study>/<corpus>.log. Every file is checked before anything trains. runs/ is not in
 # git: on a fresh checkout the runs each report committed (reports/<study>/runs.tar.gz,
 # `taskrel archive`) are restored first, so nothing committed is trained again.
 # A study a machine cannot train at its precision (bf16 stated or fixed, on a CPU without native bf16) is
@@ -51,12 +51,8 @@ studies: install
 	$(BIN)/taskrel run --check $(call yamls,$(STUDIES_FIRST) $(SIDE_BY_SIDE) $(STUDIES_THEN))
 	$(BIN)/taskrel restore $(call yamls,$(STUDIES_FIRST) $(SIDE_BY_SIDE) $(STUDIES_THEN))
 	@mkdir -p runs
-	$(RUN) $(call yamls,$(STUDIES_FIRST)); status=$$?; pids=; \
-	for s in $(SIDE_BY_SIDE); do \
-		echo "== $$s side by side, its log in runs/$$s.log"; \
-		$(RUN) experiments/$$s.yaml > runs/$$s.log 2>&1 & pids="$$pids $$!"; \
-	done; \
-	for p in $$pids; do wait $$p || status=2; done; \
+	$(RUN) $(call yamls,$(STUDIES_FIRST)); status=$$?; \
+	$(RUN) --side-by-side 2 $(call yamls,$(SIDE_BY_SIDE)) || status=2; \
 	$(RUN) $(call yamls,$(STUDIES_THEN)) || status=2; \
 	exit $$status
 

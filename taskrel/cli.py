@@ -334,6 +334,14 @@ def add_run_parser(sub):
         help="grid cells or runs trained in parallel (default: each study file's workers, else 1)",
     )
     p.add_argument(
+        "--side-by-side",
+        type=_positive_int,
+        metavar="N",
+        help="train the sections (one corpus each) of the given tune, embed or affinity studies N at a time, "
+        "each in its own process logging to runs/<study>/<corpus>.log, the largest training sets first, so "
+        "that no core idles while one study outlasts another; each study's report follows its last section",
+    )
+    p.add_argument(
         "--summarise",
         action="store_true",
         help="train nothing: rebuild the tables of a runs study from the runs that finished",
@@ -352,6 +360,8 @@ def run_run(a) -> int:
     if a.check:
         print(f"{len(studies)} study file(s) checked: {', '.join(s.name for _, s in studies)}")
         return 0
+    if a.side_by_side:
+        return _side_by_side(a, studies)
     failed = []
     for i, (path, study) in enumerate(studies, 1):
         if len(studies) > 1:
@@ -368,6 +378,34 @@ def run_run(a) -> int:
         print(f"taskrel: {len(failed)} of {len(studies)} studies failed: {', '.join(failed)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _side_by_side(a, studies) -> int:
+    from .experiments import side_by_side, study_folder
+    from .report import report_said
+
+    if a.out or a.summarise or a.workers:
+        raise ConfigError("--side-by-side trains each study into runs/<study name>: no --out, --workers or --summarise")
+    names = {str(path): study.name for path, study in studies}
+    failed = []
+    for path, error in side_by_side([path for path, _ in studies], a.side_by_side, log=_print):
+        if error:
+            print(f"taskrel: error in study {names[path]} ({path}): {error}", file=sys.stderr)
+            failed.append(names[path])
+            continue
+        out = study_folder(path, next(s for p, s in studies if str(p) == path))
+        print(f"study results in {out}", flush=True)
+        report = a.report or (str(Path(a.report_root) / names[path]) if a.report_root else None)
+        if report:
+            print(report_said(out, report), flush=True)
+    if failed:
+        print(f"taskrel: {len(failed)} of {len(studies)} studies failed: {', '.join(failed)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
 
 
 def _run_one(a, path: str, study, out: str | None, report: str | None) -> None:

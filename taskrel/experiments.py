@@ -462,9 +462,11 @@ def study_folder(path, study: Study, out=None) -> Path:
     return Path("runs") / study.name
 
 
-def run_study(path, out=None, workers: int | None = None, progress: bool = True, log=say) -> Path:
+def run_study(
+    path, out=None, workers: int | None = None, progress: bool = True, log=say, corpora: list | None = None
+) -> Path:
     """Run (or resume) every run of a study, ``workers`` at once (default: the study's ``workers``); returns its
-    output folder."""
+    output folder. ``corpora`` (folder names): only these sections of a tune, embed or affinity study."""
     from .grid import run_grid
     from .train import train
 
@@ -474,9 +476,13 @@ def run_study(path, out=None, workers: int | None = None, progress: bool = True,
     check_precisions(study)  # before its folder, its record or a tuning database is started
     out.mkdir(parents=True, exist_ok=True)
     record_study(out / STUDY_RECORD, study, free=STUDY_FREE_KEYS)
+    if corpora is not None and study.kind in ("runs", "grid"):
+        raise ConfigError(f"study {study.name}: a {study.kind} study has no sections to choose from")
     if study.kind not in ("runs", "grid"):
         kind = KINDS[study.kind]
         for corpus, settings, steps in study.section_configs(out):
+            if corpora is not None and Path(corpus).name not in corpora:
+                continue
             log(f"study {study.name}: {study.kind} on {corpus}")
             if workers > 1 and kind.parallel:  # its independent runs first, workers at once
                 runs = kind.call("trains", settings, steps, out / Path(corpus).name)
@@ -519,6 +525,88 @@ def run_study(path, out=None, workers: int | None = None, progress: bool = True,
         _run_parallel(study, out, runs, workers, progress, log)
     summarise(out, study)
     return out
+
+
+SECTION_LOG = "{corpus}.log"
+
+
+def section_size(corpus: str) -> int:
+    """How long a section on ``corpus`` takes, roughly: its training file's size in bytes (0 when it cannot be
+    found: the section itself then says why)."""
+    from .corpus import find_split, resolve_data
+
+    try:
+        return find_split(resolve_data(corpus), "train").stat().st_size
+    except (OSError, ConfigError):
+        return 0
+
+
+def side_by_side(paths: list, at_once: int, log=say):
+    """Train the sections (one corpus each) of the tune, embed or affinity studies in ``paths`` ``at_once`` at a
+    time, each in its own spawned process at the study's own thread count, the largest training files first so
+    that the last sections to finish are short ones and no core idles long while another study goes on (two
+    studies side by side idle one core for as long as the longer one outlasts the other). Each section logs to
+    ``<study folder>/<corpus>.log``; its own trainer resumes it where it stopped. Yields ``(path, error or
+    None)`` once each study's last section has ended, in the order they end."""
+    import time
+    from concurrent.futures import as_completed
+
+    from .estimate import hours
+    from .grid import warn_oversubscribed
+    from .workers import pool as worker_pool
+
+    units, left, errors = [], {}, {}
+    for path in paths:
+        study = load_study(path)
+        if study.kind in ("runs", "grid"):
+            raise ConfigError(f"{path}: a {study.kind} study has no sections to train side by side")
+        check_precisions(study)
+        out = study_folder(path, study)
+        sections = study.section_configs(out)
+        units += [(str(path), study.name, out, Path(c).name, section_size(c)) for c, _, _ in sections]
+        left[str(path)] = len(sections)
+        warn_oversubscribed(at_once, max(s.base.train.threads or 1 for _, s, _ in sections), log)
+    units.sort(key=lambda u: -u[4])  # stable: equal sizes keep the files' order
+    started = time.monotonic()
+    with worker_pool(at_once) as pool:
+        jobs = {}
+        for path, name, out, corpus, _ in units:
+            out.mkdir(parents=True, exist_ok=True)
+            logfile = out / SECTION_LOG.format(corpus=corpus)
+            jobs[pool.submit(_run_section, path, corpus, str(logfile))] = (path, name, corpus, logfile)
+        log(
+            f"{len(units)} sections of {len(paths)} studies, {at_once} at a time, largest first: "
+            + ", ".join(f"{name} on {corpus}" for _, name, _, corpus, _ in units)
+        )
+        for job in as_completed(jobs):
+            path, name, corpus, logfile = jobs[job]
+            try:
+                job.result()
+                log(f"{name} on {corpus}: done ({hours(time.monotonic() - started)} since the start; log {logfile})")
+            except Exception as e:  # noqa: BLE001 - one section's failure does not stop the others
+                log(f"{name} on {corpus}: failed: {e} (log {logfile})")
+                errors.setdefault(path, f"{corpus}: {e}")
+            left[path] -= 1
+            if not left[path]:
+                yield path, errors.get(path)
+
+
+def _run_section(path: str, corpus: str, logfile: str) -> None:
+    """One section of a study, in a worker process, its lines appended to ``logfile``."""
+    import sys
+
+    from .logs import configure
+
+    with open(logfile, "a", buffering=1) as f:
+        sys.stdout = sys.stderr = f
+        configure(0)  # the taskrel logger writes to the file now
+        try:
+            run_study(path, workers=1, progress=False, corpora=[corpus])
+        except Exception as e:
+            say(f"taskrel: error: {e}")
+            raise
+        finally:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
 
 def _order(study: Study):

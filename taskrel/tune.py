@@ -11,7 +11,9 @@ for a dynamic method as for static weights.
 
 Objective: the main task's dev score of the epoch the trainer selects. The test
 split is never read: runs are trained with ``test=False``, which loads only
-train and devel. TPE sampler with a seed; each epoch's dev score is reported,
+train and devel. TPE sampler, its randomness for trial N from the seed and N
+(``TrialSeededTPE``: a study draws the same trials again from its file,
+resumed or not, in any process); each epoch's dev score is reported,
 so a pruner (median by default, Hyperband as an option) stops poor trials.
 
 The study lives in an Optuna RDB storage (``sqlite:///TUNE_DIR/study.db`` by
@@ -27,7 +29,6 @@ then finds its run folder locked and fails.)
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -149,13 +150,37 @@ def open_study(tc: TuneConfig, out: Path, storage: str | None, name: str, pruner
                 raise
             time.sleep(0.5 + attempt)
     optuna.storages.fail_stale_trials(study)  # a killed trial would stay RUNNING until a later one happened to run
-    # A sampler seeded with tc.seed alone would draw the same start-up trials again after a resume, and in two
-    # workers at once: its seed also depends on the trials already stored and on the process.
-    done = len(study.get_trials(deepcopy=False))
-    study.sampler = optuna.samplers.TPESampler(
-        seed=int(np.random.SeedSequence([tc.seed, done, os.getpid()]).generate_state(1)[0])
-    )
+    study.sampler = TrialSeededTPE(tc.seed)
     return study
+
+
+class TrialSeededTPE(optuna.samplers.BaseSampler):
+    """TPE whose randomness for trial N comes from ``(seed, N)`` alone. One TPE sampler seeded once would draw
+    the same start-up trials again after a resume, and in two workers on one storage; seeded with the process
+    as well, a study run again from its file would draw other trials. Seeded by the trial's number (the storage
+    hands out each number once), a study draws the same trials in one process or another, resumed or not, and
+    workers sharing a storage never draw each other's."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self._tpe = optuna.samplers.TPESampler(seed=seed)
+
+    def before_trial(self, study, trial) -> None:
+        state = np.random.SeedSequence([self.seed, trial.number]).generate_state(1)[0]
+        self._tpe = optuna.samplers.TPESampler(seed=int(state))
+        self._tpe.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._tpe.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._tpe.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._tpe.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._tpe.after_trial(study, trial, state, values)
 
 
 def killed_trials(study: optuna.Study) -> list:

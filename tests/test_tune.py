@@ -441,3 +441,56 @@ def test_the_estimate_counts_a_pruned_trial_as_over(tiny_corpus, tmp_path, capsy
     assert len(rows) == 1 and rows[0].startswith(
         "| tiny/trials/0001 | ner | pruned (by its tuning study after epoch 1)"
     )
+
+
+def test_tuning_studies_side_by_side_largest_first_in_own_processes(tiny_corpus, tmp_path, monkeypatch, capsys):
+    """`taskrel run --side-by-side 2`: the sections of two tuning studies two at a time, the larger training set
+    first, each logging to its own file, with the trials a study alone would have found; a study that fails does
+    not stop the other."""
+    big = tmp_path / "big"
+    shutil.copytree(tiny_corpus, big)
+    (big / "train.tsv").write_text((tiny_corpus / "train.tsv").read_text() * 2)
+    study = (
+        "name: {name}\nkind: tune\ncorpora: [{corpora}]\nseeds: [1]\n"
+        "defaults:\n  model: {{encoder: tiny, tasks: [ner, bcls]}}\n"
+        "  train: {{epochs: 1, batch_size: 4, lr: 1.0e-3, threads: 1}}\ntune: {{trials: 2, seed: 3}}\n"
+    )
+    a = tmp_path / "a.yaml"
+    a.write_text(study.format(name="a", corpora=f"'{tiny_corpus}', '{big}'"))
+    b = tmp_path / "b.yaml"
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_corpus, broken)
+    (broken / "train.tsv").write_text("word\tQ-FOO\n")
+    b.write_text(study.format(name="b", corpora=f"'{broken}'"))
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    monkeypatch.chdir(alone)
+    assert main(["run", str(a), "--no-progress"]) == 0
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["run", str(a), str(b), "--side-by-side", "2", "--no-progress", "--report-root", "rep"]) == 2
+    out, err = capsys.readouterr()
+    assert "3 sections of 2 studies, 2 at a time, largest first: a on big, a on tiny, b on broken" in out
+    assert "study results in runs/a" in out and (tmp_path / "rep/a").is_dir() and not (tmp_path / "rep/b").exists()
+    assert "error in study b" in err and "1 of 2 studies failed: b" in err
+    for corpus in ("tiny", "big"):
+        best = json.loads((tmp_path / "runs/a" / corpus / "best.json").read_text())
+        assert best == json.loads((alone / "runs/a" / corpus / "best.json").read_text())
+        assert "study a: tune on" in (tmp_path / "runs/a" / f"{corpus}.log").read_text()
+    assert "train.tsv:1: tag 'Q-FOO'" in (tmp_path / "runs/b/broken.log").read_text()
+
+
+def test_a_study_stopped_and_resumed_draws_the_trials_it_would_have_drawn_in_one_go(tiny_corpus, tmp_path):
+    """The sampler's randomness for trial N comes from the study's seed and N: a study resumed in another
+    process (here: another sampler object) draws what it would have drawn uninterrupted, and its file's seed
+    reproduces it. (Seeded by the process as well, as before, the two differed.)"""
+
+    def drawn(out):
+        study = optuna.load_study(study_name="taskrel-tune", storage=f"sqlite:///{out / 'study.db'}")
+        return [t.params for t in study.trials]
+
+    tune(tiny_tune(tiny_corpus, trials=4), tmp_path / "once", **QUIET)
+    tune(tiny_tune(tiny_corpus, trials=2), tmp_path / "twice", **QUIET)
+    tune(tiny_tune(tiny_corpus, trials=4), tmp_path / "twice", **QUIET)
+    assert drawn(tmp_path / "once") == drawn(tmp_path / "twice")
+    assert len({tuple(sorted(p.items())) for p in drawn(tmp_path / "once")}) == 4
