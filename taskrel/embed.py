@@ -46,6 +46,36 @@ def single_task_config(ec: EmbedConfig, spec: str, out: Path) -> RunConfig:
     return RunConfig(base.data, model, train, str(out / "models" / TaskSpec.parse(spec).label))
 
 
+WEIGHTLESS = ".restored"
+
+
+def set_aside_weightless(cfg: RunConfig, log=say) -> bool:
+    """A study's own model that finished but has no weights (runs reach a fresh checkout without them,
+    ``archive``) cannot be embedded: its folder is moved to ``<folder>.restored`` (replacing an older one) so that
+    the same settings train again in its place (on the same kind of machine and thread count, the same model;
+    its new record says where it trained). Returns whether it was set aside."""
+    import shutil
+
+    run = RunDir(cfg.out)
+    if not run.done or run.model.exists():
+        return False
+    aside = Path(f"{cfg.out}{WEIGHTLESS}")
+    shutil.rmtree(aside, ignore_errors=True)
+    Path(cfg.out).rename(aside)
+    log(f"{cfg.out}: finished, but restored without its weights; trained again (its records moved to {aside})")
+    return True
+
+
+def before_section(ec: EmbedConfig, steps: dict, folder: Path, log=say) -> None:
+    """Before a section's models train (``StudyKind.before``): the models it still has to embed that were
+    restored without their weights are set aside, so that they train again with the others."""
+    for spec in ec.tasks:
+        label = TaskSpec.parse(spec).label
+        pending = any(not _task_done(ec, f, label) for f in style_folders(ec, folder).values())
+        if spec not in ec.models and pending:
+            set_aside_weightless(single_task_config(ec, spec, folder), log)
+
+
 def _model_for(ec: EmbedConfig, spec: str, out: Path, progress: bool, log) -> tuple[Path, float | None]:
     """The model folder of a task, trained if needed; and a training epoch's seconds per sentence."""
     from .train import train
@@ -62,6 +92,7 @@ def _model_for(ec: EmbedConfig, spec: str, out: Path, progress: bool, log) -> tu
         log(f"{spec}: {given} has no weights (a finished run restored without them); training its settings again")
     else:
         cfg = single_task_config(ec, spec, out)
+        set_aside_weightless(cfg, log)
     train(cfg, resume=True, progress=progress, log=log, test=False)  # only the model is needed
     run = RunDir(cfg.out)
     per_sentence = float(np.mean([r["train_seconds"] for r in run.records])) / run.config["resolved"]["train_sentences"]

@@ -484,6 +484,8 @@ def run_study(
             if corpora is not None and Path(corpus).name not in corpora:
                 continue
             log(f"study {study.name}: {study.kind} on {corpus}")
+            if kind.before:
+                kind.call("before", settings, steps, out / Path(corpus).name, log)
             if workers > 1 and kind.parallel:  # its independent runs first, workers at once
                 runs = kind.call("trains", settings, steps, out / Path(corpus).name)
                 _train_at_once(f"{study.name} on {Path(corpus).name}", runs, workers, progress, log)

@@ -38,6 +38,9 @@ class StudyKind:
     # its runs (``trains``) are independent plain training runs without a test pass: with ``workers: N`` the study
     # trains them first, N at once, and the section's ``run`` then finds them done (``experiments.run_study``)
     parallel: bool = False
+    # "module:function" (settings, steps, folder, log) run before a section's runs train: what must train again
+    # is set aside (embed: a finished model restored without its weights, still to be embedded)
+    before: str | None = None
 
     def call(self, attr: str, *args, **kwargs):
         module, _, name = getattr(self, attr).partition(":")
@@ -80,6 +83,7 @@ KINDS: dict[str, StudyKind] = {
             "experiments:run_embed_section",
             "embed:section_runs",
             parallel=True,
+            before="embed:before_section",
         ),
         StudyKind(
             "affinity",

@@ -836,3 +836,39 @@ def test_an_embedding_study_trains_its_models_two_at_once_with_the_same_embeddin
     assert all(RunDir(p).done and RunDir(p).metrics["test"] is None for p in models.iterdir())  # test never read
     one, two = (np.load(tmp_path / d / tiny_corpus.name / "embeddings.npz") for d in ("one", "two"))
     assert sorted(one.files) == sorted(two.files) and all(np.array_equal(one[k], two[k]) for k in one.files)
+
+
+def test_an_embedding_study_restored_without_weights_trains_again_the_models_it_still_has_to_embed(
+    tiny_corpus, tmp_path, monkeypatch
+):
+    """Runs reach a fresh checkout without their weights (archive): a model whose embeddings were not computed
+    before the archive was cut is set aside and trained again, two at once, instead of the study failing to
+    load weights that are not there; the embeddings are those of the study run in one go."""
+    import numpy as np
+
+    from taskrel.archive import pack, unpack
+    from taskrel.experiments import run_study
+
+    text = KIND_STUDY.format(kind="embed", corpus=tiny_corpus, section=KIND_SECTIONS["embed"].format())
+    text += "workers: 2\n"
+    study, out = write(tmp_path, text), Path("runs/study")  # a checkout's relative folder
+    for session in ("session1", "session2"):
+        (tmp_path / session).mkdir()
+    monkeypatch.chdir(tmp_path / "session1")
+    run_study(study, out, progress=False, log=lambda *_: None)
+    pack(out, tmp_path / "runs.tar.gz")
+    monkeypatch.chdir(tmp_path / "session2")  # a fresh checkout
+    unpack(tmp_path / "runs.tar.gz", out)
+    first, fresh = tmp_path / "session1" / out, out
+    section = fresh / tiny_corpus.name
+    assert not (section / "models/ner/model").exists()  # no weights came with the archive
+    for f in section.rglob("ner.*"):  # the session ended after the models trained, before ner was embedded
+        f.unlink()
+    (section / "embeddings.npz").unlink()
+    said = []
+    run_study(study, out, progress=False, log=said.append)
+    assert any("restored without its weights; trained again" in line and "models/ner" in line for line in said)
+    assert (section / "models/ner.restored/metrics.json").is_file() and (section / "models/ner/model").exists()
+    assert not (section / "models/bcls/model").exists()  # embedded already: not trained again
+    a, b = (np.load(d / tiny_corpus.name / "embeddings.npz") for d in (first, fresh))
+    assert sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)
