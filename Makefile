@@ -24,26 +24,23 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/taskrel run experiments/demo-grid.yaml --out runs/demo-grid --report reports/demo-grid
 
-# The real-results studies of this round (reports/README.md), in order of value
-# (patience-bc2gm, patience-ncbi and patience-chem first: they decide the budget of lowres-10pct's arms on
-# their corpus, before its tuning studies spend trials at that budget), except that the grid and the
-# task-relations studies, which a machine of any kind completes, go before the tuning studies, whose tuned
-# arms only a bf16 machine can confirm (lowres-10pct trains in bf16, fixed by its first runs);
-# each resumes where it stopped, and lowres-10pct runs again once its tuning
-# studies have finished (its tuned arms wait for them). The two tuning studies,
-# of 1-thread trials, run side by side (two 1-thread runs get 19% more through
-# these 2 cores than one 2-thread run, BENCHMARKS.md): their six sections (a corpus
-# each) two at a time, the largest corpora first, each logging to runs/<study>/<corpus>.log. Every file is checked before anything trains. runs/ is not in
-# git: on a fresh checkout the runs each report committed (reports/<study>/runs.tar.gz,
+# The real-results studies of this round (reports/README.md), in the issue's order of value (1, 2, 4, 5, 3):
+# the patience studies first (they fixed the budget of lowres-10pct's arms on their corpus), lowres-10pct (bf16,
+# fixed by its first runs: skipped where bf16 is not native), its second 10% draw (lowres-10pct-sub2, fp32), the
+# grid, the two lowres tuning studies, then the tuned arms (lowres-10pct-tuned, fp32), the weighting family, the
+# task relations, and table2 (bf16, last on a CPU); each resumes where it stopped, and a tuned arm waits for its
+# tuning study. The two tuning studies, of 1-thread trials, run side by side (two 1-thread runs get 19% more
+# through these 2 cores than one 2-thread run, BENCHMARKS.md): their six sections (a corpus each) two at a time,
+# the largest corpora first, each logging to runs/<study>/<corpus>.log. Every file is checked before anything
+# trains. runs/ is not in git: on a fresh checkout the runs each report committed (reports/<study>/runs.tar.gz,
 # `taskrel archive`) are restored first, so nothing committed is trained again.
 # A study a machine cannot train at its precision (bf16 stated or fixed, on a CPU without native bf16) is
 # skipped with the reason in the log, and the queue goes on.
 # Many hours: start it with `mkdir -p runs; nohup make studies > runs/studies.log 2>&1 &`.
-STUDIES_FIRST := patience-bc2gm patience-ncbi patience-chem lowres-10pct figure5-grid-ncbi \
-	task-relations-tag task-relations-embed task-relations-score
+STUDIES_FIRST := patience-bc2gm patience-ncbi patience-chem lowres-10pct lowres-10pct-sub2 figure5-grid-ncbi
 SIDE_BY_SIDE := tune-lowres-10pct tune-lowres-10pct-single
-STUDIES_THEN := lowres-10pct weighting-ncbi weighting-ncbi-uncertainty weighting-ncbi-gradnorm \
-	weighting-ncbi-fair table2-pooling-ncbi
+STUDIES_THEN := lowres-10pct-tuned weighting-ncbi weighting-ncbi-uncertainty weighting-ncbi-gradnorm \
+	weighting-ncbi-fair task-relations-tag task-relations-embed task-relations-score table2-pooling-ncbi
 RUN := $(BIN)/taskrel run --no-progress --report-root reports
 SCORECARD := $(BIN)/taskrel scorecard --readme reports/README.md --readme README.md
 yamls = $(foreach s,$(1),experiments/$(s).yaml)
