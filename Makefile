@@ -27,35 +27,39 @@ demo: install
 # The real-results studies of this round (reports/README.md), in the issue's order of value (1, 2, 4, 5, 3):
 # the patience studies first (they fixed the budget of lowres-10pct's arms on their corpus), lowres-10pct (bf16,
 # fixed by its first runs: skipped where bf16 is not native), its second 10% draw (lowres-10pct-sub2, fp32), the
-# grid, the two lowres tuning studies, then the tuned arms (lowres-10pct-tuned, fp32), the weighting family, the
-# task relations, and table2 (bf16, last on a CPU); each resumes where it stopped, and a tuned arm waits for its
-# tuning study. The two tuning studies, of 1-thread trials, run side by side (two 1-thread runs get 19% more
-# through these 2 cores than one 2-thread run, BENCHMARKS.md): their six sections (a corpus each) two at a time,
-# the largest corpora first, each logging to runs/<study>/<corpus>.log. Every file is checked before anything
-# trains. runs/ is not in git: on a fresh checkout the runs each report committed (reports/<study>/runs.tar.gz,
-# `taskrel archive`) are restored first, so nothing committed is trained again.
-# A study a machine cannot train at its precision (bf16 stated or fixed, on a CPU without native bf16) is
-# skipped with the reason in the log, and the queue goes on.
+# grid, the two lowres tuning studies, the tuned arms (lowres-10pct-tuned, fp32), the three weighting tuning
+# studies, weighting-ncbi-fair, the task relations, and table2 (bf16, last on a CPU); each resumes where it
+# stopped, and a tuned arm waits for its tuning study. The tuning studies, of 1-thread trials, run side by side
+# (two 1-thread runs get 19% more through these 2 cores than one 2-thread run, BENCHMARKS.md): their sections
+# (a corpus each) two at a time, the largest corpora first, each logging to runs/<study>/<corpus>.log.
+# Every file is checked before anything trains. runs/ is not in git: on a fresh checkout the runs each report
+# committed (reports/<study>/runs.tar.gz, `taskrel archive`) are restored first, so nothing committed is
+# trained again. A study a machine cannot train at its precision (bf16 stated or fixed, on a CPU without
+# native bf16) is skipped with the reason in the log, and the queue goes on.
 # Many hours: start it with `mkdir -p runs; nohup make studies > runs/studies.log 2>&1 &`.
 STUDIES_FIRST := patience-bc2gm patience-ncbi patience-chem lowres-10pct lowres-10pct-sub2 figure5-grid-ncbi
-SIDE_BY_SIDE := tune-lowres-10pct tune-lowres-10pct-single
-STUDIES_THEN := lowres-10pct-tuned weighting-ncbi weighting-ncbi-uncertainty weighting-ncbi-gradnorm \
-	weighting-ncbi-fair task-relations-tag task-relations-embed task-relations-score table2-pooling-ncbi
+TUNE_LOWRES := tune-lowres-10pct tune-lowres-10pct-single
+STUDIES_MIDDLE := lowres-10pct-tuned
+TUNE_WEIGHTING := weighting-ncbi weighting-ncbi-uncertainty weighting-ncbi-gradnorm
+STUDIES_LAST := weighting-ncbi-fair task-relations-tag task-relations-embed task-relations-score table2-pooling-ncbi
+QUEUE := $(STUDIES_FIRST) $(TUNE_LOWRES) $(STUDIES_MIDDLE) $(TUNE_WEIGHTING) $(STUDIES_LAST)
 RUN := $(BIN)/taskrel run --no-progress --report-root reports
 SCORECARD := $(BIN)/taskrel scorecard --readme reports/README.md --readme README.md
 yamls = $(foreach s,$(1),experiments/$(s).yaml)
 studies: install
-	$(BIN)/taskrel run --check $(call yamls,$(STUDIES_FIRST) $(SIDE_BY_SIDE) $(STUDIES_THEN))
-	$(BIN)/taskrel restore $(call yamls,$(STUDIES_FIRST) $(SIDE_BY_SIDE) $(STUDIES_THEN))
+	$(BIN)/taskrel run --check $(call yamls,$(QUEUE))
+	$(BIN)/taskrel restore $(call yamls,$(QUEUE))
 	@mkdir -p runs
 	$(RUN) $(call yamls,$(STUDIES_FIRST)); status=$$?; \
-	$(RUN) --side-by-side 2 $(call yamls,$(SIDE_BY_SIDE)) || status=2; \
-	$(RUN) $(call yamls,$(STUDIES_THEN)) || status=2; \
+	$(RUN) --side-by-side 2 $(call yamls,$(TUNE_LOWRES)) || status=2; \
+	$(RUN) $(call yamls,$(STUDIES_MIDDLE)) || status=2; \
+	$(RUN) --side-by-side 2 $(call yamls,$(TUNE_WEIGHTING)) || status=2; \
+	$(RUN) $(call yamls,$(STUDIES_LAST)) || status=2; \
 	exit $$status
 
 # What the queue has left: runs per study and their measured pace (no probes: nothing trains, seconds)
 estimate: install
-	$(BIN)/taskrel estimate --no-probe $(call yamls,$(STUDIES_FIRST) $(SIDE_BY_SIDE) $(STUDIES_THEN))
+	$(BIN)/taskrel estimate --no-probe $(call yamls,$(QUEUE))
 
 # A committed slice of a study while the queue trains it (STUDY=lowres-10pct): a runs study's tables rebuilt from
 # the runs that finished and its report (other kinds are analysed once all their runs are done), its runs packed
@@ -74,7 +78,7 @@ slice: install
 # Where a study stands (STUDY=figure5-grid-ncbi): every run it declares, finished, training, interrupted or not
 # started, with its numbers, and the time left at its measured pace; without STUDY, one line per study of the queue
 status: install
-	$(BIN)/taskrel status $(if $(STUDY),experiments/$(STUDY).yaml,$(call yamls,$(STUDIES_FIRST) $(SIDE_BY_SIDE) $(STUDIES_THEN)))
+	$(BIN)/taskrel status $(if $(STUDY),experiments/$(STUDY).yaml,$(call yamls,$(QUEUE)))
 
 archive: install
 	$(BIN)/taskrel archive runs/$(STUDY) --out reports/$(STUDY)
