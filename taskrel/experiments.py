@@ -609,6 +609,7 @@ def _run_section(path: str, corpus: str, logfile: str) -> None:
             raise
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            configure(0)  # back to the process's stderr: the file closes now
 
 
 def _order(study: Study):
