@@ -366,9 +366,8 @@ def run_run(a) -> int:
     for i, (path, study) in enumerate(studies, 1):
         if len(studies) > 1:
             print(f"== study {i}/{len(studies)}: {study.name} ({path})", flush=True)
-        report = a.report or (str(Path(a.report_root) / study.name) if a.report_root else None)
         try:
-            _run_one(a, path, study, a.out, report)
+            _run_one(a, path, study, a.out, _report_folder(a, study))
         except (TaskrelError, FileNotFoundError) as e:
             if len(studies) == 1:
                 raise
@@ -382,35 +381,40 @@ def run_run(a) -> int:
 
 def _side_by_side(a, studies) -> int:
     from .experiments import side_by_side, study_folder
-    from .report import report_said
 
     if a.out or a.summarise or a.workers:
         raise ConfigError("--side-by-side trains each study into runs/<study name>: no --out, --workers or --summarise")
-    names = {str(path): study.name for path, study in studies}
+    by_path = {str(path): study for path, study in studies}
     failed = []
-    for path, error in side_by_side([path for path, _ in studies], a.side_by_side, log=_print):
+    for path, error in side_by_side(studies, a.side_by_side, log=lambda line: print(line, flush=True)):
+        study = by_path[path]
         if error:
-            print(f"taskrel: error in study {names[path]} ({path}): {error}", file=sys.stderr)
-            failed.append(names[path])
-            continue
-        out = study_folder(path, next(s for p, s in studies if str(p) == path))
-        print(f"study results in {out}", flush=True)
-        report = a.report or (str(Path(a.report_root) / names[path]) if a.report_root else None)
-        if report:
-            print(report_said(out, report), flush=True)
+            print(f"taskrel: error in study {study.name} ({path}): {error}", file=sys.stderr)
+            failed.append(study.name)
+        else:
+            _said_done(study_folder(path, study), _report_folder(a, study))
     if failed:
         print(f"taskrel: {len(failed)} of {len(studies)} studies failed: {', '.join(failed)}", file=sys.stderr)
         return 2
     return 0
 
 
-def _print(line: str) -> None:
-    print(line, flush=True)
+def _report_folder(a, study) -> str | None:
+    """Where ``taskrel run`` writes a study's report: --report, else REPORT_ROOT/<study name>, else nowhere."""
+    return a.report or (str(Path(a.report_root) / study.name) if a.report_root else None)
+
+
+def _said_done(out: Path, report: str | None) -> None:
+    """A study's results folder, and its report written into ``report`` (when asked for)."""
+    from .report import report_said
+
+    print(f"study results in {out}", flush=True)
+    if report:
+        print(report_said(out, report), flush=True)
 
 
 def _run_one(a, path: str, study, out: str | None, report: str | None) -> None:
     from .experiments import STUDY_FREE_KEYS, run_study, study_folder, summarise
-    from .report import report_said
     from .rundir import STUDY_RECORD, SettingsDiffer, check_study_record, record_study
 
     if a.summarise:
@@ -430,9 +434,7 @@ def _run_one(a, path: str, study, out: str | None, report: str | None) -> None:
         summarise(out, study)
     else:
         out = run_study(path, out, a.workers, progress=not a.no_progress)
-    print(f"study results in {out}", flush=True)
-    if report:
-        print(report_said(out, report), flush=True)
+    _said_done(out, report)
 
 
 def add_estimate_parser(sub):

@@ -543,13 +543,13 @@ def section_size(corpus: str) -> int:
         return 0
 
 
-def side_by_side(paths: list, at_once: int, log=say):
-    """Train the sections (one corpus each) of the tune, embed or affinity studies in ``paths`` ``at_once`` at a
-    time, each in its own spawned process at the study's own thread count, the largest training files first so
-    that the last sections to finish are short ones and no core idles long while another study goes on (two
-    studies side by side idle one core for as long as the longer one outlasts the other). Each section logs to
-    ``<study folder>/<corpus>.log``; its own trainer resumes it where it stopped. Yields ``(path, error or
-    None)`` once each study's last section has ended, in the order they end."""
+def side_by_side(studies: list, at_once: int, log=say):
+    """Train the sections (one corpus each) of the tune, embed or affinity studies ``(path, Study)`` in
+    ``studies`` ``at_once`` at a time, each in its own spawned process at the study's own thread count, the
+    largest training files first so that the last sections to finish are short ones and no core idles long
+    while another study goes on (two studies side by side idle one core for as long as the longer one outlasts
+    the other). Each section logs to ``<study folder>/<corpus>.log``; its own trainer resumes it where it
+    stopped. Yields ``(path, error or None)`` once each study's last section has ended, in the order they end."""
     import time
     from concurrent.futures import as_completed
 
@@ -557,17 +557,17 @@ def side_by_side(paths: list, at_once: int, log=say):
     from .grid import warn_oversubscribed
     from .workers import pool as worker_pool
 
-    units, left, errors = [], {}, {}
-    for path in paths:
-        study = load_study(path)
+    units, left, errors, threads = [], {}, {}, 1
+    for path, study in studies:
         if study.kind in ("runs", "grid"):
             raise ConfigError(f"{path}: a {study.kind} study has no sections to train side by side")
-        check_precisions(study)
+        check_precisions(study)  # before any process starts
         out = study_folder(path, study)
         sections = study.section_configs(out)
         units += [(str(path), study.name, out, Path(c).name, section_size(c)) for c, _, _ in sections]
         left[str(path)] = len(sections)
-        warn_oversubscribed(at_once, max(s.base.train.threads or 1 for _, s, _ in sections), log)
+        threads = max([threads] + [s.base.train.threads or 1 for _, s, _ in sections])
+    warn_oversubscribed(at_once, threads, log)
     units.sort(key=lambda u: -u[4])  # stable: equal sizes keep the files' order
     started = time.monotonic()
     with worker_pool(at_once) as pool:
@@ -577,7 +577,7 @@ def side_by_side(paths: list, at_once: int, log=say):
             logfile = out / SECTION_LOG.format(corpus=corpus)
             jobs[pool.submit(_run_section, path, corpus, str(logfile))] = (path, name, corpus, logfile)
         log(
-            f"{len(units)} sections of {len(paths)} studies, {at_once} at a time, largest first: "
+            f"{len(units)} sections of {len(studies)} studies, {at_once} at a time, largest first: "
             + ", ".join(f"{name} on {corpus}" for _, name, _, corpus, _ in units)
         )
         for job in as_completed(jobs):
