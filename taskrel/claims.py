@@ -22,7 +22,8 @@ the same arithmetic every time::
 study's own, Holm over its table), where the paper's value lies against our
 interval (inside, above or below) and whether our design could detect an
 effect of the paper's size (|paper| ≥ MDE). A claim whose measurement has not
-finished yet is listed as such. Claims describe what a study is compared with,
+finished yet is listed as such, and so is one with fewer than ``MIN_SEEDS``
+paired seeds (its interval would cover test sentences alone). Claims describe what a study is compared with,
 not how it runs: they may be added to a study already under way. A claim may
 carry ``why:``, one line on why ours may differ for reasons other than the
 method; claims.csv also holds each arm's mean ± std over seeds.
@@ -42,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ConfigError
+from .significance import MIN_SEEDS
 
 MEASURES = ("compare", "transfer", "contrast")
 KIND_MEASURES = {"runs": ("compare",), "grid": ("transfer", "contrast")}
@@ -173,6 +175,11 @@ def claims_table(folder, claims: list, corpora: list, unmeasured: str = "not mea
         got = _measured(Path(folder), c, measure, corpus, cache) if folder is not None else None
         if got is None:
             rows.append(row | {"verdict": unmeasured})
+            continue
+        if got["seeds"] < MIN_SEEDS:  # its interval would hold test sentences alone: not set beside the paper
+            n = got["seeds"]
+            early = f"{n} seed{'s' if n != 1 else ''} so far; a claim needs {MIN_SEEDS}"
+            rows.append(row | {"seeds": n, "converged": got["converged"], "verdict": early})
             continue
         scaled = {k: 100 * got[k] for k in ("ours", "ci_low", "ci_high", "mde", *ARMS) if k in got}
         paper = row["paper"]
@@ -391,9 +398,13 @@ def scorecard_summary(rows: list[dict]) -> str:
             body.append([r["claim"], _points(r["paper"]), c["delta"], c["seeds"], c["verdict"], r["where"]])
     header = ["claim (paper)", "paper Δ", "ours: Δ (95% CI)", "seeds", "verdict", "where"]
     text = _table(header, "|---|---:|---:|---|---|---|", body)
-    waiting = len(rows) - len(body)
+    early = sum(1 for r in rows if not _cells(r)["measured"] and not pd.isna(r.get("seeds")))
+    waiting = len(rows) - len(body) - early
     if waiting:
         text += f"\n{waiting} more claim{'s' if waiting > 1 else ''} designed, not measured yet.\n"
+    if early:
+        text += (f"\n{early} more claim{'s' if early > 1 else ''} under way, at fewer than {MIN_SEEDS} paired seeds "
+                 "(no interval is set beside the paper before then).\n")  # fmt: skip
     return text
 
 

@@ -243,9 +243,14 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-def verdict(delta: float, p_adjusted: float, converged: bool, seeds: int = 2, alpha: float = 0.05) -> str:
+# the fewest paired seeds that sample training variance: below it, an interval covers test sentences alone, so no
+# verdict (``verdict``) and no claim (``claims.claims_table``) is drawn from it
+MIN_SEEDS = 2
+
+
+def verdict(delta: float, p_adjusted: float, converged: bool, seeds: int = MIN_SEEDS, alpha: float = 0.05) -> str:
     """``helps``/``hurts`` only when the adjusted p is below ``alpha``, every run converged and training variance
-    was sampled (two seeds or more); else undetermined."""
-    if not converged or seeds < 2 or not p_adjusted < alpha:
+    was sampled (``MIN_SEEDS`` seeds or more); else undetermined."""
+    if not converged or seeds < MIN_SEEDS or not p_adjusted < alpha:
         return "undetermined"
     return "helps" if delta > 0 else "hurts"

@@ -89,6 +89,35 @@ def test_grid_claims_read_transfers_and_contrasts_in_points(tmp_path):
     assert t.loc["mCLS gains from bCLS"].verdict == "not measured yet"
 
 
+def test_a_claim_at_one_seed_is_not_set_beside_the_paper(tmp_path):
+    """One paired seed: the interval covers test sentences alone, so no Δ, interval or "the paper's value lies
+    above our interval" is drawn from it, in claims.csv, the full scorecard or its summary."""
+    from taskrel.claims import scorecard_markdown, scorecard_summary
+
+    folder = tmp_path / "g" / "tiny"
+    folder.mkdir(parents=True)
+    pd.DataFrame(
+        {"main": ["mcls", "bcls"], "secondary": ["ner", "ner"], "mean_delta": [0.05, 0.01],
+         "ci_low": [0.04, -0.01], "ci_high": [0.06, 0.03], "mde": [0.01, 0.02], "n_seeds": [1, 2],
+         "converged": [True, True], "verdict": ["undetermined", "undetermined"]}
+    ).to_csv(folder / "transfer.csv", index=False)  # fmt: skip
+    claims = [
+        {"claim": "one seed", "paper": 9.0, "transfer": "mcls|ner", "corpus": "tiny"},
+        {"claim": "two seeds", "paper": 9.0, "transfer": "bcls|ner", "corpus": "tiny"},
+    ]
+    t = claims_table(tmp_path / "g", claims, ["tiny"]).set_index("claim")
+    one = t.loc["one seed"]
+    assert pd.isna(one.ours) and pd.isna(one.ci_high) and pd.isna(one.paper_vs_ours) and one.seeds == 1
+    assert one.verdict == "1 seed so far; a claim needs 2"
+    assert t.loc["two seeds"].paper_vs_ours == "above our interval" and t.loc["two seeds"].seeds == 2
+    rows = [{**r._asdict(), "where": "here"} for r in t.reset_index().itertuples()]
+    full = scorecard_markdown(rows).splitlines()
+    assert "| one seed | +9.00 | – | – | 1 seed so far; a claim needs 2 |" in full[2] and "lies" not in full[2]
+    summary = scorecard_summary(rows)
+    assert "one seed" not in summary and "| two seeds |" in summary
+    assert "1 more claim under way, at fewer than 2 paired seeds" in summary and "not measured yet" not in summary
+
+
 @pytest.mark.parametrize(
     "claim, error",
     [
