@@ -66,14 +66,28 @@ def set_aside_weightless(cfg: RunConfig, log=say) -> bool:
     return True
 
 
+def weightless_pending(ec: EmbedConfig, steps: dict, folder: Path) -> list[RunConfig]:
+    """The section's own models (``StudyKind.retrains``) that finished but were restored without their weights
+    and still have to be embedded: they train again, so they are not counted as finished."""
+    again = []
+    for spec in ec.tasks:
+        if spec in ec.models:
+            continue
+        label = TaskSpec.parse(spec).label
+        if all(_task_done(ec, f, label) for f in style_folders(ec, folder).values()):
+            continue
+        cfg = single_task_config(ec, spec, folder)
+        run = RunDir(cfg.out)
+        if run.done and not run.model.exists():
+            again.append(cfg)
+    return again
+
+
 def before_section(ec: EmbedConfig, steps: dict, folder: Path, log=say) -> None:
     """Before a section's models train (``StudyKind.before``): the models it still has to embed that were
     restored without their weights are set aside, so that they train again with the others."""
-    for spec in ec.tasks:
-        label = TaskSpec.parse(spec).label
-        pending = any(not _task_done(ec, f, label) for f in style_folders(ec, folder).values())
-        if spec not in ec.models and pending:
-            set_aside_weightless(single_task_config(ec, spec, folder), log)
+    for cfg in weightless_pending(ec, steps, folder):
+        set_aside_weightless(cfg, log)
 
 
 def _model_for(ec: EmbedConfig, spec: str, out: Path, progress: bool, log) -> tuple[Path, float | None]:

@@ -190,6 +190,20 @@ def study_runs(study, out: Path) -> list[RunConfig]:
     return runs
 
 
+def study_retrains(study, out: Path) -> set[Path]:
+    """The folders of a study's runs that finished but will train again (``StudyKind.retrains``: an embedding
+    study's model restored without its weights): still to train, for ``estimate`` and ``taskrel status``."""
+    from .kinds import KINDS
+
+    kind = KINDS.get(study.kind)
+    if kind is None or not kind.retrains:
+        return set()
+    again = set()
+    for corpus, settings, steps in study.section_configs(Path(out)):
+        again |= {Path(cfg.out) for cfg in kind.call("retrains", settings, steps, Path(out) / Path(corpus).name)}
+    return again
+
+
 def probe(cfg: RunConfig, steps: int = 4, dev_sentences: int = 64) -> Probe:
     """Time ``steps`` training steps (after one discarded) and a dev pass of one run's set-up."""
     load = os.getloadavg()[0]  # before our own work raises it
@@ -254,8 +268,10 @@ def estimate(study, out: Path, steps: int = 4, do_probe: bool = True) -> Estimat
 
     runs = study_runs(study, Path(out))
     finished = [RunDir(cfg.out) for cfg in runs]
-    # each run folder read once; a pruned tuning trial is over: it costs what it ran, and nothing is left to train
-    finished = [run if run.over else None for run in finished]
+    # each run folder read once; a pruned tuning trial is over: it costs what it ran, and nothing is left to train;
+    # a finished run that will train again (``study_retrains``) is not
+    again = study_retrains(study, Path(out))
+    finished = [run if run.over and Path(run.path) not in again else None for run in finished]
     todo = [cfg for cfg, run in zip(runs, finished) if run is None]
     est = Estimate(len(runs), len(runs) - len(todo), waiting=study.waiting() if study.kind == "runs" else [])
     shapes = {}  # the finished runs' seconds by their settings but the seed: a variant's own pace

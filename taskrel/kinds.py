@@ -41,6 +41,9 @@ class StudyKind:
     # "module:function" (settings, steps, folder, log) run before a section's runs train: what must train again
     # is set aside (embed: a finished model restored without its weights, still to be embedded)
     before: str | None = None
+    # "module:function" (settings, steps, folder) -> the run configurations of one section that finished but will
+    # train again (those ``before`` sets aside): ``taskrel status`` and ``estimate`` count them as still to train
+    retrains: str | None = None
 
     def call(self, attr: str, *args, **kwargs):
         module, _, name = getattr(self, attr).partition(":")
@@ -84,6 +87,7 @@ KINDS: dict[str, StudyKind] = {
             "embed:section_runs",
             parallel=True,
             before="embed:before_section",
+            retrains="embed:weightless_pending",
         ),
         StudyKind(
             "affinity",

@@ -117,16 +117,19 @@ def run_state(folder: Path, name: str) -> RunState:
 
 def study_states(study, out: Path) -> list[RunState]:
     """Every run ``study`` declares, in its order, with its state, read from the results folder ``out``."""
-    from .estimate import study_runs
+    from .estimate import study_retrains, study_runs
 
     out = Path(out)
-    states = []
+    states, again = [], study_retrains(study, out)
     for cfg in study_runs(study, out):
         folder = Path(cfg.out)
         try:
             name = str(folder.relative_to(out))
         except ValueError:
             name = str(folder)
+        if folder in again:  # its record says finished, but the next ``taskrel run`` trains it again
+            states.append(RunState(name, NOT_STARTED, note="finished, restored without its weights: trains again"))
+            continue
         states.append(run_state(folder, name))
     return states
 

@@ -865,6 +865,15 @@ def test_an_embedding_study_restored_without_weights_trains_again_the_models_it_
     for f in section.rglob("ner.*"):  # the session ended after the models trained, before ner was embedded
         f.unlink()
     (section / "embeddings.npz").unlink()
+    # status and estimate count it as still to train (its record says finished), bcls as finished
+    from taskrel.estimate import estimate
+    from taskrel.experiments import load_study
+    from taskrel.progress import FINISHED, NOT_STARTED, study_states
+
+    states = {s.name.split("/")[-1]: s for s in study_states(load_study(study), out)}
+    assert states["ner"].state == NOT_STARTED and "trains again" in states["ner"].note
+    assert states["bcls"].state == FINISHED
+    assert estimate(load_study(study), out, do_probe=False).done == 1
     said = []
     run_study(study, out, progress=False, log=said.append)
     assert any("restored without its weights; trained again" in line and "models/ner" in line for line in said)
