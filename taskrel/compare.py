@@ -12,7 +12,8 @@ training subset, same seed). Per comparison:
 - ``p_adjusted``: Holm over the family, which is the whole table (every
   variant and corpus of the study);
 - ``mde``: the smallest |Δ| this design would detect (2.8 bootstrap standard
-  errors: two-sided 5% level, 80% power);
+  errors: two-sided 5% level, 80% power); none below two paired seeds, where
+  no verdict is drawn;
 - ``verdict``: ``helps``/``hurts`` when the adjusted p is below alpha and
   every run of both arms converged, else ``undetermined``;
 - with two corpora or more, a ``pooled`` row per comparison: the unweighted
@@ -36,6 +37,7 @@ import pandas as pd
 from .corpus import load_corpus
 from .rundir import RunDir
 from .significance import (
+    MIN_SEEDS,
     aso_epsilon,
     format_p,
     hierarchical_bootstrap,
@@ -48,6 +50,12 @@ from .significance import (
 from .tasks import TaskSpec
 
 MDE_FACTOR = 2.8  # (z_0.975 + z_0.8) standard errors
+
+
+def mde(se: float, seeds: int) -> float:
+    """The smallest |Δ| a design detects (two-sided 5%, 80% power) from its bootstrap standard error; NaN below
+    ``MIN_SEEDS`` paired seeds, where no verdict is drawn (the error would cover test sentences alone)."""
+    return MDE_FACTOR * se if seeds >= MIN_SEEDS else float("nan")
 
 
 def paired_stats(
@@ -80,7 +88,7 @@ def paired_stats(
         "p_floor": boot["p_floor"],
         "ci_low": boot["ci_low"],
         "ci_high": boot["ci_high"],
-        "mde": MDE_FACTOR * boot["se"],
+        "mde": mde(boot["se"], len(deltas)),
         "boot": boot,
     }
 
@@ -178,7 +186,7 @@ def _pooled_row(variant: str, baseline: str, rows: list[dict], parts: list, unit
         "p_floor": pooled["p_floor"],
         "ci_low": pooled["ci_low"],
         "ci_high": pooled["ci_high"],
-        "mde": MDE_FACTOR * pooled["se"],
+        "mde": mde(pooled["se"], min(n for _, n, *_ in parts)),
         "unit": f"mean over {len(parts)} corpora ({unit})",
         "converged": f"{sum(converged)}/{len(converged)}",
         "all_converged": all(converged),
@@ -205,7 +213,7 @@ def format_comparisons(table: pd.DataFrame) -> pd.DataFrame:
             "p Holm": [format_p(p) for p in table["p_adjusted"]],
             "p seeds": [format_p(p) for p in table["p_seeds"]],
             "ASO ε": [f"{e:.2f}" if e == e else "–" for e in table.get("aso_eps", [float("nan")] * len(table))],
-            "MDE": [f"{100 * m:.2f}" for m in table["mde"]],
+            "MDE": [f"{100 * m:.2f}" if m == m else "–" for m in table["mde"]],
             "seeds": table["seeds"],
             "converged": [
                 c if ok else f"**{c} (not all converged)**" for c, ok in zip(table["converged"], table["all_converged"])

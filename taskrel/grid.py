@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .compare import MDE_FACTOR, paired_stats
+from .compare import mde, paired_stats
 from .config import GRACE, ConfigError, GridConfig, RunConfig
 from .logs import say
 from .rundir import RunDir, record_study
@@ -401,7 +401,7 @@ def contrast_table(grid: GridConfig, transfer: pd.DataFrame, boots: dict) -> pd.
             "ci_high": summary["ci_high"],
             "p": summary["p"],
             "p_floor": summary["p_floor"],
-            "mde": MDE_FACTOR * summary["se"],
+            "mde": mde(summary["se"], min(ra.n_seeds, rb.n_seeds)),
             "joint": same_test,
             "seeds": min(ra.n_seeds, rb.n_seeds),
             "converged": bool(ra.converged) and bool(rb.converged),

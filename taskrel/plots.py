@@ -261,7 +261,8 @@ def comparison_forest(table: pd.DataFrame, path: Path | None = None):
     fig = Figure(figsize=(7, 0.7 * len(rows) + 1.6))
     ax = fig.subplots()
     for y, r in enumerate(rows):
-        ax.add_patch(Rectangle((-100 * r.mde, y - 0.35), 200 * r.mde, 0.7, color="0.9", zorder=0))
+        if r.mde == r.mde:  # none below two paired seeds
+            ax.add_patch(Rectangle((-100 * r.mde, y - 0.35), 200 * r.mde, 0.7, color="0.9", zorder=0))
         ax.errorbar(
             100 * r.delta,
             y,

@@ -94,7 +94,9 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
                 "ASO ε": transfer["aso_eps"].map(lambda e: f"{e:.2f}" if e == e else "–")
                 if "aso_eps" in transfer
                 else "–",
-                "MDE": transfer["mde"].map(lambda m: f"{100 * m:.2f}") if "mde" in transfer else "n/a",
+                "MDE": transfer["mde"].map(lambda m: f"{100 * m:.2f}" if m == m else "–")
+                if "mde" in transfer
+                else "n/a",
                 "converged": transfer["converged"].map(lambda c: "yes" if c else "**no**")
                 if "converged" in transfer
                 else "unknown",
@@ -114,10 +116,10 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
                 "over the grid; p (seeds): t-test of the per-seed Δ. Verdict: helps or hurts only where the "
                 f"adjusted p < {grid.alpha}, every run converged and there are at least 2 seeds; otherwise "
                 "undetermined, and an undetermined cell is not a finding. MDE: the smallest |Δ| this design detects "
-                "(5%, 80% power). Speed Δ: difference of the areas under the main task's dev curve (how fast it "
-                "learns), which says nothing about the final score. ASO ε: Almost Stochastic Order's ε_min over "
-                "the seed scores (from 3 seeds; below 0.5 the pair tends to beat the task alone, below 0.2 "
-                "clearly), a second, unpaired opinion that the verdicts do not use.",
+                "(5%, 80% power; none below 2 seeds). Speed Δ: difference of the areas under the main task's dev "
+                "curve (how fast it learns), which says nothing about the final score. ASO ε: Almost Stochastic "
+                "Order's ε_min over the seed scores (from 3 seeds; below 0.5 the pair tends to beat the task "
+                "alone, below 0.2 clearly), a second, unpaired opinion that the verdicts do not use.",
             ),
             ("table", t),
         ]
@@ -189,7 +191,7 @@ def _contrast_blocks(c: pd.DataFrame, alpha: float) -> list[Block]:
             ],
             "p": [format_p(p, f) for p, f in zip(c["p"], c["p_floor"])],
             "p Holm": c["p_adjusted"].map(format_p),
-            "MDE": c["mde"].map(lambda m: f"{100 * m:.2f}"),
+            "MDE": c["mde"].map(lambda m: f"{100 * m:.2f}" if m == m else "–"),
             "joint": c["joint"].map(lambda j: "yes" if j else "no"),
             "seeds": c["seeds"],
             "converged": c["converged"].map(lambda x: "yes" if x else "**no**"),
@@ -269,8 +271,9 @@ def study_blocks(folder: Path) -> list[Block]:
                 "p",
                 "Δ is the mean over paired seeds; its interval and p come from a hierarchical paired bootstrap "
                 "(seeds, then blocks of 10 test sentences); intervals unadjusted, verdicts on Holm-adjusted p "
-                "over the whole table, and only where every run converged. MDE: the smallest |Δ| this design "
-                "detects at 5% with 80% power.",
+                "over the whole table, and only where every run converged and there are at least 2 paired seeds "
+                "(below that, the interval covers test sentences alone). MDE: the smallest |Δ| this design "
+                "detects at 5% with 80% power; none below 2 seeds.",
             ),
             ("table", format_comparisons(comp)),
         ]

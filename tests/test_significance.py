@@ -206,3 +206,18 @@ def test_aso_epsilon_is_a_seed_level_second_opinion():
     assert aso_epsilon(better, worse, samples=200) < 0.2 < 0.8 < aso_epsilon(worse, better, samples=200)
     assert aso_epsilon(better, worse, samples=200) == aso_epsilon(better, worse, samples=200)  # seeded
     assert np.isnan(aso_epsilon(better[: ASO_MIN_SEEDS - 1], worse))
+
+
+def test_no_minimum_detectable_effect_is_claimed_from_one_seed():
+    """At one paired seed no verdict is drawn, so the design detects nothing: its MDE is NaN, not the test-set
+    bootstrap's 2.8 standard errors; from two seeds on it is those."""
+    from taskrel.compare import MDE_FACTOR, paired_stats
+
+    rng = np.random.default_rng(3)
+    base = [accuracy_stats(rng.random(200) < 0.7) for _ in range(2)]
+    better = [accuracy_stats(rng.random(200) < 0.8) for _ in range(2)]
+    scores = lambda stats: [float(s.mean()) for s in stats]  # noqa: E731
+    one = paired_stats(scores(better[:1]), scores(base[:1]), better[:1], base[:1], 200, "sentence", None)
+    two = paired_stats(scores(better), scores(base), better, base, 200, "sentence", None)
+    assert np.isnan(one["mde"]) and one["ci_low"] == one["ci_low"]  # the interval stays, as test-set uncertainty
+    assert two["mde"] == pytest.approx(MDE_FACTOR * two["boot"]["se"])
