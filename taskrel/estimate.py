@@ -20,14 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .config import RunConfig
-from .data import bucket_batches, collate, encode, to_device
-from .evaluate import predict
-from .model import resolve_device
-from .precision import autocast, resolve_precision
-from .train import param_groups, prepare
 
 BUSY_LOAD = 0.5  # a 1-minute load average at or above this before a probe: other work is running
 
@@ -206,6 +200,14 @@ def study_retrains(study, out: Path) -> set[Path]:
 
 def probe(cfg: RunConfig, steps: int = 4, dev_sentences: int = 64) -> Probe:
     """Time ``steps`` training steps (after one discarded) and a dev pass of one run's set-up."""
+    import torch  # here, not at the top: ``taskrel status`` reads the estimate without loading the trainer
+
+    from .data import bucket_batches, collate, encode, to_device
+    from .evaluate import predict
+    from .machine import resolve_device
+    from .precision import autocast, resolve_precision
+    from .train import param_groups, prepare
+
     load = os.getloadavg()[0]  # before our own work raises it
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)

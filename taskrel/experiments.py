@@ -91,7 +91,6 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from . import plots
 from .claims import check_claims, write_claims
 from .config import DEFAULT_TASKS, ConfigError, GridConfig, RunConfig, check_types
 from .kinds import KINDS, STUDY_FILE_KINDS
@@ -707,7 +706,7 @@ def check_precisions(study: Study) -> None:
     """Refuse, before anything is written, a study whose settings (defaults, per-corpus or variant) state a
     precision this machine only emulates (``precision.check_trainable``), naming the study."""
     from .config import TrainConfig
-    from .model import resolve_device
+    from .machine import resolve_device
     from .precision import check_trainable
 
     base = study.defaults.get("train") or {}
@@ -746,7 +745,7 @@ def one_precision(study: Study, finished: list, todo=()) -> None:
         )
     if not by or not todo:
         return
-    from .model import resolve_device
+    from .machine import resolve_device
     from .precision import resolve_precision
 
     (done,) = by
@@ -853,7 +852,9 @@ def summarise(out: Path, study: Study) -> pd.DataFrame:
         comparisons = compare_study(out, study)
         if len(comparisons):
             comparisons.to_csv(out / "comparisons.csv", index=False)
-            plots.comparison_forest(comparisons, out / "comparison.png")
+            from .plots import comparison_forest  # seaborn: imported where a figure is drawn
+
+            comparison_forest(comparisons, out / "comparison.png")
     from .stopcheck import patience_sweep, stop_check
 
     checked = stop_check(results, score="f1" if "f1" in results else scores[0])
@@ -870,7 +871,9 @@ def summarise(out: Path, study: Study) -> pd.DataFrame:
         sweep.to_csv(out / "patience_sweep.csv", index=False)
     curves = dev_curves_table(finished)
     if len(curves):
-        plots.dev_curves(curves, out / "dev_curves.png")
+        from .plots import dev_curves
+
+        dev_curves(curves, out / "dev_curves.png")
     summary.to_csv(out / "summary.csv", index=False)
     write_claims(out, study)
     return summary

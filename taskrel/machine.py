@@ -13,9 +13,24 @@ import os
 import platform
 from pathlib import Path
 
-import torch
-
+from .errors import TaskrelError
 from .precision import cpu_has_fast_bf16
+
+
+class DeviceError(TaskrelError, RuntimeError):
+    pass
+
+
+def resolve_device(name: str = "auto"):
+    """The ``torch.device`` a run trains on: ``auto`` is the GPU when one is visible, else the CPU; ``cuda`` asked
+    for without one is refused. torch is imported here, not with the module: reading records needs no torch."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("device 'cuda' asked for, but no CUDA GPU is available (use --device cpu or auto)")
+    return torch.device(name)
 
 
 def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
@@ -31,6 +46,8 @@ def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
 
 def describe() -> dict:
     """This machine, as a run records it: CPU model, cores, native bf16, and the GPU if one is visible."""
+    import torch  # here: reading a record's machine (``label``) needs no torch
+
     info = {"cpu": cpu_name(), "cores": os.cpu_count(), "native_bf16": cpu_has_fast_bf16()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

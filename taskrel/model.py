@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file
 from torch import nn
@@ -32,6 +31,7 @@ from . import __version__
 from .encoders import encoder_from_folder
 from .errors import TaskError, TaskrelError
 from .heads import HEADS, pool
+from .machine import DeviceError, resolve_device  # noqa: F401  (where callers have always found them)
 from .rundir import write_json
 from .tasks import Task, TaskSpec
 
@@ -263,15 +263,3 @@ def _load(folder: Path, meta_path: Path, device):
 
 class ModelFolderError(TaskrelError):
     """A model folder that is incomplete, inconsistent, or from a newer taskrel."""
-
-
-class DeviceError(TaskrelError, RuntimeError):
-    pass
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("device 'cuda' asked for, but no CUDA GPU is available (use --device cpu or auto)")
-    return torch.device(name)

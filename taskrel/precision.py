@@ -19,8 +19,6 @@ import contextlib
 import functools
 from pathlib import Path
 
-import torch
-
 from .config import ConfigError
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -40,11 +38,17 @@ def cpu_has_fast_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return any(f in flags for f in BF16_CPU_FLAGS)
 
 
+def _device_type(device) -> str:
+    """``cpu``, ``cuda``, ...: a device's type, from a ``torch.device`` or its name, without importing torch
+    (reading a run's precision, as ``taskrel status`` does, needs no trainer)."""
+    return device.type if hasattr(device, "type") else str(device).partition(":")[0]
+
+
 def resolve_precision(device, precision: str = "auto") -> str:
     """``"bf16"`` or ``"fp32"`` for a device and a requested precision."""
-    device = torch.device(device)
+    device_type = _device_type(device)
     if precision == "auto":
-        return "bf16" if device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16()) else "fp32"
+        return "bf16" if device_type == "cuda" or (device_type == "cpu" and cpu_has_fast_bf16()) else "fp32"
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
     return precision
@@ -58,8 +62,7 @@ def check_trainable(device, precision: str) -> None:
     """Refuse to train at a precision this machine only emulates (bf16 asked for explicitly on a CPU without
     native bf16), where a run would take about 20 times as long as in fp32 and a study's budget would mean
     nothing; ``auto`` always trains (it resolves to fp32 there)."""
-    device = torch.device(device)
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+    if precision == "bf16" and _device_type(device) == "cpu" and not cpu_has_fast_bf16():
         raise PrecisionUnavailable(
             "precision bf16 was asked for, and this CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag in "
             "/proc/cpuinfo): a training step would take about 20 times as long as in fp32 (BENCHMARKS.md). Train "
@@ -89,7 +92,8 @@ def check_resumable(recorded: str | None, device, precision: str, where) -> None
 
 def autocast(device, precision: str = "auto"):
     """The autocast context of a device and precision (a no-op for fp32)."""
-    device = torch.device(device)
+    import torch
+
     if resolve_precision(device, precision) == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(_device_type(device), dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -220,7 +220,7 @@ def tune(
 ) -> dict:
     """Run (or resume) the study until ``tc.trials`` trials have finished; write the outputs. ``keep_pruned``
     False: a pruned trial's checkpoint and model are removed (``drop_pruned``), so it cannot be continued."""
-    from .model import resolve_device
+    from .machine import resolve_device
     from .precision import check_trainable
     from .train import train
 

@@ -272,6 +272,23 @@ def test_estimate_counts_the_runs_a_study_would_train(tiny_corpus, tmp_path, cap
     assert cells == 2 * (3 + 6) and estimate(grid, tmp_path / "g", do_probe=False).runs == cells
 
 
+def test_status_reads_a_study_without_loading_the_trainer_or_the_plots(tiny_corpus, tmp_path):
+    """``taskrel status`` is run often, on a machine busy training: it reads records, so it must not pay for
+    importing transformers or seaborn (about 15 s of its 20 s under load before they were imported lazily)."""
+    import subprocess
+    import sys
+
+    study = write(tmp_path, RUNS_STUDY.format(corpus=tiny_corpus))
+    code = (
+        "import sys; from taskrel.cli import main; main(['status', sys.argv[1]]); "
+        "heavy = sorted(m for m in ('transformers', 'seaborn', 'matplotlib') if m in sys.modules); "
+        "print('HEAVY', heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(study)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout and "not started" in done.stdout
+
+
 def test_status_lists_every_declared_run_with_its_state_and_numbers(tiny_corpus, tmp_path, capsys, monkeypatch):
     from taskrel.estimate import study_runs
     from taskrel.locks import RunLock
