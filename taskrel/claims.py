@@ -23,8 +23,9 @@ study's own, Holm over its table), where the paper's value lies against our
 interval (inside, above or below) and whether our design could detect an
 effect of the paper's size (|paper| ≥ MDE). A claim whose measurement has not
 finished yet is listed as such, and so is one with fewer than ``MIN_SEEDS``
-paired seeds (its interval would cover test sentences alone). Claims describe what a study is compared with,
-not how it runs: they may be added to a study already under way. A claim may
+paired seeds (its interval would cover test sentences alone). Claims describe
+what a study is compared with, not how it runs: they may be added to a study
+already under way. A claim may
 carry ``why:``, one line on why ours may differ for reasons other than the
 method; claims.csv also holds each arm's mean ± std over seeds.
 

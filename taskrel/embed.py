@@ -162,7 +162,8 @@ def embed(ec: EmbedConfig, out, progress: bool = True, log=say) -> dict:
     import torch
 
     from .data import encode
-    from .model import load, resolve_device
+    from .machine import resolve_device
+    from .model import load
 
     out = Path(out)
     folders = style_folders(ec, out)

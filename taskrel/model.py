@@ -31,7 +31,6 @@ from . import __version__
 from .encoders import encoder_from_folder
 from .errors import TaskError, TaskrelError
 from .heads import HEADS, pool
-from .machine import DeviceError, resolve_device  # noqa: F401  (where callers have always found them)
 from .rundir import write_json
 from .tasks import Task, TaskSpec
 

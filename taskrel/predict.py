@@ -8,7 +8,8 @@ from pathlib import Path
 from .corpus import Sentence, entity_spans, is_docstart, read_conll, read_lines, split_words
 from .data import encode
 from .evaluate import predict
-from .model import load, resolve_device
+from .machine import resolve_device
+from .model import load
 
 CONLL_SUFFIXES = (".tsv", ".conll", ".iob", ".bio")
 

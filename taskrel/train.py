@@ -42,7 +42,8 @@ from .errors import TaskrelError
 from .evaluate import evaluate, main_score, predict, score_all
 from .locks import RunLock
 from .logs import run_log, say
-from .model import MultiTaskModel, resolve_device
+from .machine import resolve_device
+from .model import MultiTaskModel
 from .precision import autocast, check_resumable, check_trainable, resolve_precision
 from .rundir import CHECKPOINT, RunDir, check_same_settings, read_records, write_json
 from .sources import all_tasks, load_sources, subset_seed

@@ -165,7 +165,7 @@ def test_bf16_autocast_path_runs(pooling):
 
 
 def test_cuda_asked_for_without_a_gpu_is_a_clear_error():
-    from taskrel.model import resolve_device
+    from taskrel.machine import resolve_device
 
     if torch.cuda.is_available():
         assert resolve_device("auto").type == "cuda"
