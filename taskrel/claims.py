@@ -392,14 +392,15 @@ def scorecard_markdown(rows: list[dict]) -> str:
 def scorecard_summary(rows: list[dict]) -> str:
     """The short table (a project README's results): the measured claims only, Δ and verdict, and a line
     counting the claims not measured yet."""
-    body = []
+    body, early = [], 0
     for r in rows:
         c = _cells(r)
         if c["measured"]:
             body.append([r["claim"], _points(r["paper"]), c["delta"], c["seeds"], c["verdict"], r["where"]])
+        elif not pd.isna(r.get("seeds")):  # under way, at fewer than MIN_SEEDS paired seeds
+            early += 1
     header = ["claim (paper)", "paper Δ", "ours: Δ (95% CI)", "seeds", "verdict", "where"]
     text = _table(header, "|---|---:|---:|---|---|---|", body)
-    early = sum(1 for r in rows if not _cells(r)["measured"] and not pd.isna(r.get("seeds")))
     waiting = len(rows) - len(body) - early
     if waiting:
         text += f"\n{waiting} more claim{'s' if waiting > 1 else ''} designed, not measured yet.\n"

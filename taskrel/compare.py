@@ -58,6 +58,11 @@ def mde(se: float, seeds: int) -> float:
     return MDE_FACTOR * se if seeds >= MIN_SEEDS else float("nan")
 
 
+def format_mde(m: float) -> str:
+    """An MDE in points for a report's table; "–" where there is none (below ``MIN_SEEDS``)."""
+    return f"{100 * m:.2f}" if m == m else "–"
+
+
 def paired_stats(
     var_scores: list[float], base_scores: list[float], stats_v: list, stats_b: list, samples: int, unit: str, docs
 ) -> dict:
@@ -213,7 +218,7 @@ def format_comparisons(table: pd.DataFrame) -> pd.DataFrame:
             "p Holm": [format_p(p) for p in table["p_adjusted"]],
             "p seeds": [format_p(p) for p in table["p_seeds"]],
             "ASO ε": [f"{e:.2f}" if e == e else "–" for e in table.get("aso_eps", [float("nan")] * len(table))],
-            "MDE": [f"{100 * m:.2f}" if m == m else "–" for m in table["mde"]],
+            "MDE": [format_mde(m) for m in table["mde"]],
             "seeds": table["seeds"],
             "converged": [
                 c if ok else f"**{c} (not all converged)**" for c, ok in zip(table["converged"], table["all_converged"])

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from .claims import claims_blocks
+from .compare import format_mde
 from .config import ConfigError
 from .kinds import kinds_of
 from .significance import format_p
@@ -94,9 +95,7 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
                 "ASO ε": transfer["aso_eps"].map(lambda e: f"{e:.2f}" if e == e else "–")
                 if "aso_eps" in transfer
                 else "–",
-                "MDE": transfer["mde"].map(lambda m: f"{100 * m:.2f}" if m == m else "–")
-                if "mde" in transfer
-                else "n/a",
+                "MDE": transfer["mde"].map(format_mde) if "mde" in transfer else "n/a",
                 "converged": transfer["converged"].map(lambda c: "yes" if c else "**no**")
                 if "converged" in transfer
                 else "unknown",
@@ -191,7 +190,7 @@ def _contrast_blocks(c: pd.DataFrame, alpha: float) -> list[Block]:
             ],
             "p": [format_p(p, f) for p, f in zip(c["p"], c["p_floor"])],
             "p Holm": c["p_adjusted"].map(format_p),
-            "MDE": c["mde"].map(lambda m: f"{100 * m:.2f}" if m == m else "–"),
+            "MDE": c["mde"].map(format_mde),
             "joint": c["joint"].map(lambda j: "yes" if j else "no"),
             "seeds": c["seeds"],
             "converged": c["converged"].map(lambda x: "yes" if x else "**no**"),
