@@ -220,7 +220,7 @@ def run_grid_cmd(a) -> int:
         grid, a.out, progress=not a.no_progress, storage=a.storage, study=a.study, heartbeat=a.heartbeat, grace=a.grace
     )
     if len(transfer):
-        cols = ["main", "secondary", "mean_delta", "std_delta", "p_bootstrap", "significant"]
+        cols = ["main", "secondary", "mean_delta", "std_delta", "p", "significant"]
         print(transfer[cols].to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
     return 0
 
@@ -302,7 +302,7 @@ def _after_tuning(a) -> int:
         measure_pruning(tc, a.out, a.storage, a.study, not a.no_progress, continue_pruned=a.continue_pruned)
     if a.confirm:
         table = confirm(tc, best, a.out, [int(s) for s in a.seeds], a.arms or ARMS, progress=not a.no_progress)
-        cols = ["arm", "n_seeds", "test_mean", "test_std", "delta_vs_single", "p_bootstrap", "p_seeds"]
+        cols = ["arm", "n_seeds", "test_mean", "test_std", "delta_vs_single", "p", "p_seeds"]
         print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 

@@ -4,22 +4,25 @@ For a ``runs`` study with ``baseline: VARIANT``, every other variant is
 compared with the baseline on each corpus, seeds paired by index (same
 training subset, same seed). Per comparison:
 
-- the per-seed Δ of the main task's test score, their mean and std, and a
-  seed t-test;
-- a hierarchical paired bootstrap (``significance.hierarchical_bootstrap``:
-  seeds, then blocks of test sentences) with its 95% interval (unadjusted)
-  and p-value;
+- the per-seed Δ of the main task's test score, their mean and std;
+- two levels, both required (``significance.both_levels``): a hierarchical
+  paired bootstrap (``significance.hierarchical_bootstrap``: seeds, then
+  blocks of test sentences) and a t-test of the per-seed Δ (k − 1 degrees of
+  freedom); ``p`` is the larger of their p-values (``p_bootstrap``,
+  ``p_seeds``), the 95% interval (unadjusted) the hull of theirs;
 - ``p_adjusted``: Holm over the family, which is the whole table (every
   variant and corpus of the study);
-- ``mde``: the smallest |Δ| this design would detect (2.8 bootstrap standard
-  errors: two-sided 5% level, 80% power); none below two paired seeds, where
+- ``mde``: the smallest |Δ| this design would detect (two-sided 5% level, 80%
+  power), the larger of the two levels' (2.8 bootstrap standard errors;
+  (t_0.975 + t_0.8) seed standard errors); none below two paired seeds, where
   no verdict is drawn;
 - ``verdict``: ``helps``/``hurts`` when the adjusted p is below alpha and
   every run of both arms converged, else ``undetermined``;
 - with two corpora or more, a ``pooled`` row per comparison: the unweighted
-  mean Δ over the corpora (the paper's "on average"), its interval and p from
-  the corpora's bootstrap draws combined (``significance.pooled_bootstrap``),
-  in the same Holm family;
+  mean Δ over the corpora (the paper's "on average"), its bootstrap from the
+  corpora's draws combined (``significance.pooled_bootstrap``), its seed level
+  from theirs (``significance.combined_level``: Welch–Satterthwaite), in the
+  same Holm family;
 - ``aso_eps``: Almost Stochastic Order's ε_min over the seed scores
   (``significance.aso_epsilon``), a second opinion that verdicts do not use.
 
@@ -37,47 +40,39 @@ import pandas as pd
 from .corpus import load_corpus
 from .rundir import RunDir
 from .significance import (
-    MIN_SEEDS,
     aso_epsilon,
+    both_levels,
+    combined_level,
     format_p,
     hierarchical_bootstrap,
     holm,
     pooled_bootstrap,
     prediction_stats,
-    seed_ttest,
+    seed_level,
+    t_level,
     verdict,
 )
 from .tasks import TaskSpec
-
-MDE_FACTOR = 2.8  # (z_0.975 + z_0.8) standard errors
-
-
-def mde(se: float, seeds: int) -> float:
-    """The smallest |Δ| a design detects (two-sided 5%, 80% power) from its bootstrap standard error; NaN below
-    ``MIN_SEEDS`` paired seeds, where no verdict is drawn (the error would cover test sentences alone)."""
-    return MDE_FACTOR * se if seeds >= MIN_SEEDS else float("nan")
-
-
-def format_mde(m: float) -> str:
-    """An MDE in points for a report's table; "–" where there is none (below ``MIN_SEEDS``)."""
-    return f"{100 * m:.2f}" if m == m else "–"
 
 
 def paired_stats(
     var_scores: list[float], base_scores: list[float], stats_v: list, stats_b: list, samples: int, unit: str, docs
 ) -> dict:
-    """The statistics of one paired comparison (seeds paired by index): Δ per seed, their mean and std, the seed
-    t-test, ASO, and the hierarchical bootstrap's p, interval and MDE (``boot``: its full result). Without
-    the prediction statistics of every run (``None`` where a run's predictions are missing) the bootstrap's
-    entries are NaN and ``boot`` is None."""
+    """The statistics of one paired comparison (seeds paired by index): Δ per seed, their mean and std, ASO, the
+    seed level (``level``) and, from both levels, p, interval and MDE (``significance.both_levels``; ``boot``: the
+    bootstrap's full result). Without the prediction statistics of every run (``None`` where a run's predictions
+    are missing) the bootstrap's entries are NaN, ``boot`` is None and the seed level's p stands alone."""
     deltas = [v - b for v, b in zip(var_scores, base_scores)]
     nan = float("nan")
+    level = seed_level(deltas)
     st = {
         "delta": float(np.mean(deltas)),
         "delta_std": float(np.std(deltas, ddof=1)) if len(deltas) > 1 else nan,
         "deltas": deltas,
-        "p_seeds": seed_ttest(deltas),
+        "level": level,
+        "p_seeds": t_level(level)["p"],
         "aso_eps": aso_epsilon(var_scores, base_scores),
+        "p_bootstrap": nan,
         "p": nan,
         "p_floor": False,
         "ci_low": nan,
@@ -88,14 +83,12 @@ def paired_stats(
     if any(x is None for x in stats_v + stats_b):
         return st
     boot = hierarchical_bootstrap(stats_v, stats_b, samples=samples, seed=0, unit=unit, docs=docs)
-    return st | {
-        "p": boot["p"],
-        "p_floor": boot["p_floor"],
-        "ci_low": boot["ci_low"],
-        "ci_high": boot["ci_high"],
-        "mde": mde(boot["se"], len(deltas)),
-        "boot": boot,
-    }
+    return st | both_levels(boot, level, len(deltas)) | {"boot": boot}
+
+
+def format_mde(m: float) -> str:
+    """An MDE in points for a report's table; "–" where there is none (below ``MIN_SEEDS``)."""
+    return f"{100 * m:.2f}" if m == m else "–"
 
 
 def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10", alpha: float = 0.05) -> pd.DataFrame:
@@ -133,9 +126,9 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
             stats_b = [prediction_stats(p[3].predictions, main, task, gold) for p in pairs]
             stats_v = [prediction_stats(p[4].predictions, main, task, gold) for p in pairs]
             st = paired_stats(var_scores, base_scores, stats_v, stats_b, samples, unit, docs)
-            boot = st.pop("boot")
+            boot, level = st.pop("boot"), st.pop("level")
             converged = [bool(p[3].converged) and bool(p[4].converged) for p in pairs]
-            boots.setdefault((variant, baseline), []).append((boot, len(pairs), converged, base_scores, var_scores))
+            boots.setdefault((variant, baseline), []).append((boot, len(pairs), converged, level))
             rows.append(
                 {
                     "corpus": name,
@@ -170,14 +163,16 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
 def _pooled_row(variant: str, baseline: str, rows: list[dict], parts: list, unit: str) -> dict:
     """The comparison pooled over corpora (see the module's docstring)."""
     pooled = pooled_bootstrap([b for b, *_ in parts])
+    level = combined_level([lv for *_, lv in parts], [1 / len(parts)] * len(parts))
+    seeds = min(n for _, n, *_ in parts)
     mine = [r for r in rows if r["variant"] == variant and r["baseline"] == baseline]
-    converged = [c for _, _, cs, _, _ in parts for c in cs]
+    converged = [c for _, _, cs, _ in parts for c in cs]
     return {
         "corpus": "pooled",
         "variant": variant,
         "baseline": baseline,
         "metric": "/".join(sorted({r["metric"] for r in mine})),
-        "seeds": min(n for _, n, *_ in parts),
+        "seeds": seeds,
         "baseline_mean": float(np.mean([r["baseline_mean"] for r in mine])),
         "baseline_std": float("nan"),
         "variant_mean": float(np.mean([r["variant_mean"] for r in mine])),
@@ -185,13 +180,8 @@ def _pooled_row(variant: str, baseline: str, rows: list[dict], parts: list, unit
         "delta": pooled["delta"],
         "delta_std": float("nan"),
         "deltas": json.dumps({r["corpus"]: round(r["delta"], 5) for r in mine}),
-        "p_seeds": float("nan"),
         "aso_eps": float("nan"),
-        "p": pooled["p"],
-        "p_floor": pooled["p_floor"],
-        "ci_low": pooled["ci_low"],
-        "ci_high": pooled["ci_high"],
-        "mde": mde(pooled["se"], min(n for _, n, *_ in parts)),
+        **both_levels(pooled, level, seeds),
         "unit": f"mean over {len(parts)} corpora ({unit})",
         "converged": f"{sum(converged)}/{len(converged)}",
         "all_converged": all(converged),
@@ -216,6 +206,7 @@ def format_comparisons(table: pd.DataFrame) -> pd.DataFrame:
             ],
             "p": [format_p(p, f) for p, f in zip(table["p"], table["p_floor"])],
             "p Holm": [format_p(p) for p in table["p_adjusted"]],
+            "p bootstrap": [format_p(p) for p in table.get("p_bootstrap", table["p"])],
             "p seeds": [format_p(p) for p in table["p_seeds"]],
             "ASO ε": [f"{e:.2f}" if e == e else "–" for e in table.get("aso_eps", [float("nan")] * len(table))],
             "MDE": [format_mde(m) for m in table["mde"]],

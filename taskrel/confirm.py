@@ -16,11 +16,12 @@ and scored on test:
 Runs go to ``TUNE_DIR/confirm/ARM/seedK`` (a killed comparison resumes).
 ``runs.csv`` has a row per run; ``comparison.csv`` per arm the mean ± std of the
 main task's test score, its Δ against ``single`` with the statistics of the
-studies (``compare.py``: seeds paired, hierarchical bootstrap over seeds and
-blocks of 10 test sentences, its 95% interval, Holm over the arms, the minimum
+studies (``compare.py``: seeds paired, the hierarchical bootstrap over seeds and
+blocks of 10 test sentences and the t-test over seeds both required, the hull of
+their 95% intervals, Holm over the arms, the minimum
 detectable effect, a verdict ``helps``/``hurts`` only where the adjusted p is
-below 0.05 and every run converged, else ``undetermined``), the t-test over
-seeds, how many runs converged, and the mean training time per run.
+below 0.05 and every run converged, else ``undetermined``), how many runs
+converged, and the mean training time per run.
 
 The dynamic-method arms run with their defaults (``weighting_lr``,
 ``gradnorm_alpha``): they get no tuning budget of their own, while ``tuned`` had
@@ -192,6 +193,7 @@ def compare(
             "delta_vs_single": math.nan,
             "ci_low": math.nan,
             "ci_high": math.nan,
+            "p": math.nan,
             "p_bootstrap": math.nan,
             "p_floor": False,
             "mde": math.nan,
@@ -212,12 +214,12 @@ def compare(
                 "block:10",
                 docs,
             )
-            row |= {k: st[k] for k in ("ci_low", "ci_high", "p_floor", "mde", "p_seeds", "aso_eps")}
-            row |= {"delta_vs_single": st["delta"], "p_bootstrap": st["p"]}
+            row |= {k: st[k] for k in ("ci_low", "ci_high", "p", "p_bootstrap", "p_floor", "mde", "p_seeds", "aso_eps")}
+            row |= {"delta_vs_single": st["delta"]}
         rows.append(row)
     table = pd.DataFrame(rows)
     if len(table):
-        table["p_adjusted"] = holm(table["p_bootstrap"])
+        table["p_adjusted"] = holm(table["p"])
         table["verdict"] = [
             "–"
             if r.arm == "single"
@@ -236,8 +238,8 @@ def comparison_markdown(table: pd.DataFrame, main: str, metric: str) -> str:
     """The comparison as a Markdown table (scores and Δ in points)."""
     lines = [
         f"| arm | weighting | tuned | seeds | converged | test {main} {metric} | dev | Δ vs single (95% CI) "
-        "| p | p Holm | p (seeds) | ASO ε | MDE | verdict | train s/run | CPU s/run |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "| p | p Holm | p (bootstrap) | p (seeds) | ASO ε | MDE | verdict | train s/run | CPU s/run |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in table.itertuples():
         std = f" ± {100 * r.test_std:.2f}" if np.isfinite(r.test_std) else ""
@@ -250,7 +252,8 @@ def comparison_markdown(table: pd.DataFrame, main: str, metric: str) -> str:
         lines.append(
             f"| {r.arm} | {r.weighting} | {'yes' if r.tuned else 'no'} | {r.n_seeds} | {r.converged} "
             f"| {100 * r.test_mean:.2f}{std} | {100 * r.dev_mean:.2f} | {delta} "
-            f"| {format_p(r.p_bootstrap, r.p_floor)} | {format_p(r.p_adjusted)} | {format_p(r.p_seeds)} "
+            f"| {format_p(r.p, r.p_floor)} | {format_p(r.p_adjusted)} | {format_p(r.p_bootstrap)} "
+            f"| {format_p(r.p_seeds)} "
             f"| {f'{r.aso_eps:.2f}' if np.isfinite(r.aso_eps) else '–'} | {mde} "
             f"| {r.verdict} | {r.train_seconds_per_run:.1f} "
             f"| {f'{r.cpu_seconds_per_run:.0f}' if np.isfinite(r.cpu_seconds_per_run) else '–'} |"

@@ -27,11 +27,19 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .compare import mde, paired_stats
+from .compare import paired_stats
 from .config import GRACE, ConfigError, GridConfig, RunConfig
 from .logs import say
 from .rundir import RunDir, record_study
-from .significance import bootstrap_summary, holm, prediction_stats, verdict
+from .significance import (
+    bootstrap_summary,
+    both_levels,
+    combined_level,
+    holm,
+    prediction_stats,
+    seed_level,
+    verdict,
+)
 from .sources import all_tasks, load_sources
 from .tasks import TaskSpec
 from .workers import pool as worker_pool
@@ -297,17 +305,19 @@ def collect_runs(out: Path, grid: GridConfig) -> pd.DataFrame:
 def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame, boots: dict | None = None) -> pd.DataFrame:
     """``transfer.csv``: per ordered pair, final and speed transfer per seed, their means, and the verdict.
 
-    Final transfer ``mean_delta``: Δ of the dev-selected test scores. Its
-    interval and ``p_bootstrap`` come from the hierarchical paired bootstrap
-    (seeds, then blocks of 10 test sentences: ``significance.hierarchical_bootstrap``);
-    ``p_adjusted`` is Holm over the grid's pairs (one family: one grid at one
-    pair weight); ``verdict`` is ``helps``/``hurts`` only where the adjusted p
-    is below alpha, every run of both arms converged and there are two seeds
-    or more; else ``undetermined``. ``significant`` means a verdict other than
+    Final transfer ``mean_delta``: Δ of the dev-selected test scores. It is
+    tested at two levels, both required (``significance.both_levels``): the
+    hierarchical paired bootstrap (seeds, then blocks of 10 test sentences:
+    ``p_bootstrap``) and a t-test of the per-seed Δ (``p_seeds``); ``p`` is the
+    larger, the interval the hull of both, and ``p_adjusted`` is Holm of ``p``
+    over the grid's pairs (one family: one grid at one pair weight);
+    ``verdict`` is ``helps``/``hurts`` only where the adjusted p is below
+    alpha, every run of both arms converged and there are two seeds or more;
+    else ``undetermined``. ``significant`` means a verdict other than
     undetermined. ``aso_eps``: Almost Stochastic Order over the seed scores, a
     second opinion the verdicts do not use. Speed transfer ``delta_aulc``: Δ of the area under the main
     task's dev curve over the longer run's epochs (``aulc``), mean over seeds. ``boots``, when given, receives
-    each pair's seeds and bootstrap result (``contrast_table`` reads their draws).
+    each pair's seeds, bootstrap result, per-seed Δ and seed level (``contrast_table`` reads them).
     """
     sources = load_sources(grid.base)
     tasks = all_tasks(sources)
@@ -334,7 +344,7 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame, boots: dict 
                 [s.doc for s in test_of[m]],
             )
             if boots is not None and st["boot"] is not None:
-                boots[(m, x)] = (seeds, st["boot"])
+                boots[(m, x)] = (seeds, st["boot"], st["deltas"], st["level"])
             speed = []
             converged = True
             for s in seeds:
@@ -349,8 +359,10 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame, boots: dict 
                     "metric": tasks[m].main_metric,
                     "mean_delta": st["delta"],
                     "std_delta": st["delta_std"],
-                    "p_bootstrap": st["p"],
-                    **{k: st[k] for k in ("p_floor", "ci_low", "ci_high", "mde", "p_seeds", "aso_eps")},
+                    **{
+                        k: st[k]
+                        for k in ("p", "p_bootstrap", "p_floor", "ci_low", "ci_high", "mde", "p_seeds", "aso_eps")
+                    },
                     "n_seeds": len(seeds),
                     "converged": converged,
                     "deltas": ";".join(f"{d:.6f}" for d in st["deltas"]),
@@ -360,7 +372,7 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame, boots: dict 
             )
     table = pd.DataFrame(rows)
     if len(table):
-        table["p_adjusted"] = holm(table["p_bootstrap"])
+        table["p_adjusted"] = holm(table["p"])
         table["verdict"] = [
             verdict(d, p, c, n, grid.alpha)
             for d, p, c, n in zip(table["mean_delta"], table["p_adjusted"], table["converged"], table["n_seeds"])
@@ -371,10 +383,12 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame, boots: dict 
 
 def contrast_table(grid: GridConfig, transfer: pd.DataFrame, boots: dict) -> pd.DataFrame:
     """``contrasts.csv``: per contrast ``A|B vs C|D`` (``grid.contrasts``), the difference of the two final
-    transfers Δ(A|B) − Δ(C|D) with its interval and p from the pairs' bootstrap draws. Tasks of one corpus share
-    the test sentences, and both pairs were bootstrapped with the same generator seed over the same seeds and
-    test units, so the b-th draws come from the same resample and their difference is a joint bootstrap; across
-    corpora (other test sentences) the draws are combined independently (``pooled_bootstrap``'s shuffle). Holm
+    transfers Δ(A|B) − Δ(C|D), tested at both levels (``significance.both_levels``). Bootstrap: from the pairs'
+    draws. Tasks of one corpus share the test sentences, and both pairs were bootstrapped with the same generator
+    seed over the same seeds and test units, so the b-th draws come from the same resample and their difference
+    is a joint bootstrap; across corpora (other test sentences) the draws are combined independently
+    (``pooled_bootstrap``'s shuffle). Seed level: a t-test of the per-seed differences where the seeds are
+    shared, else the two seed levels combined (``combined_level``, Welch–Satterthwaite). Holm
     over the contrasts (a family of its own); ``verdict`` says which transfer is larger only where the adjusted
     p is below alpha and every run of the four cells converged, else ``undetermined``."""
     corpus = lambda spec: TaskSpec.parse(spec).corpus_key(grid.base.data.data)  # noqa: E731
@@ -384,11 +398,17 @@ def contrast_table(grid: GridConfig, transfer: pd.DataFrame, boots: dict) -> pd.
         a, b = tuple(first.split("|")), tuple(second.split("|"))
         if a not in by_pair or b not in by_pair or a not in boots or b not in boots:
             continue  # a pair not finished yet
-        (seeds_a, boot_a), (seeds_b, boot_b) = boots[a], boots[b]
+        (seeds_a, boot_a, deltas_a, level_a), (seeds_b, boot_b, deltas_b, level_b) = boots[a], boots[b]
         ra, rb = by_pair[a], by_pair[b]
         same_test = corpus(a[0]) == corpus(b[0]) and seeds_a == seeds_b
         draws_b = boot_b["draws"] if same_test else np.random.default_rng(1).permutation(boot_b["draws"])
         summary = bootstrap_summary(ra.mean_delta - rb.mean_delta, boot_a["draws"] - draws_b)
+        if same_test:  # the same seeds of the same main-task runs: the per-seed differences are paired
+            level = seed_level([x - y for x, y in zip(deltas_a, deltas_b)])
+        else:
+            level = combined_level([level_a, level_b], [1, -1])
+        seeds = min(ra.n_seeds, rb.n_seeds)
+        both = both_levels(summary, level, seeds)
         row = {
             "first": first,
             "second": second,
@@ -397,13 +417,9 @@ def contrast_table(grid: GridConfig, transfer: pd.DataFrame, boots: dict) -> pd.
             "delta_first": ra.mean_delta,
             "delta_second": rb.mean_delta,
             "difference": summary["delta"],
-            "ci_low": summary["ci_low"],
-            "ci_high": summary["ci_high"],
-            "p": summary["p"],
-            "p_floor": summary["p_floor"],
-            "mde": mde(summary["se"], min(ra.n_seeds, rb.n_seeds)),
+            **both,
             "joint": same_test,
-            "seeds": min(ra.n_seeds, rb.n_seeds),
+            "seeds": seeds,
             "converged": bool(ra.converged) and bool(rb.converged),
         }
         rows.append(row)

@@ -292,7 +292,7 @@ def comparison_forest(table: pd.DataFrame, path: Path | None = None):
     ax.invert_yaxis()
     ax.set_xlabel(f"Δ test {rows[0].metric}{f' vs {rows[0].baseline}' if one_baseline else ''} (points)")
     ax.set_title(
-        "Mean Δ with 95% interval (hierarchical bootstrap)\ndots: per-seed Δ; diamonds: each corpus's mean Δ "
+        "Mean Δ with 95% interval (bootstrap and seed t-test, hull)\ndots: per-seed Δ; diamonds: each corpus's mean Δ "
         "(pooled rows)\ngrey: ± minimum detectable effect",
         fontsize=8,
     )

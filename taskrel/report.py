@@ -89,8 +89,12 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
                 "95% CI": [
                     f"[{100 * lo:+.2f}, {100 * hi:+.2f}]" for lo, hi in zip(transfer["ci_low"], transfer["ci_high"])
                 ],
-                "p": [format_p(p, f) for p, f in zip(transfer["p_bootstrap"], transfer.get("p_floor", False))],
+                "p": [
+                    format_p(p, f)
+                    for p, f in zip(transfer.get("p", transfer["p_bootstrap"]), transfer.get("p_floor", False))
+                ],
                 "p Holm": transfer["p_adjusted"].map(format_p) if "p_adjusted" in transfer else "n/a",
+                "p (bootstrap)": transfer["p_bootstrap"].map(format_p),
                 "p (seeds)": transfer["p_seeds"].map(format_p),
                 "ASO ε": transfer["aso_eps"].map(lambda e: f"{e:.2f}" if e == e else "–")
                 if "aso_eps" in transfer
@@ -110,15 +114,17 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
             (
                 "p",
                 "Final transfer Δ = score(main trained with secondary) − score(main alone), each selected on dev, "
-                "per seed, then mean ± std over seeds, in points (×100). Its unadjusted 95% interval and p come "
-                "from a hierarchical paired bootstrap (seeds, then blocks of 10 test sentences); p Holm is adjusted "
-                "over the grid; p (seeds): t-test of the per-seed Δ. Verdict: helps or hurts only where the "
+                "per seed, then mean ± std over seeds, in points (×100). It is tested at two levels, both required: "
+                "a hierarchical paired bootstrap (seeds, then blocks of 10 test sentences; p (bootstrap)) and a "
+                "t-test of the per-seed Δ (p (seeds)); p is the larger, the unadjusted 95% interval the hull of "
+                "both, p Holm adjusts p over the grid. Verdict: helps or hurts only where the "
                 f"adjusted p < {grid.alpha}, every run converged and there are at least 2 seeds; otherwise "
                 "undetermined, and an undetermined cell is not a finding. MDE: the smallest |Δ| this design detects "
-                "(5%, 80% power; none below 2 seeds). Speed Δ: difference of the areas under the main task's dev "
-                "curve (how fast it learns), which says nothing about the final score. ASO ε: Almost Stochastic "
-                "Order's ε_min over the seed scores (from 3 seeds; below 0.5 the pair tends to beat the task "
-                "alone, below 0.2 clearly), a second, unpaired opinion that the verdicts do not use.",
+                "(5%, 80% power; the larger of the two levels'; none below 2 seeds). Speed Δ: difference of the "
+                "areas under the main task's dev curve (how fast it learns), which says nothing about the final "
+                "score. ASO ε: Almost Stochastic Order's ε_min over the seed scores (from 3 seeds; below 0.5 the "
+                "pair tends to beat the task alone, below 0.2 clearly), a second, unpaired opinion that the "
+                "verdicts do not use.",
             ),
             ("table", t),
         ]
@@ -174,8 +180,10 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
 def _contrast_blocks(c: pd.DataFrame, alpha: float) -> list[Block]:
     """A grid's ``contrasts.csv``: one transfer against another."""
     text = (
-        "Difference of two final transfers, Δ(first) − Δ(second), in points. Interval and p from the two pairs' "
-        "bootstrap draws (one resample for both where they share the test sentences: `joint`); Holm over the "
+        "Difference of two final transfers, Δ(first) − Δ(second), in points, tested at two levels, both "
+        "required: the two pairs' bootstrap draws (one resample for both where they share the test sentences: "
+        "`joint`) and a t-test of the per-seed differences (where the seeds are shared; else the two seed "
+        "levels combined, Welch–Satterthwaite). p is the larger, the interval the hull of both; Holm over the "
         f"contrasts; a verdict only where the adjusted p < {alpha} and every run of the four cells converged."
     )
     table = pd.DataFrame(
@@ -190,6 +198,8 @@ def _contrast_blocks(c: pd.DataFrame, alpha: float) -> list[Block]:
             ],
             "p": [format_p(p, f) for p, f in zip(c["p"], c["p_floor"])],
             "p Holm": c["p_adjusted"].map(format_p),
+            "p (bootstrap)": c["p_bootstrap"].map(format_p) if "p_bootstrap" in c else "n/a",
+            "p (seeds)": c["p_seeds"].map(format_p) if "p_seeds" in c else "n/a",
             "MDE": c["mde"].map(format_mde),
             "joint": c["joint"].map(lambda j: "yes" if j else "no"),
             "seeds": c["seeds"],
@@ -268,11 +278,13 @@ def study_blocks(folder: Path) -> list[Block]:
             ),
             (
                 "p",
-                "Δ is the mean over paired seeds; its interval and p come from a hierarchical paired bootstrap "
-                "(seeds, then blocks of 10 test sentences); intervals unadjusted, verdicts on Holm-adjusted p "
-                "over the whole table, and only where every run converged and there are at least 2 paired seeds "
-                "(below that, the interval covers test sentences alone). MDE: the smallest |Δ| this design "
-                "detects at 5% with 80% power; none below 2 seeds.",
+                "Δ is the mean over paired seeds, tested at two levels, both required: a hierarchical paired "
+                "bootstrap (seeds, then blocks of 10 test sentences; p bootstrap) and a t-test of the per-seed Δ "
+                "(p seeds; for a pooled row, the corpora's seed levels combined, Welch–Satterthwaite). p is the "
+                "larger and the interval the hull of both (unadjusted); verdicts on Holm-adjusted p over the whole "
+                "table, and only where every run converged and there are at least 2 paired seeds (below that, "
+                "the interval covers test sentences alone). MDE: the smallest |Δ| this design detects at 5% with "
+                "80% power, the larger of the two levels'; none below 2 seeds.",
             ),
             ("table", format_comparisons(comp)),
         ]
