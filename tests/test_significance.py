@@ -3,7 +3,7 @@ import pytest
 from seqeval.metrics import f1_score
 from seqeval.scheme import IOB2
 
-from taskrel.significance import paired_bootstrap, score_from_stats, seed_ttest, sentence_stats
+from taskrel.significance import paired_bootstrap, score_from_stats, seed_level, sentence_stats, t_level
 from taskrel.tasks import build_tasks
 
 TASKS = build_tasks(["ner", "bcls"], ["O", "B-X", "I-X", "B-Y", "I-Y"])
@@ -57,6 +57,10 @@ def test_delta_averages_over_seeds():
     s = lambda k: sentence_stats(TASKS["bcls"], gold, ["1"] * k + ["0"] * (10 - k))  # noqa: E731
     result = paired_bootstrap([s(6), s(8)], [s(5), s(5)], samples=200)
     assert result["delta"] == pytest.approx(((0.6 - 0.5) + (0.8 - 0.5)) / 2)
+
+
+def seed_ttest(deltas):
+    return t_level(seed_level(deltas))["p"]
 
 
 def test_seed_ttest():
