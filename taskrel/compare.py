@@ -59,7 +59,7 @@ def paired_stats(
     var_scores: list[float], base_scores: list[float], stats_v: list, stats_b: list, samples: int, unit: str, docs
 ) -> dict:
     """The statistics of one paired comparison (seeds paired by index): Δ per seed, their mean and std, ASO, the
-    seed level (``level``) and, from both levels, p, interval and MDE (``significance.both_levels``; ``boot``: the
+    seed level's p and, from both levels, p, interval and MDE (``significance.both_levels``; ``boot``: the
     bootstrap's full result). Without the prediction statistics of every run (``None`` where a run's predictions
     are missing) the bootstrap's entries are NaN, ``boot`` is None and the seed level's p stands alone."""
     deltas = [v - b for v, b in zip(var_scores, base_scores)]
@@ -69,7 +69,6 @@ def paired_stats(
         "delta": float(np.mean(deltas)),
         "delta_std": float(np.std(deltas, ddof=1)) if len(deltas) > 1 else nan,
         "deltas": deltas,
-        "level": level,
         "p_seeds": t_level(level)["p"],
         "aso_eps": aso_epsilon(var_scores, base_scores),
         "p_bootstrap": nan,
@@ -126,9 +125,9 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
             stats_b = [prediction_stats(p[3].predictions, main, task, gold) for p in pairs]
             stats_v = [prediction_stats(p[4].predictions, main, task, gold) for p in pairs]
             st = paired_stats(var_scores, base_scores, stats_v, stats_b, samples, unit, docs)
-            boot, level = st.pop("boot"), st.pop("level")
+            boot = st.pop("boot")
             converged = [bool(p[3].converged) and bool(p[4].converged) for p in pairs]
-            boots.setdefault((variant, baseline), []).append((boot, len(pairs), converged, level))
+            boots.setdefault((variant, baseline), []).append((boot, len(pairs), converged, seed_level(st["deltas"])))
             rows.append(
                 {
                     "corpus": name,

@@ -317,7 +317,7 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame, boots: dict 
     undetermined. ``aso_eps``: Almost Stochastic Order over the seed scores, a
     second opinion the verdicts do not use. Speed transfer ``delta_aulc``: Δ of the area under the main
     task's dev curve over the longer run's epochs (``aulc``), mean over seeds. ``boots``, when given, receives
-    each pair's seeds, bootstrap result, per-seed Δ and seed level (``contrast_table`` reads them).
+    each pair's seeds, bootstrap result and per-seed Δ (``contrast_table`` reads them).
     """
     sources = load_sources(grid.base)
     tasks = all_tasks(sources)
@@ -344,7 +344,7 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame, boots: dict 
                 [s.doc for s in test_of[m]],
             )
             if boots is not None and st["boot"] is not None:
-                boots[(m, x)] = (seeds, st["boot"], st["deltas"], st["level"])
+                boots[(m, x)] = (seeds, st["boot"], st["deltas"])
             speed = []
             converged = True
             for s in seeds:
@@ -398,7 +398,7 @@ def contrast_table(grid: GridConfig, transfer: pd.DataFrame, boots: dict) -> pd.
         a, b = tuple(first.split("|")), tuple(second.split("|"))
         if a not in by_pair or b not in by_pair or a not in boots or b not in boots:
             continue  # a pair not finished yet
-        (seeds_a, boot_a, deltas_a, level_a), (seeds_b, boot_b, deltas_b, level_b) = boots[a], boots[b]
+        (seeds_a, boot_a, deltas_a), (seeds_b, boot_b, deltas_b) = boots[a], boots[b]
         ra, rb = by_pair[a], by_pair[b]
         same_test = corpus(a[0]) == corpus(b[0]) and seeds_a == seeds_b
         draws_b = boot_b["draws"] if same_test else np.random.default_rng(1).permutation(boot_b["draws"])
@@ -406,7 +406,7 @@ def contrast_table(grid: GridConfig, transfer: pd.DataFrame, boots: dict) -> pd.
         if same_test:  # the same seeds of the same main-task runs: the per-seed differences are paired
             level = seed_level([x - y for x, y in zip(deltas_a, deltas_b)])
         else:
-            level = combined_level([level_a, level_b], [1, -1])
+            level = combined_level([seed_level(deltas_a), seed_level(deltas_b)], [1, -1])
         seeds = min(ra.n_seeds, rb.n_seeds)
         both = both_levels(summary, level, seeds)
         row = {
