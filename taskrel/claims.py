@@ -108,10 +108,10 @@ def check_claims(claims, kind: str, corpora: list, comparisons: list, grids: dic
             pairs = [c[measure]] if measure == "transfer" else c[measure]
             if measure == "contrast" and (not isinstance(pairs, list) or pairs not in grid.contrasts):
                 raise ConfigError(f"{where} ({c['claim']}): contrast must be one of the grid's {grid.contrasts}")
+            trained = [f"{m}|{x}" for m, x in grid.ordered_pairs]
             for pair in pairs:
-                main, _, secondary = str(pair).partition("|")
-                if main not in grid.tasks or secondary not in grid.tasks or main == secondary:
-                    raise ConfigError(f"{where} ({c['claim']}): {pair!r} is not an ordered pair of {grid.tasks}")
+                if str(pair) not in trained:
+                    raise ConfigError(f"{where} ({c['claim']}): {pair!r} is not one of the grid's pairs {trained}")
 
 
 # per measure: its table, whether that table is under the corpus's folder, the columns naming the row (beside

@@ -421,6 +421,14 @@ class _WithBase:
         return cls(**kwargs)
 
 
+def ordered_pairs(tasks: list[str], pairs: list[str] | None = None) -> list[tuple[str, str]]:
+    """A grid's (main, secondary) pairs: ``pairs`` ('MAIN|SECONDARY' each) where given, else every ordered pair of
+    ``tasks`` (main first, in the tasks' order)."""
+    if pairs:
+        return [tuple(p.split("|", 1)) for p in pairs]
+    return [(m, x) for m in tasks for x in tasks if x != m]
+
+
 @dataclass
 class GridConfig(_WithBase):
     """A pairwise transfer grid: ``base`` gives every cell's data, model and training settings."""
@@ -452,6 +460,23 @@ class GridConfig(_WithBase):
         "'block:N' consecutive sentences (the benchmark files keep no document boundaries; abstracts are about "
         "10 sentences)",
     )
+    pairs: list = setting(
+        help="the ordered pairs to train, each 'MAIN|SECONDARY' (e.g. 'bcls|ner, bcls|mtcls': a confirmation of "
+        "chosen transfers on new seeds); only their main tasks are trained alone, and Holm runs over these pairs; "
+        "empty: every ordered pair of the tasks",
+        factory=list,
+        parse=parse_csv,
+    )
+
+    @property
+    def ordered_pairs(self) -> list[tuple[str, str]]:
+        """The (main, secondary) pairs the grid trains and tests, in order."""
+        return ordered_pairs(self.tasks, self.pairs)
+
+    @property
+    def mains(self) -> list[str]:
+        """The tasks trained alone: the main tasks of the pairs, in order."""
+        return list(dict.fromkeys(m for m, _ in self.ordered_pairs))
 
     def __post_init__(self):
         check_types(self)
@@ -473,14 +498,22 @@ class GridConfig(_WithBase):
         _check(self.workers >= 1, "workers must be at least 1")
         _check(self.bootstrap_samples >= 100, "bootstrap_samples must be at least 100")
         _check(0 < self.alpha < 1, "alpha must be in (0, 1)")
+        self.pairs = [str(p).strip() for p in self.pairs]
+        for p in self.pairs:
+            m, _, x = p.partition("|")
+            _check(
+                m in self.tasks and x in self.tasks and m != x,
+                f"pairs: each is 'MAIN|SECONDARY', two different tasks of the grid's {self.tasks}, got {p!r}",
+            )
+        _check(len(set(self.pairs)) == len(self.pairs), f"pairs: each pair once, got {self.pairs}")
+        trained = {f"{m}|{x}" for m, x in self.ordered_pairs}
         self.contrasts = [list(c) for c in self.contrasts]
         for c in self.contrasts:
             pairs = [str(x).split("|") for x in c] if len(c) == 2 else []
             _check(
-                len(pairs) == 2
-                and all(len(p) == 2 and p[0] in self.tasks and p[1] in self.tasks and p[0] != p[1] for p in pairs)
-                and c[0] != c[1],
-                f"a contrast is two different transfers 'MAIN|SECONDARY' of the grid's tasks {self.tasks}, got {c}",
+                len(pairs) == 2 and all(len(p) == 2 and "|".join(p) in trained for p in pairs) and c[0] != c[1],
+                f"a contrast is two different transfers 'MAIN|SECONDARY' among the grid's pairs "
+                f"{sorted(trained)}, got {c}",
             )
         if self.base.train.threads is None:
             self.base.train.threads = CELL_THREADS

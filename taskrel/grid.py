@@ -2,7 +2,9 @@
 
 Cells are every task alone and every ordered pair (M, S): M trained jointly with
 S and scored on M's own metric (entity F1 for token tasks, accuracy for sentence
-tasks). The run of M alone is shared by all pairs with main task M. Every cell
+tasks). The run of M alone is shared by all pairs with main task M. A grid may
+name its pairs (``pairs``, e.g. a confirmation of two transfers on new seeds):
+then only those are trained, beside their main tasks alone. Every cell
 is a core-trainer run directory under ``GRID_DIR/cells/``; a grid started again
 skips finished cells and resumes killed ones from their last epoch.
 
@@ -28,7 +30,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .compare import paired_stats
-from .config import GRACE, ConfigError, GridConfig, RunConfig
+from .config import GRACE, ConfigError, GridConfig, RunConfig, ordered_pairs
 from .logs import say
 from .rundir import RunDir, record_study
 from .significance import (
@@ -66,18 +68,23 @@ class Cell:
         return f"cells/{'+'.join(TaskSpec.parse(t).label for t in self.tasks)}/seed{self.seed}{noise}"
 
 
-def grid_cells(tasks: list[str], seeds: list[int], noise_threads: int | None = None) -> list[Cell]:
-    """Singles first (they are every pair's baseline), then the ordered pairs, then (with ``noise_threads``)
-    every task alone at the first seed with that thread count."""
-    singles = [Cell(m, None, s) for s in seeds for m in tasks]
-    pairs = [Cell(m, x, s) for s in seeds for m in tasks for x in tasks if x != m]
-    noise = [Cell(m, None, seeds[0], noise_threads) for m in tasks] if noise_threads else []
-    return singles + pairs + noise
+def grid_cells(
+    tasks: list[str], seeds: list[int], noise_threads: int | None = None, pairs: list[str] | None = None
+) -> list[Cell]:
+    """Singles first (each main task alone: its pairs' baseline), then the ordered pairs (``pairs``, 'MAIN|SECONDARY'
+    each; default every ordered pair of ``tasks``), then (with ``noise_threads``) every main task alone at the first
+    seed with that thread count."""
+    ordered = ordered_pairs(tasks, pairs)
+    mains = list(dict.fromkeys(m for m, _ in ordered))
+    singles = [Cell(m, None, s) for s in seeds for m in mains]
+    cells = [Cell(m, x, s) for s in seeds for m, x in ordered]
+    noise = [Cell(m, None, seeds[0], noise_threads) for m in mains] if noise_threads else []
+    return singles + cells + noise
 
 
 def all_cells(grid: GridConfig) -> list[Cell]:
     """Every cell the grid trains (``grid_cells`` with its noise-floor cells)."""
-    return grid_cells(grid.tasks, grid.seeds, grid.noise_threads)
+    return grid_cells(grid.tasks, grid.seeds, grid.noise_threads, grid.pairs)
 
 
 def cell_config(grid: GridConfig, cell: Cell, out: Path) -> RunConfig:
@@ -260,7 +267,7 @@ def _flat_scores(prefix: str, scores: dict | None) -> dict:
 def collect_runs(out: Path, grid: GridConfig) -> pd.DataFrame:
     """``runs.csv``: one tidy row per finished cell and seed."""
     rows = []
-    for cell in grid_cells(grid.tasks, grid.seeds):
+    for cell in grid_cells(grid.tasks, grid.seeds, pairs=grid.pairs):
         run = RunDir(out / cell.folder)
         if not run.done:
             continue
@@ -325,51 +332,46 @@ def transfer_table(out: Path, grid: GridConfig, runs: pd.DataFrame, boots: dict 
     rows = []
     score = {(r.main, r.secondary, r.seed): r.score for r in runs.itertuples()} if len(runs) else {}
     conv = {(r.main, r.secondary, r.seed): r.converged for r in runs.itertuples()} if len(runs) else {}
-    for m in grid.tasks:
-        gold = [tasks[m].derive(s.tags) for s in test_of[m]]
-        for x in grid.tasks:
-            if x == m:
-                continue
-            seeds = [s for s in grid.seeds if (m, x, s) in score and (m, "", s) in score]
-            if not seeds:
-                continue
-            preds = lambda cell: out / cell.folder / "test_predictions.jsonl"  # noqa: E731
-            st = paired_stats(
-                [score[(m, x, s)] for s in seeds],
-                [score[(m, "", s)] for s in seeds],
-                [prediction_stats(preds(Cell(m, x, s)), m, tasks[m], gold) for s in seeds],
-                [prediction_stats(preds(Cell(m, None, s)), m, tasks[m], gold) for s in seeds],
-                grid.bootstrap_samples,
-                grid.bootstrap_unit,
-                [s.doc for s in test_of[m]],
-            )
-            if boots is not None and st["boot"] is not None:
-                boots[(m, x)] = (seeds, st["boot"], st["deltas"])
-            speed = []
-            converged = True
-            for s in seeds:
-                run_w, run_a = RunDir(out / Cell(m, x, s).folder), RunDir(out / Cell(m, None, s).folder)
-                horizon = max(p[0] for p in run_w.dev_curve(m) + run_a.dev_curve(m))
-                speed.append(run_w.aulc(horizon, m) - run_a.aulc(horizon, m))
-                converged &= bool(conv.get((m, x, s))) and bool(conv.get((m, "", s)))
-            rows.append(
-                {
-                    "main": m,
-                    "secondary": x,
-                    "metric": tasks[m].main_metric,
-                    "mean_delta": st["delta"],
-                    "std_delta": st["delta_std"],
-                    **{
-                        k: st[k]
-                        for k in ("p", "p_bootstrap", "p_floor", "ci_low", "ci_high", "mde", "p_seeds", "aso_eps")
-                    },
-                    "n_seeds": len(seeds),
-                    "converged": converged,
-                    "deltas": ";".join(f"{d:.6f}" for d in st["deltas"]),
-                    "delta_aulc": float(np.mean(speed)),
-                    "deltas_aulc": ";".join(f"{d:.6f}" for d in speed),
-                }
-            )
+    gold_of = {m: [tasks[m].derive(s.tags) for s in test_of[m]] for m in grid.mains}
+    for m, x in grid.ordered_pairs:
+        gold = gold_of[m]
+        seeds = [s for s in grid.seeds if (m, x, s) in score and (m, "", s) in score]
+        if not seeds:
+            continue
+        preds = lambda cell: out / cell.folder / "test_predictions.jsonl"  # noqa: E731
+        st = paired_stats(
+            [score[(m, x, s)] for s in seeds],
+            [score[(m, "", s)] for s in seeds],
+            [prediction_stats(preds(Cell(m, x, s)), m, tasks[m], gold) for s in seeds],
+            [prediction_stats(preds(Cell(m, None, s)), m, tasks[m], gold) for s in seeds],
+            grid.bootstrap_samples,
+            grid.bootstrap_unit,
+            [s.doc for s in test_of[m]],
+        )
+        if boots is not None and st["boot"] is not None:
+            boots[(m, x)] = (seeds, st["boot"], st["deltas"])
+        speed = []
+        converged = True
+        for s in seeds:
+            run_w, run_a = RunDir(out / Cell(m, x, s).folder), RunDir(out / Cell(m, None, s).folder)
+            horizon = max(p[0] for p in run_w.dev_curve(m) + run_a.dev_curve(m))
+            speed.append(run_w.aulc(horizon, m) - run_a.aulc(horizon, m))
+            converged &= bool(conv.get((m, x, s))) and bool(conv.get((m, "", s)))
+        rows.append(
+            {
+                "main": m,
+                "secondary": x,
+                "metric": tasks[m].main_metric,
+                "mean_delta": st["delta"],
+                "std_delta": st["delta_std"],
+                **{k: st[k] for k in ("p", "p_bootstrap", "p_floor", "ci_low", "ci_high", "mde", "p_seeds", "aso_eps")},
+                "n_seeds": len(seeds),
+                "converged": converged,
+                "deltas": ";".join(f"{d:.6f}" for d in st["deltas"]),
+                "delta_aulc": float(np.mean(speed)),
+                "deltas_aulc": ";".join(f"{d:.6f}" for d in speed),
+            }
+        )
     table = pd.DataFrame(rows)
     if len(table):
         table["p_adjusted"] = holm(table["p"])
@@ -438,7 +440,7 @@ def noise_table(out: Path, grid: GridConfig) -> pd.DataFrame:
     same seed's score with the grid's thread count and with ``noise_threads`` (their difference), and the
     share of test words whose label changed. Empty without ``noise_threads`` or before the cells finish."""
     rows = []
-    for m in grid.tasks if grid.noise_threads else []:
+    for m in grid.mains if grid.noise_threads else []:
         seed = grid.seeds[0]
         base, noise = (
             RunDir(out / Cell(m, None, seed).folder),

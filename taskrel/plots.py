@@ -93,12 +93,12 @@ def heatmap(
 
 def learning_curves(out: Path, grid, runs: pd.DataFrame, path: Path | None = None):
     """Dev score of each main task by epoch, one line per secondary task (mean over seeds): Figure 4."""
-    tasks = grid.tasks
+    tasks, mains = grid.tasks, grid.mains
     # one colour per secondary task in every panel; "alone" in black
     colour = {"": "black", **dict(zip(tasks, sns.color_palette("tab10", len(tasks))))}
-    fig = Figure(figsize=(4 * len(tasks), 3.4))
-    axes = fig.subplots(1, len(tasks), squeeze=False)
-    for ax, main in zip(axes[0], tasks):
+    fig = Figure(figsize=(4 * len(mains), 3.4))
+    axes = fig.subplots(1, len(mains), squeeze=False)
+    for ax, main in zip(axes[0], mains):
         sub = runs[runs["main"] == main]
         for secondary, group in sub.groupby("secondary", sort=False):
             curves = [RunDir(Path(out) / run_dir).dev_curve(main) for run_dir in group["run_dir"]]

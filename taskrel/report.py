@@ -60,7 +60,9 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
         ("h2", title or f"Pairwise transfer grid: {Path(base.data.data).name or 'several corpora'}"),
         (
             "p",
-            f"Tasks {', '.join(grid.tasks)}; seeds {', '.join(map(str, grid.seeds))}; encoder `{base.model.encoder}`; "
+            f"Tasks {', '.join(grid.tasks)}"
+            + (f" (the pairs {', '.join(grid.pairs)} only, beside their main tasks alone)" if grid.pairs else "")
+            + f"; seeds {', '.join(map(str, grid.seeds))}; encoder `{base.model.encoder}`; "
             f"{100 * base.data.train_fraction:g}% of train; {_budget(base.train)}; lr {base.train.lr:g}; "
             f"batch {base.train.batch_size}; precision {base.train.precision}; {base.train.threads} thread(s) per "
             f"cell; pair weights main {grid.pair_weights[0]:g}, secondary {grid.pair_weights[1]:g}; model selected "

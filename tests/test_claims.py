@@ -121,8 +121,8 @@ def test_a_claim_at_one_seed_is_not_set_beside_the_paper(tmp_path):
 @pytest.mark.parametrize(
     "claim, error",
     [
-        ("  - {claim: x, paper: 1, transfer: ner|ner}", "not an ordered pair"),
-        ("  - {claim: x, paper: 1, transfer: ner|mtcls}", "not an ordered pair"),
+        ("  - {claim: x, paper: 1, transfer: ner|ner}", "not one of the grid's pairs"),
+        ("  - {claim: x, paper: 1, transfer: ner|mtcls}", "not one of the grid's pairs"),
         ("  - {claim: x, paper: 1, contrast: [mcls|bcls, mcls|ner]}", "one of the grid's"),
         ("  - {claim: x, paper: 1, compare: [a, b]}", "names one of"),
         ("  - {claim: x, paper: '1', transfer: ner|bcls}", "in points"),

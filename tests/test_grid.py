@@ -123,6 +123,43 @@ def test_contrasts_compare_two_transfers_and_may_be_added_to_a_finished_grid(tin
     assert parse_contrasts("bcls|mcls vs mcls|bcls, a|b vs c|d") == [["bcls|mcls", "mcls|bcls"], ["a|b", "c|d"]]
 
 
+def test_a_grid_of_named_pairs_trains_those_and_their_main_tasks_alone(tiny_corpus, tmp_path):
+    cells = grid_cells(["a", "b", "c"], [1, 2], noise_threads=2, pairs=["b|a", "b|c"])
+    assert [(c.main, c.secondary, c.seed, c.threads) for c in cells] == [
+        ("b", None, 1, None),
+        ("b", None, 2, None),
+        ("b", "a", 1, None),
+        ("b", "c", 1, None),
+        ("b", "a", 2, None),
+        ("b", "c", 2, None),
+        ("b", None, 1, 2),
+    ]
+    grid = tiny_grid(tiny_corpus, tasks=("ner", "bcls", "mcls"), seeds=[1, 2])
+    grid = GridConfig(grid.base, grid.tasks, grid.seeds, grid.pair_weights, pairs=["bcls|ner", "bcls|mcls"],
+                      contrasts=[["bcls|ner", "bcls|mcls"]], bootstrap_samples=200)  # fmt: skip
+    assert grid.mains == ["bcls"] and grid.ordered_pairs == [("bcls", "ner"), ("bcls", "mcls")]
+    out = tmp_path / "g"
+    transfer = run_grid(grid, out, **QUIET)
+    trained = sorted(str(p.relative_to(out / "cells")) for p in out.glob("cells/*/seed*"))
+    assert trained == sorted(f"{c}/seed{s}" for c in ("bcls", "bcls+mcls", "bcls+ner") for s in (1, 2))
+    assert list(zip(transfer["main"], transfer["secondary"])) == [("bcls", "ner"), ("bcls", "mcls")]
+    # Holm over these two pairs only: the larger p is adjusted to itself or above, the smaller doubled (at most 1)
+    assert transfer["p_adjusted"].min() == pytest.approx(min(1.0, 2 * transfer["p"].min()))
+    assert len(pd.read_csv(out / "contrasts.csv")) == 1
+    assert load_grid(out).pairs == ["bcls|ner", "bcls|mcls"]
+    from taskrel.report import write_report
+
+    assert "the pairs bcls|ner, bcls|mcls only, beside" in write_report(out, tmp_path / "r").read_text()
+    for bad, match in (
+        (dict(pairs=["bcls|bcls"]), "pairs"),
+        (dict(pairs=["bcls|crf"]), "pairs"),
+        (dict(pairs=["bcls|ner", "bcls|ner"]), "each pair once"),
+        (dict(pairs=["bcls|ner"], contrasts=[["bcls|ner", "ner|bcls"]]), "among the grid's pairs"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            GridConfig(grid.base, grid.tasks, [1], **bad)
+
+
 def test_a_grid_folder_refuses_other_settings(tiny_corpus, tmp_path):
     run_grid(tiny_grid(tiny_corpus, seeds=[1]), tmp_path / "g", **QUIET)
     with pytest.raises(ConfigError, match="other settings"):
