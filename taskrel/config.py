@@ -429,6 +429,11 @@ def ordered_pairs(tasks: list[str], pairs: list[str] | None = None) -> list[tupl
     return [(m, x) for m in tasks for x in tasks if x != m]
 
 
+def main_tasks(pairs: list[tuple[str, str]]) -> list[str]:
+    """The tasks a grid trains alone: the main tasks of its (main, secondary) pairs, in order."""
+    return list(dict.fromkeys(m for m, _ in pairs))
+
+
 @dataclass
 class GridConfig(_WithBase):
     """A pairwise transfer grid: ``base`` gives every cell's data, model and training settings."""
@@ -476,7 +481,7 @@ class GridConfig(_WithBase):
     @property
     def mains(self) -> list[str]:
         """The tasks trained alone: the main tasks of the pairs, in order."""
-        return list(dict.fromkeys(m for m, _ in self.ordered_pairs))
+        return main_tasks(self.ordered_pairs)
 
     def __post_init__(self):
         check_types(self)

@@ -30,7 +30,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .compare import paired_stats
-from .config import GRACE, ConfigError, GridConfig, RunConfig, ordered_pairs
+from .config import GRACE, ConfigError, GridConfig, RunConfig, main_tasks, ordered_pairs
 from .logs import say
 from .rundir import RunDir, record_study
 from .significance import (
@@ -75,7 +75,7 @@ def grid_cells(
     each; default every ordered pair of ``tasks``), then (with ``noise_threads``) every main task alone at the first
     seed with that thread count."""
     ordered = ordered_pairs(tasks, pairs)
-    mains = list(dict.fromkeys(m for m, _ in ordered))
+    mains = main_tasks(ordered)
     singles = [Cell(m, None, s) for s in seeds for m in mains]
     cells = [Cell(m, x, s) for s in seeds for m, x in ordered]
     noise = [Cell(m, None, seeds[0], noise_threads) for m in mains] if noise_threads else []
