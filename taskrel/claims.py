@@ -108,10 +108,11 @@ def check_claims(claims, kind: str, corpora: list, comparisons: list, grids: dic
             pairs = [c[measure]] if measure == "transfer" else c[measure]
             if measure == "contrast" and (not isinstance(pairs, list) or pairs not in grid.contrasts):
                 raise ConfigError(f"{where} ({c['claim']}): contrast must be one of the grid's {grid.contrasts}")
-            trained = [f"{m}|{x}" for m, x in grid.ordered_pairs]
             for pair in pairs:
-                if str(pair) not in trained:
-                    raise ConfigError(f"{where} ({c['claim']}): {pair!r} is not one of the grid's pairs {trained}")
+                if str(pair) not in grid.pair_names:
+                    raise ConfigError(
+                        f"{where} ({c['claim']}): {pair!r} is not one of the grid's pairs {grid.pair_names}"
+                    )
 
 
 # per measure: its table, whether that table is under the corpus's folder, the columns naming the row (beside

@@ -479,6 +479,11 @@ class GridConfig(_WithBase):
         return ordered_pairs(self.tasks, self.pairs)
 
     @property
+    def pair_names(self) -> list[str]:
+        """The pairs as their names, 'MAIN|SECONDARY' (how contrasts and claims name them)."""
+        return [f"{m}|{x}" for m, x in self.ordered_pairs]
+
+    @property
     def mains(self) -> list[str]:
         """The tasks trained alone: the main tasks of the pairs, in order."""
         return main_tasks(self.ordered_pairs)
@@ -511,14 +516,13 @@ class GridConfig(_WithBase):
                 f"pairs: each is 'MAIN|SECONDARY', two different tasks of the grid's {self.tasks}, got {p!r}",
             )
         _check(len(set(self.pairs)) == len(self.pairs), f"pairs: each pair once, got {self.pairs}")
-        trained = {f"{m}|{x}" for m, x in self.ordered_pairs}
+        trained = self.pair_names
         self.contrasts = [list(c) for c in self.contrasts]
         for c in self.contrasts:
             pairs = [str(x).split("|") for x in c] if len(c) == 2 else []
             _check(
                 len(pairs) == 2 and all(len(p) == 2 and "|".join(p) in trained for p in pairs) and c[0] != c[1],
-                f"a contrast is two different transfers 'MAIN|SECONDARY' among the grid's pairs "
-                f"{sorted(trained)}, got {c}",
+                f"a contrast is two different transfers 'MAIN|SECONDARY' among the grid's pairs {trained}, got {c}",
             )
         if self.base.train.threads is None:
             self.base.train.threads = CELL_THREADS
