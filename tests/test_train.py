@@ -509,7 +509,8 @@ def test_a_run_records_its_machine_and_each_machine_it_resumed_on(tiny_corpus, t
 
     from helpers import Killed, kill_after
 
-    cfg = tiny_config(tiny_corpus, tmp_path / "study" / "run", epochs=3)
+    # precision stated: ``auto`` would resolve by the machine running the tests (bf16 where it is native)
+    cfg = tiny_config(tiny_corpus, tmp_path / "study" / "run", epochs=3, precision="fp32")
     with pytest.raises(Killed):
         train(cfg, callbacks=[kill_after(2)], progress=False, log=lambda *_: None)
     started = RunDir(cfg.out).sessions
@@ -524,7 +525,8 @@ def test_a_run_records_its_machine_and_each_machine_it_resumed_on(tiny_corpus, t
     RunConfig.from_dict(run.config)  # the record is still a readable configuration
     run.check(cfg)
 
-    train(tiny_config(tiny_corpus, tmp_path / "study" / "second", epochs=1), progress=False, log=lambda *_: None)
+    second = tiny_config(tiny_corpus, tmp_path / "study" / "second", epochs=1, precision="fp32")
+    train(second, progress=False, log=lambda *_: None)
     blocks = machine_blocks(tmp_path / "study")
     table = blocks[-1][1]
     here = machine.label(started[0])
