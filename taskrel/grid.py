@@ -460,7 +460,7 @@ def noise_table(out: Path, grid: GridConfig) -> pd.DataFrame:
                 "score": base.score("test", m),
                 "noise_score": noise.score("test", m),
                 "threads_delta": noise.score("test", m) - base.score("test", m),
-                "labels_changed": _labels_changed(base, noise, m),
+                "labels_changed": labels_changed(base, noise, m),
                 "seed_std": float(np.std(scores, ddof=1)) if len(scores) > 1 else math.nan,
                 "n_seeds": len(scores),
                 "converged": bool(base.converged) and bool(noise.converged),
@@ -469,7 +469,7 @@ def noise_table(out: Path, grid: GridConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _labels_changed(a: RunDir, b: RunDir, task: str) -> float:
+def labels_changed(a: RunDir, b: RunDir, task: str) -> float:
     """Share of the test labels of ``task`` (a word's tag, or a sentence's class) that differ between two runs."""
     if not (a.predictions.is_file() and b.predictions.is_file()):
         return math.nan
