@@ -4,8 +4,8 @@ fp32 kernels differ between CPUs (AVX2 against AVX-512, oneDNN's choices), so a 
 trained again on another machine with the same seed, settings and thread count is a
 different run. This script pairs two folders of such runs seed by seed (e.g. a grid's
 ``cells/bcls`` from two studies), checks that every pair was made with the same settings
-(``RunDir.check``; seeds trained on one machine in both are skipped), and writes per seed the test score on
-each, their difference and the share of test labels that changed, then the mean
+(``RunDir.check``; seeds trained on one machine in both are skipped), and writes per seed
+the test score on each, their difference and the share of test labels that changed, then the mean
 difference with its t-test over seeds, beside the seed spread of either folder.
 
     python benchmarks/machine_noise.py A_DIR B_DIR --task bcls --out machine_noise.csv
@@ -45,14 +45,15 @@ def pair_runs(a_dir: Path, b_dir: Path, task: str) -> pd.DataFrame:
         if ma == mb:
             print(f"skipped {a_path.name}: both trained on {ma}", file=sys.stderr)
             continue
+        score_a, score_b = a.score("test", task), b.score("test", task)
         rows.append(
             {
                 "seed": a.config["train"]["seed"],
                 "machine_a": ma,
                 "machine_b": mb,
-                "score_a": a.score("test", task),
-                "score_b": b.score("test", task),
-                "delta": b.score("test", task) - a.score("test", task),
+                "score_a": score_a,
+                "score_b": score_b,
+                "delta": score_b - score_a,
                 "labels_changed": labels_changed(a, b, task),
                 "best_epoch_a": a.metrics.get("best_epoch"),
                 "best_epoch_b": b.metrics.get("best_epoch"),
