@@ -30,7 +30,8 @@ demo: install
 # grid, the confirmation of its two bCLS transfers on new seeds (figure5-confirm-bcls: about 3.5 h, fixed before
 # any of its runs) and its one-machine check (figure5-confirm-bcls-intel, done), the two lowres tuning studies,
 # the tuned arms (lowres-10pct-tuned, fp32), the three weighting tuning studies, weighting-ncbi-fair, the task
-# relations, and table2 (bf16, last on a CPU); each resumes where it stopped, and a tuned arm waits for its tuning study. The tuning studies, of 1-thread trials, run side by side
+# relations, and table2 (bf16, last on a CPU); each resumes where it stopped, and a tuned arm waits for its
+# tuning study. The tuning studies, of 1-thread trials, run side by side
 # (two 1-thread runs get 19% more through these 2 cores than one 2-thread run, BENCHMARKS.md): their sections
 # (a corpus each) two at a time, the largest corpora first, each logging to runs/<study>/<corpus>.log.
 # Every file is checked before anything trains. runs/ is not in git: on a fresh checkout the runs each report
