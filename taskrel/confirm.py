@@ -58,7 +58,7 @@ def load_tune(folder) -> tuple[TuneConfig, dict]:
     for name in ("tune.json", "best.json"):
         if not (folder / name).is_file():
             raise ConfigError(f"{folder}: no {name}; run `taskrel tune` there first")
-    tc = TuneConfig.from_dict(json.loads((folder / "tune.json").read_text()))
+    tc = TuneConfig.from_record(json.loads((folder / "tune.json").read_text()))
     return tc, json.loads((folder / "best.json").read_text())
 
 

@@ -458,6 +458,17 @@ def tune_blocks(folder: Path) -> list[Block]:
     else:
         space = f"secondary weights log-uniform in [{tune['min_weight']:g}, {tune['max_weight']:g}]"
     also = [name for key, name in (("tune_lr", "learning rate"), ("tune_pooling", "pooling")) if tune.get(key)]
+    pruner = tune["pruner"]
+    if pruner != "none":
+        from .config import TuneConfig
+        from .tune import first_prunable
+
+        tc = TuneConfig.from_record(tune)
+        start = f"after {tc.prune_startup} completed trials, " if pruner == "median" else ""
+        if tc.prune_from == "stopping":
+            pruner += f" ({start}from evaluation {first_prunable(tc)}, where early stopping could first stop a trial)"
+        else:
+            pruner += f" ({start}from the first evaluation)"
     blocks: list[Block] = [
         ("h2", f"Loss-weight tuning: {folder.name}"),
         (
@@ -465,7 +476,7 @@ def tune_blocks(folder: Path) -> list[Block]:
             f"Tasks {', '.join(base['model']['tasks'])} (the first is the main task, weight 1) on "
             f"{Path(base['data']['data']).name}; {100 * base['data']['train_fraction']:g}% of train; "
             f"{base['train']['epochs']} epochs; lr {base['train']['lr']:g}; {tune['trials']} trials; "
-            f"pruner {tune['pruner']}; {space}{'; also ' + ' and '.join(also) if also else ''}. "
+            f"pruner {pruner}; {space}{'; also ' + ' and '.join(also) if also else ''}. "
             "Tuning reads train and dev only.",
         ),
     ]

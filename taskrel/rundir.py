@@ -75,15 +75,17 @@ def check_same_settings(cfg, out) -> None:
 def check_study_record(path, config, free=()) -> None:
     """Refuse ``config`` (a study's settings dataclass, ``to_dict``/``from_dict``) for the folder whose record is
     ``path`` if it was made under other settings, naming the keys that differ; the saved record is read back
-    through the dataclass, so a setting added since it was written takes its default. ``free`` keys may differ
-    (workers, a total trial count that grows). Nothing to check where there is no record yet."""
+    through the dataclass, so a setting added since it was written takes its default, or the value the study ran
+    with (``from_record``). ``free`` keys may differ (workers, a total trial count that grows). Nothing to check
+    where there is no record yet."""
     path = Path(path)
     if not path.is_file():
         return
     saved = json.loads(path.read_text())
     if saved.get("format", 1) > FORMAT:
         raise ConfigError(f"{path} was written by a newer taskrel (format {saved['format']}); upgrade taskrel")
-    saved = type(config).from_dict(saved).to_dict()
+    read = getattr(type(config), "from_record", type(config).from_dict)
+    saved = read(saved).to_dict()
     keep = lambda d: {k: v for k, v in d.items() if k not in free}  # noqa: E731
     diff = settings_diff(keep(saved), keep(config.to_dict()))
     if diff:

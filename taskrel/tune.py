@@ -49,11 +49,34 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 RESUMES = "resumes"  # user attribute of a trial that took over a killed one: the killed trial's number
 
 
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1)
+def first_prunable(tc: TuneConfig) -> int:
+    """The first evaluation at which a trial may be pruned. ``prune_from`` "stopping": where the run's own early
+    stopping could first stop it (``patience`` evaluations without improvement after the first; no earlier
+    than ``min_epochs``, which ``may_prune`` checks), so pruning never judges a trial earlier than its own
+    stopping rule would; "first": from the first evaluation on."""
+    patience = tc.base.train.patience
+    return patience + 1 if tc.prune_from == "stopping" and patience is not None else 1
+
+
+def may_prune(tc: TuneConfig, cfg: RunConfig, record: dict) -> bool:
+    """Whether the pruner is asked about a trial after this evaluation ``record``: from ``first_prunable`` on,
+    past ``min_epochs`` (with ``prune_from`` "stopping"), and never at the last epoch (a trial there has cost all
+    it will cost: it completes)."""
+    if record["epoch"] >= cfg.train.epochs:
+        return False
+    if tc.prune_from == "first":
+        return True
+    done = record.get("epochs_done", record["epoch"])
+    return record.get("eval", record["epoch"]) >= first_prunable(tc) and done >= cfg.train.min_epochs
+
+
+def make_pruner(tc: TuneConfig) -> optuna.pruners.BasePruner:
+    """The pruner: the median of the completed trials at the same evaluation (``prune_startup`` of them before
+    it acts) against the trial's best so far; Hyperband with its first rung at ``first_prunable``; or none."""
+    if tc.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=tc.prune_startup, n_warmup_steps=first_prunable(tc))
+    if tc.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=first_prunable(tc))
     return optuna.pruners.NopPruner()
 
 
@@ -142,7 +165,7 @@ def open_study(tc: TuneConfig, out: Path, storage: str | None, name: str, pruner
                 storage=rdb,
                 load_if_exists=True,
                 direction="maximize",
-                pruner=pruner or make_pruner(tc.pruner),
+                pruner=pruner or make_pruner(tc),
             )
             break
         except SCHEMA_RACE:  # another worker is creating the same schema or study
@@ -248,8 +271,7 @@ def tune(
         def report(record):
             # one step per evaluation (per epoch unless eval_every says otherwise)
             trial.report(record["dev"][main][metric], record.get("eval", record["epoch"]))
-            # a trial at its last epoch has cost all it will cost: let it complete
-            if record["epoch"] < cfg.train.epochs and trial.should_prune():
+            if may_prune(tc, cfg, record) and trial.should_prune():
                 stopped.update(
                     trial=trial.number, epoch=record["epoch"], evaluation=record.get("eval", record["epoch"])
                 )

@@ -11,8 +11,9 @@ from taskrel.config import ConfigError, DataConfig, ModelConfig, RunConfig, Trai
 from taskrel.confirm import ARMS, arm_configs
 from taskrel.corpus import CorpusError
 from taskrel.pruning import measure_pruning
+from taskrel.rundir import SettingsDiffer, check_study_record
 from taskrel.train import train
-from taskrel.tune import trial_config, tune
+from taskrel.tune import make_pruner, may_prune, trial_config, tune
 
 from conftest import TINY_RUN
 
@@ -247,6 +248,42 @@ def test_a_trial_is_never_pruned_at_its_last_epoch(tiny_corpus, tmp_path):
     tc.base.train.epochs = 2
     with pytest.raises(RuntimeError, match="no trial"):  # every trial pruned after its first of two epochs
         tune(tc, tmp_path / "two", pruner=PruneAll(), **QUIET)
+
+
+def test_a_trial_is_pruned_only_where_its_own_early_stopping_could_have_stopped_it(tiny_corpus):
+    # at 10% of NCBI-disease every trial's first-epoch dev F1 is about 0: judged there, 18 of 20 trials were pruned
+    tc = tiny_tune(tiny_corpus)
+    cfg = tc.base
+    cfg.train.epochs, cfg.train.patience, cfg.train.min_epochs = 40, 5, 3
+    asked = [e for e in range(1, 41) if may_prune(tc, cfg, {"epoch": e, "eval": e, "epochs_done": float(e)})]
+    assert asked[0] == 6 and asked[-1] == 39  # patience 5 could first stop it after evaluation 6; never the last
+    cfg.train.min_epochs = 8
+    assert not may_prune(tc, cfg, {"epoch": 7, "eval": 7, "epochs_done": 7.0})
+    assert may_prune(tc, cfg, {"epoch": 8, "eval": 8, "epochs_done": 8.0})
+    # evaluations within epochs (eval_every): the evaluation count and the epochs done both have to be reached
+    assert not may_prune(tc, cfg, {"epoch": 3, "eval": 12, "epochs_done": 2.5})
+    first = TuneConfig(cfg, prune_from="first")
+    assert may_prune(first, cfg, {"epoch": 1, "eval": 1, "epochs_done": 1.0})
+    median = make_pruner(tc)
+    assert median._n_startup_trials == 5 and median._n_warmup_steps == 6
+
+
+def test_pruning_waits_for_the_stopping_rule_in_a_study(tiny_corpus, tmp_path):
+    tc = tiny_tune(tiny_corpus, trials=2)
+    tc.base.train.epochs, tc.base.train.patience = 4, 2
+    tune(tc, tmp_path / "t", pruner=PruneTrialOne(), **QUIET)  # the pruner is asked first after evaluation 3
+    # trial 1 is pruned there, or patience stops it there first: either way it trained 3 of its 4 epochs
+    assert len((tmp_path / "t/trials/0001/metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_study_recorded_before_the_pruning_settings_resumes_only_under_its_own_rule(tiny_corpus, tmp_path):
+    tc = tiny_tune(tiny_corpus)
+    record = tc.to_dict()
+    del record["prune_startup"], record["prune_from"]
+    (tmp_path / "tune.json").write_text(json.dumps(record))
+    with pytest.raises(SettingsDiffer, match="prune_startup"):
+        check_study_record(tmp_path / "tune.json", tc)
+    check_study_record(tmp_path / "tune.json", TuneConfig(tc.base, trials=3, prune_startup=2, prune_from="first"))
 
 
 def test_no_rerun_from_scratch_means_nothing_was_checked():
