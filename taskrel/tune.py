@@ -53,7 +53,8 @@ def first_prunable(tc: TuneConfig) -> int:
     """The first evaluation at which a trial may be pruned. ``prune_from`` "stopping": where the run's own early
     stopping could first stop it (``patience`` evaluations without improvement after the first; no earlier
     than ``min_epochs``, which ``may_prune`` checks), so pruning never judges a trial earlier than its own
-    stopping rule would; "first": from the first evaluation on."""
+    stopping rule would (a run without patience: its first evaluation past ``min_epochs``); "first": from the
+    first evaluation on."""
     patience = tc.base.train.patience
     return patience + 1 if tc.prune_from == "stopping" and patience is not None else 1
 
