@@ -549,7 +549,7 @@ class GridConfig(_WithBase):
 PRUNERS = ("median", "hyperband", "none")
 # when a trial may first be pruned: only where its own early stopping could have stopped it (its patience + 1
 # evaluations and min_epochs), or from its first evaluation on (taskrel before 2026-11-28: at 10% of
-# NCBI-disease every trial's first-epoch dev F1 is about 0, and 18 of 20 trials were pruned on it)
+# NCBI-disease a trial's dev F1 is about 0 in its first epochs, and 18 of 20 trials were pruned by the third)
 PRUNE_FROM = ("stopping", "first")
 
 
