@@ -488,6 +488,19 @@ def tune_blocks(folder: Path) -> list[Block]:
         params = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in best["params"].items())
         blocks.append(("p", f"Best trial {best['trial']}: dev {best['dev_score']:.4f}{conv} with weights {weights} "
                             f"(parameters: {params}). Trials: {counts}."))  # fmt: skip
+    stops = pruned_stops(folder, base["model"]["tasks"][0])
+    if stops:
+        at = pd.Series([e for e, _ in stops]).value_counts().sort_index()
+        scores = pd.Series([b for _, b in stops])
+        blocks.append(
+            (
+                "p",
+                f"Where the pruner stopped trials: {len(stops)}, at evaluation "
+                + ", ".join(f"{e} ({n})" for e, n in at.items())
+                + f". Their best dev score so far (on the dev evaluated during training) ranged {scores.min():.3f} "
+                f"to {scores.max():.3f} (median {scores.median():.3f}).",
+            )
+        )
     return blocks + _images(
         folder,
         (
@@ -496,6 +509,22 @@ def tune_blocks(folder: Path) -> list[Block]:
             ("slices.png", "Dev score against each weight"),
         ),
     )
+
+
+def pruned_stops(folder: Path, main: str) -> list[tuple[int, float]]:
+    """Each pruned trial of a tuning folder: the evaluation its pruner stopped it at and its best main dev score
+    by then (the score the pruner judged it on)."""
+    from .rundir import RunDir
+    from .tasks import TaskSpec
+
+    metric = TaskSpec.parse(main).main_metric
+    stops = []
+    for path in sorted((folder / "trials").glob("[0-9]" * 4)):
+        run = RunDir(path)
+        if run.pruned:
+            seen = [r["dev"][main][metric] for r in run.records if r.get("dev")][: run.pruned["evaluation"]]
+            stops.append((run.pruned["evaluation"], max(seen, default=float("nan"))))
+    return stops
 
 
 def pruning_blocks(folder: Path) -> list[Block]:

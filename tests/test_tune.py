@@ -286,6 +286,17 @@ def test_a_study_recorded_before_the_pruning_settings_resumes_only_under_its_own
     check_study_record(tmp_path / "tune.json", TuneConfig(tc.base, trials=3, prune_startup=2, prune_from="first"))
 
 
+def test_the_tuning_report_says_the_pruning_rule_and_where_it_stopped_trials(tiny_corpus, tmp_path):
+    from taskrel.report import tune_blocks
+
+    tune(tiny_tune(tiny_corpus), tmp_path / "t", pruner=PruneTrialOne(), **QUIET)
+    text = " ".join(str(b[1]) for b in tune_blocks(tmp_path / "t"))
+    assert "pruner median (after 5 completed trials, from evaluation 1, where early stopping" in text
+    first_dev = json.loads((tmp_path / "t/trials/0001/metrics.jsonl").read_text().splitlines()[0])["dev"]["ner"]["f1"]
+    assert "stopped trials: 1, at evaluation 1 (1). Their best dev score so far" in text
+    assert f"ranged {first_dev:.3f} to {first_dev:.3f}" in text
+
+
 def test_no_rerun_from_scratch_means_nothing_was_checked():
     from taskrel.pruning import _all_or_none
 
