@@ -458,17 +458,10 @@ def tune_blocks(folder: Path) -> list[Block]:
     else:
         space = f"secondary weights log-uniform in [{tune['min_weight']:g}, {tune['max_weight']:g}]"
     also = [name for key, name in (("tune_lr", "learning rate"), ("tune_pooling", "pooling")) if tune.get(key)]
-    pruner = tune["pruner"]
-    if pruner != "none":
-        from .config import TuneConfig
-        from .tune import first_prunable
+    from .config import TuneConfig
+    from .tune import pruning_rule
 
-        tc = TuneConfig.from_record(tune)
-        start = f"after {tc.prune_startup} completed trials, " if pruner == "median" else ""
-        if tc.prune_from == "stopping":
-            pruner += f" ({start}from evaluation {first_prunable(tc)}, where early stopping could first stop a trial)"
-        else:
-            pruner += f" ({start}from the first evaluation)"
+    tc = TuneConfig.from_record(tune)
     blocks: list[Block] = [
         ("h2", f"Loss-weight tuning: {folder.name}"),
         (
@@ -476,7 +469,7 @@ def tune_blocks(folder: Path) -> list[Block]:
             f"Tasks {', '.join(base['model']['tasks'])} (the first is the main task, weight 1) on "
             f"{Path(base['data']['data']).name}; {100 * base['data']['train_fraction']:g}% of train; "
             f"{base['train']['epochs']} epochs; lr {base['train']['lr']:g}; {tune['trials']} trials; "
-            f"pruner {pruner}; {space}{'; also ' + ' and '.join(also) if also else ''}. "
+            f"pruner {pruning_rule(tc)}; {space}{'; also ' + ' and '.join(also) if also else ''}. "
             "Tuning reads train and dev only.",
         ),
     ]
@@ -488,7 +481,7 @@ def tune_blocks(folder: Path) -> list[Block]:
         params = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in best["params"].items())
         blocks.append(("p", f"Best trial {best['trial']}: dev {best['dev_score']:.4f}{conv} with weights {weights} "
                             f"(parameters: {params}). Trials: {counts}."))  # fmt: skip
-    stops = pruned_stops(folder, base["model"]["tasks"][0])
+    stops = pruned_stops(folder, tc.base.model.main_task)
     if stops:
         at = pd.Series([e for e, _ in stops]).value_counts().sort_index()
         scores = pd.Series([b for _, b in stops])

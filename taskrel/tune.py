@@ -71,6 +71,16 @@ def may_prune(tc: TuneConfig, cfg: RunConfig, record: dict) -> bool:
     return record.get("eval", record["epoch"]) >= first_prunable(tc) and done >= cfg.train.min_epochs
 
 
+def pruning_rule(tc: TuneConfig) -> str:
+    """The pruner and when it acts, in words (the tuning report)."""
+    if tc.pruner == "none":
+        return "none"
+    start = f"after {tc.prune_startup} completed trials, " if tc.pruner == "median" else ""
+    if tc.prune_from == "first":
+        return f"{tc.pruner} ({start}from the first evaluation)"
+    return f"{tc.pruner} ({start}from evaluation {first_prunable(tc)}, where early stopping could first stop a trial)"
+
+
 def make_pruner(tc: TuneConfig) -> optuna.pruners.BasePruner:
     """The pruner: the median of the completed trials at the same evaluation (``prune_startup`` of them before
     it acts) against the trial's best so far; Hyperband with its first rung at ``first_prunable``; or none."""
