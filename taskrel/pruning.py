@@ -14,6 +14,12 @@ seed, to the study's full number of epochs (dev only, as in tuning), under
 Written to ``pruning.json`` (summary) and ``pruning.csv`` (one row per trial).
 With ``continue_pruned`` a pruned trial goes on from its last checkpoint
 instead (cheaper; its pruned epochs are then copied, not reproduced).
+
+``replay_completed`` is the check that costs nothing: the study's own pruner
+asked again, at every evaluation it was asked about, about each *completed*
+trial's dev curve, against the other completed trials. It says which of the
+trials that ran to the end the rule would have stopped, and what the best
+dev score would have been without them (the tuning report prints it).
 """
 
 from __future__ import annotations
@@ -32,6 +38,65 @@ from .rundir import CHECKPOINT, PRUNED, read_records, write_json
 from .tasks import TaskSpec
 
 CONTINUED = "continued_from_checkpoint"  # marker file in a re-run folder
+
+
+def replay_completed(tc: TuneConfig, folder) -> pd.DataFrame:
+    """Each completed trial of a tuning folder, asked about again by the study's own pruner (``make_pruner``) at
+    every evaluation where the study asks (``may_prune``), with the other completed trials as the reference.
+
+    One row per completed trial: ``trial`` (its folder's number under ``trials/``: a trial that took over a
+    killed one goes on in the killed trial's folder, so this can be one below Optuna's number), its ``dev``
+    score (the selected epoch's), ``references`` (the other completed trials it is judged against; the median
+    pruner acts only from ``prune_startup`` of them), ``pruned_at`` (the first evaluation at which the pruner
+    would have stopped it; NaN: never) and ``best_so_far`` there. This is a leave-one-out replay: in the study
+    a trial was judged only against the trials completed before it, so the replay judges against more (and,
+    under TPE, usually better) trials than the study did. Only the median pruner is replayed (Hyperband's
+    brackets follow the study's own trials):
+    empty for any other.
+    """
+    from .rundir import RunDir
+    from .tune import make_pruner, may_prune
+
+    columns = ["trial", "dev", "references", "pruned_at", "best_so_far"]
+    if tc.pruner != "median":
+        return pd.DataFrame(columns=columns)
+    main = tc.base.model.main_task
+    metric = TaskSpec.parse(main).main_metric
+    curves = {}
+    for path in sorted((Path(folder) / "trials").glob("[0-9]" * 4)):
+        run = RunDir(path)
+        if run.done and not run.pruned:
+            scored = [r for r in run.records if r.get("dev")]
+            curves[int(path.name)] = (run, [(r, r.get("eval", r["epoch"]), r["dev"][main][metric]) for r in scored])
+    pruner = make_pruner(tc)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one in-memory study per trial
+    rows = []
+    for number, (run, curve) in curves.items():
+        study = optuna.create_study(direction="maximize")
+        for other, (_, points) in curves.items():
+            if other != number:
+                study.add_trial(
+                    optuna.trial.create_trial(
+                        value=max(v for _, _, v in points), intermediate_values={s: v for _, s, v in points}
+                    )
+                )
+        row = {
+            "trial": number,
+            "dev": run.score("dev"),
+            "references": len(curves) - 1,
+            "pruned_at": np.nan,
+            "best_so_far": np.nan,
+        }
+        for i, (record, step, _) in enumerate(curve):
+            if not may_prune(tc, run.run_config, record):
+                continue
+            seen = {s: v for _, s, v in curve[: i + 1]}
+            asked = optuna.trial.create_trial(state=TrialState.RUNNING, intermediate_values=seen)
+            if pruner.prune(study, asked):
+                row.update(pruned_at=step, best_so_far=max(seen.values()))
+                break
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _all_or_none(flags: pd.Series) -> bool | None:

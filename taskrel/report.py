@@ -494,6 +494,7 @@ def tune_blocks(folder: Path) -> list[Block]:
                 f"to {scores.max():.3f} (median {scores.median():.3f}).",
             )
         )
+    blocks += pruning_check_blocks(tc, folder)
     return blocks + _images(
         folder,
         (
@@ -518,6 +519,41 @@ def pruned_stops(folder: Path, main: str) -> list[tuple[int, float]]:
             seen = [r["dev"][main][metric] for r in run.records if r.get("dev")][: run.pruned["evaluation"]]
             stops.append((run.pruned["evaluation"], max(seen, default=float("nan"))))
     return stops
+
+
+def pruning_check_blocks(tc, folder: Path) -> list[Block]:
+    """The pruner asked again about the trials that ran to the end (``pruning.replay_completed``): which it
+    would have stopped, and what the best dev score would have been without them."""
+    from .pruning import replay_completed
+
+    replay = replay_completed(tc, folder)
+    if replay.empty:
+        return []
+    if (replay["references"] < tc.prune_startup).all():
+        return [
+            (
+                "p",
+                f"Pruning check: {len(replay)} completed trial(s), too few to replay the pruner on one of them "
+                f"against the others (it acts from {tc.prune_startup} completed trials).",
+            )
+        ]
+    stopped = replay.dropna(subset=["pruned_at"])
+    kept = replay.drop(stopped.index)
+    best = replay.loc[replay["dev"].idxmax()]
+    said = (
+        f"Pruning check (each completed trial replayed through the study's pruner against the other completed "
+        f"trials, more than it was judged against in the study): it would have stopped {len(stopped)} of the "
+        f"{len(replay)} trials that ran to the end"
+    )
+    if len(stopped):
+        each = [
+            f"trials/{r.trial:04.0f} at evaluation {r.pruned_at:.0f}, final dev {r.dev:.4f}"
+            for r in stopped.itertuples()
+        ]
+        said += " (" + "; ".join(each) + ")"
+    said += f". Best dev of all completed trials {best['dev']:.4f} (trials/{int(best['trial']):04d})"
+    said += f"; of those it keeps {kept['dev'].max():.4f}." if len(kept) else "; it keeps none of them."
+    return [("p", said)]
 
 
 def pruning_blocks(folder: Path) -> list[Block]:

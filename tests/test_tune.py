@@ -1,5 +1,6 @@
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -542,3 +543,48 @@ def test_a_study_stopped_and_resumed_draws_the_trials_it_would_have_drawn_in_one
     tune(tiny_tune(tiny_corpus, trials=4), tmp_path / "twice", **QUIET)
     assert drawn(tmp_path / "once") == drawn(tmp_path / "twice")
     assert len({tuple(sorted(p.items())) for p in drawn(tmp_path / "once")}) == 4
+
+
+def _fake_trials(folder, tc, curves):
+    """Trial folders that ran to the end with these dev F1 curves (one value per epoch), as the trainer writes."""
+    for number, curve in enumerate(curves):
+        run = Path(folder) / "trials" / f"{number:04d}"
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps(replace(tc.base, out=str(run)).to_dict()))
+        records = [
+            {"epoch": e, "eval": e, "epochs_done": float(e), "dev": {"ner": {"f1": v}}} for e, v in enumerate(curve, 1)
+        ]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        (run / "metrics.json").write_text(json.dumps({"main_task": "ner", "dev": {"ner": {"f1": max(curve)}}}))
+
+
+def test_the_pruning_check_replays_the_study_pruner_on_the_trials_that_ran_to_the_end(tiny_corpus, tmp_path):
+    from taskrel.pruning import replay_completed
+    from taskrel.report import pruning_check_blocks
+
+    tc = tiny_tune(tiny_corpus, trials=8)
+    tc.base.train.epochs, tc.base.train.patience, tc.base.train.min_epochs = 8, 2, 1  # asked from evaluation 3 to 7
+    steady = [[0.50 + 0.03 * e for e in range(8)]] * 5  # 0.56 at evaluation 3: equal to the median is kept
+    slow = [0.30 + 0.05 * e for e in range(8)]  # best so far 0.40 at evaluation 3: below the others' median
+    early = [0.90, 0.10, 0.10, 0.10, 0.10, 0.10, 0.10, 0.10]  # below at every asked evaluation, but its best is not
+    late = [0.55, 0.58, 0.61, 0.64, 0.67, 0.20, 0.90, 0.90]  # below only where its best so far is not
+    _fake_trials(tmp_path, tc, steady + [slow, early, late])
+    replay = replay_completed(tc, tmp_path).set_index("trial")
+    assert list(replay["references"]) == [7] * 8
+    assert replay.loc[5, "pruned_at"] == 3 and replay.loc[5, "best_so_far"] == pytest.approx(0.40)
+    assert replay["pruned_at"].drop(5).isna().all()  # the pruner judges the best so far, from evaluation 3 on
+    # the study's pruner itself, not a copy of its rule: at evaluation 2 it is not asked, so nothing is stopped
+    tc.base.train.patience = 3
+    assert replay_completed(tc, tmp_path).set_index("trial").loc[5, "pruned_at"] == 4
+    text = pruning_check_blocks(tc, tmp_path)[0][1]
+    assert (
+        "it would have stopped 1 of the 8 trials that ran to the end (trials/0005 at evaluation 4, final dev 0.6500)"
+        in text
+    )
+    assert "Best dev of all completed trials 0.9000 (trials/0006); of those it keeps 0.9000." in text
+
+    few = tmp_path / "few"
+    _fake_trials(few, tc, steady)  # 4 references each: the pruner acts from 5 completed trials
+    assert replay_completed(tc, few)["pruned_at"].isna().all()
+    assert "too few to replay the pruner" in pruning_check_blocks(tc, few)[0][1]
+    assert replay_completed(TuneConfig(tc.base, pruner="none"), tmp_path).empty
