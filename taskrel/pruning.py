@@ -126,7 +126,7 @@ def measure_pruning(
     from tqdm.auto import tqdm
 
     from .train import train
-    from .tune import open_study, trial_config, trial_folder
+    from .tune import open_study, trial_config, trial_dir
 
     out = Path(out)
     study = open_study(tc, out, storage, name)
@@ -138,7 +138,7 @@ def measure_pruning(
     for trial in tqdm(pruned, desc="unpruned re-runs", disable=None if progress else True):
         cfg = trial_config(tc, optuna.trial.FixedTrial(trial.params, trial.number), out)
         target = out / "unpruned" / f"{trial.number:04d}"
-        source = Path(trial.user_attrs.get("run_dir") or cfg.out)
+        source = trial_dir(out, trial)
         if continue_pruned and not target.exists() and (source / CHECKPOINT / "state.json").is_file():
             shutil.copytree(source, target, ignore=shutil.ignore_patterns(PRUNED))  # on from where it was stopped
             continued.add(trial.number)
@@ -149,7 +149,7 @@ def measure_pruning(
         cfg = RunConfig(cfg.data, cfg.model, cfg.train, str(target))
         train(cfg, resume=True, progress=False, log=lambda *_: None, test=False)
     for trial in trials:
-        run = Path(trial.user_attrs.get("run_dir") or trial_folder(out, trial.number))
+        run = trial_dir(out, trial)
         ran = read_records(run)
         full = ran if trial.state == TrialState.COMPLETE else read_records(out / "unpruned" / f"{trial.number:04d}")
         metric = TaskSpec.parse(main).main_metric

@@ -96,6 +96,15 @@ def trial_folder(out: Path, number: int) -> Path:
     return Path(out) / "trials" / f"{number:04d}"
 
 
+def trial_dir(out, trial) -> Path:
+    """The run folder of an Optuna ``trial`` of the study in ``out``: ``trials/NNNN``, numbered by the trial that
+    first trained there (a killed trial's successor goes on in the killed trial's folder). The folder a trial
+    recorded (``run_dir``) is relative to the working folder of the process that ran it, so only its name is
+    used: a study resumed from another folder, or moved, still finds its trials."""
+    recorded = trial.user_attrs.get("run_dir")
+    return Path(out) / "trials" / Path(recorded).name if recorded else trial_folder(out, trial.number)
+
+
 def section_runs(tc: TuneConfig, steps: dict, folder: Path) -> list[RunConfig]:
     """The runs a tuning study section trains on one corpus (``taskrel estimate``, ``taskrel status``): its
     trials at full length (pruning only makes them shorter), with ``measure_pruning`` the re-runs of the trials
@@ -271,7 +280,7 @@ def tune(
         killed = trial.user_attrs.get(RESUMES)
         if killed is not None:  # a killed trial's parameters, taken over: go on from its run's checkpoint
             before = study.get_trials(deepcopy=False)[killed]
-            cfg = replace(cfg, out=before.user_attrs.get("run_dir") or str(trial_folder(out, killed)))
+            cfg = replace(cfg, out=str(trial_dir(out, before)))
             for step, value in sorted(before.intermediate_values.items()):
                 trial.report(value, step)  # the pruner then sees the whole curve, as if never killed
         trial.set_user_attr("run_dir", cfg.out)
@@ -314,7 +323,7 @@ def tune(
         resumed = []
         for trial in killed_trials(study):
             study.enqueue_trial(trial.params, user_attrs={RESUMES: trial.number})
-            resumed.append(trial.user_attrs.get("run_dir") or str(trial_folder(out, trial.number)))
+            resumed.append(str(trial_dir(out, trial)))
             log(f"study {name}: trial {trial.number} was killed; a new trial goes on from its checkpoint")
         pace = Pace(resumed, "trials", total=todo)
         callbacks = [optuna.study.MaxTrialsCallback(tc.trials, states=FINISHED), _trial_logger(name, pace, log)]
@@ -363,7 +372,7 @@ def write_outputs(study: optuna.Study, tc: TuneConfig, out: Path, storage: str |
         "weights": weights,
         "weighting": method,
         "params": best.params,
-        "run_dir": best.user_attrs.get("run_dir"),
+        "run_dir": str(trial_dir(out, best)),
         # a best trial that did not converge is marked so wherever its score appears
         "converged": best.user_attrs.get("converged"),
         "trials": {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState},

@@ -374,6 +374,37 @@ def test_a_killed_trial_is_taken_over_from_its_checkpoint_with_the_same_numbers(
     assert [t.user_attrs.get("resumes") for t in study.trials].count(1) == 1 and len(study.trials) == 5
 
 
+def test_a_killed_trial_is_taken_over_in_its_own_folder_after_the_study_moved(tiny_corpus, tmp_path, monkeypatch):
+    import taskrel.train as train_module
+
+    real_train = train_module.train
+
+    def killed_after_one_epoch(cfg, *args, callbacks=(), **kwargs):
+        def kill(record):
+            raise KeyboardInterrupt
+
+        if cfg.out.endswith("0001") and not kwargs.get("resume"):
+            callbacks = [*callbacks, kill]
+        return real_train(cfg, *args, callbacks=callbacks, **kwargs)
+
+    tc, out, moved = tiny_tune(tiny_corpus, trials=2), tmp_path / "made" / "tune", tmp_path / "moved"
+    monkeypatch.setattr(train_module, "train", killed_after_one_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        tune(tc, out, **QUIET)
+    shutil.move(out, moved)  # restored elsewhere, or resumed from another working folder
+    best = tune(tc, moved, **QUIET)
+    # the successor went on from the checkpoint in the moved folder, not in a new folder where the study was made
+    assert not out.exists() and not (moved / "trials/0002").exists()
+    study = optuna.load_study(study_name="taskrel-tune", storage=f"sqlite:///{moved / 'study.db'}")
+    assert study.trials[2].user_attrs["resumes"] == 1 and study.trials[2].user_attrs["run_dir"] == str(
+        moved / "trials/0001"
+    )
+    assert (moved / "trials/0001/metrics.json").is_file()
+    assert len((moved / "trials/0001/metrics.jsonl").read_text().splitlines()) == 2
+    # best.json names the best trial's folder where it is now (trial 0 recorded the folder it was made in)
+    assert best["run_dir"].startswith(str(moved / "trials")) and Path(best["run_dir"]).is_dir()
+
+
 def test_a_trial_that_fails_by_itself_is_not_taken_over(tiny_corpus, tmp_path, monkeypatch):
     import taskrel.train as train_module
     from taskrel.tune import killed_trials
