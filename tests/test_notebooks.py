@@ -66,6 +66,7 @@ def test_loss_weight_tuning_notebook(tiny_corpus, tmp_path):
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for c in nb.cells
                    if c.cell_type == "code" for o in c.outputs)  # fmt: skip
     assert "epochs_saved_fraction" in text and "uncertainty" in text
+    assert "references" in text and "pruned_at" in text  # the pruning check's table
 
 
 def test_task_embeddings_notebook(tiny_corpus, tmp_path, monkeypatch):
