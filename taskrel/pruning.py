@@ -51,8 +51,7 @@ def replay_completed(tc: TuneConfig, folder) -> pd.DataFrame:
     would have stopped it; NaN: never) and ``best_so_far`` there. This is a leave-one-out replay: in the study
     a trial was judged only against the trials completed before it, so the replay judges against more (and,
     under TPE, usually better) trials than the study did. Only the median pruner is replayed (Hyperband's
-    brackets follow the study's own trials):
-    empty for any other.
+    brackets follow the study's own trials); for any other pruner the table is empty.
     """
     from .rundir import RunDir
     from .tune import make_pruner, may_prune
