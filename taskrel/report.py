@@ -483,15 +483,22 @@ def tune_blocks(folder: Path) -> list[Block]:
                             f"(parameters: {params}). Trials: {counts}."))  # fmt: skip
     stops = pruned_stops(folder, tc.base.model.main_task)
     if stops:
-        at = pd.Series([e for e, _ in stops]).value_counts().sort_index()
-        scores = pd.Series([b for _, b in stops])
+        at = pd.Series([e for e, _, _ in stops]).value_counts().sort_index()
+        scores = pd.Series([b for _, b, _ in stops])
+        below = pd.Series([m - b for _, b, m in stops]).dropna()
+        margins = (
+            f" Below the median of the completed trials by {below.min():.4f} to {below.max():.4f} "
+            f"({int((below < 0.01).sum())} of the {len(below)} where it was recorded by under 0.01)."
+            if len(below)
+            else ""
+        )
         blocks.append(
             (
                 "p",
                 f"Where the pruner stopped trials: {len(stops)}, at evaluation "
                 + ", ".join(f"{e} ({n})" for e, n in at.items())
                 + f". Their best dev score so far (on the dev evaluated during training) ranged {scores.min():.3f} "
-                f"to {scores.max():.3f} (median {scores.median():.3f}).",
+                f"to {scores.max():.3f} (median {scores.median():.3f})." + margins,
             )
         )
     blocks += pruning_check_blocks(tc, folder)
@@ -505,9 +512,10 @@ def tune_blocks(folder: Path) -> list[Block]:
     )
 
 
-def pruned_stops(folder: Path, main: str) -> list[tuple[int, float]]:
-    """Each pruned trial of a tuning folder: the evaluation its pruner stopped it at and its best main dev score
-    by then (the score the pruner judged it on)."""
+def pruned_stops(folder: Path, main: str) -> list[tuple[int, float, float]]:
+    """Each pruned trial of a tuning folder: the evaluation its pruner stopped it at, its best main dev score
+    by then (the score the pruner judged it on) and the median it fell below (NaN where not recorded: another
+    pruner, or a trial pruned before 2026-11-29)."""
     from .rundir import RunDir
     from .tasks import TaskSpec
 
@@ -517,7 +525,10 @@ def pruned_stops(folder: Path, main: str) -> list[tuple[int, float]]:
         run = RunDir(path)
         if run.pruned:
             seen = [r["dev"][main][metric] for r in run.records if r.get("dev")][: run.pruned["evaluation"]]
-            stops.append((run.pruned["evaluation"], max(seen, default=float("nan"))))
+            median = run.pruned.get("median")
+            stops.append(
+                (run.pruned["evaluation"], max(seen, default=float("nan")), float("nan") if median is None else median)
+            )
     return stops
 
 

@@ -81,6 +81,14 @@ def pruning_rule(tc: TuneConfig) -> str:
     return f"{tc.pruner} ({start}from evaluation {first_prunable(tc)}, where early stopping could first stop a trial)"
 
 
+def median_reference(study: optuna.Study, step: int) -> float | None:
+    """The median of the completed trials' dev scores at evaluation ``step``: what the median pruner holds a
+    trial's best so far against there (None where no completed trial reached ``step``)."""
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    values = [t.intermediate_values[step] for t in completed if step in t.intermediate_values]
+    return float(np.median(values)) if values else None
+
+
 def make_pruner(tc: TuneConfig) -> optuna.pruners.BasePruner:
     """The pruner: the median of the completed trials at the same evaluation (``prune_startup`` of them before
     it acts) against the trial's best so far; Hyperband with its first rung at ``first_prunable``; or none."""
@@ -287,14 +295,22 @@ def tune(
         mark = Path(cfg.out) / PRUNED
         mark.unlink(missing_ok=True)  # a killed trial taken over goes on, whatever was written before the kill
         stopped = {}
+        seen = [before.intermediate_values[k] for k in sorted(before.intermediate_values)] if killed is not None else []
 
         def report(record):
             # one step per evaluation (per epoch unless eval_every says otherwise)
-            trial.report(record["dev"][main][metric], record.get("eval", record["epoch"]))
+            step = record.get("eval", record["epoch"])
+            seen.append(record["dev"][main][metric])
+            trial.report(seen[-1], step)
             if may_prune(tc, cfg, record) and trial.should_prune():
-                stopped.update(
-                    trial=trial.number, epoch=record["epoch"], evaluation=record.get("eval", record["epoch"])
-                )
+                # what it was judged on: its best so far, and (median pruner) the median it fell below
+                judged = {
+                    "best_so_far": max(seen),
+                    "median": median_reference(study, step) if tc.pruner == "median" else None,
+                }
+                stopped.update(trial=trial.number, epoch=record["epoch"], evaluation=step, **judged)
+                for key, value in judged.items():
+                    trial.set_user_attr(f"pruned_{key}", value)
                 raise optuna.TrialPruned(f"epoch {record['epoch']}")
 
         try:
@@ -342,6 +358,11 @@ def _trial_logger(name: str, pace, log):
             what = f"dev {trial.value:.4f}" + ("" if trial.user_attrs.get("converged") else " (not converged)")
         elif trial.state == TrialState.PRUNED:
             what = f"pruned after evaluation {max(trial.intermediate_values, default=0)}"
+            if trial.user_attrs.get("pruned_median") is not None:
+                what += (
+                    f" (best so far {trial.user_attrs['pruned_best_so_far']:.4f}, "
+                    f"median of the completed trials {trial.user_attrs['pruned_median']:.4f})"
+                )
         else:
             what = trial.state.name.lower()
         try:

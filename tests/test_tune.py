@@ -43,7 +43,8 @@ def test_a_three_trial_study_with_pruning_and_resume(tiny_corpus, tmp_path):
     # one line per trial: how it ended, the best so far, how long is left
     lines = [line for line in said if ": trial " in line]
     assert len(lines) == 3 and "trial 0 dev 0." in lines[0] and "best dev" in lines[0]
-    assert "trial 1 pruned after evaluation 1" in lines[1] and "1 of 3 trials done" in lines[0]
+    assert "trial 1 pruned after evaluation 1 (best so far 0." in lines[1] and "1 of 3 trials done" in lines[0]
+    assert "median of the completed trials 0." in lines[1]
     assert "left at that pace" in lines[1] and "3 of 3 trials done" in lines[2] and "left" not in lines[2]
     trials = pd.read_csv(out / "trials.csv")
     assert list(trials["state"]) == ["COMPLETE", "PRUNED", "COMPLETE"]
@@ -296,6 +297,11 @@ def test_the_tuning_report_says_the_pruning_rule_and_where_it_stopped_trials(tin
     first_dev = json.loads((tmp_path / "t/trials/0001/metrics.jsonl").read_text().splitlines()[0])["dev"]["ner"]["f1"]
     assert "stopped trials: 1, at evaluation 1 (1). Their best dev score so far" in text
     assert f"ranged {first_dev:.3f} to {first_dev:.3f}" in text
+    # what it was judged on is recorded: its best so far, and the median of the completed trial (trial 0) there
+    median = json.loads((tmp_path / "t/trials/0000/metrics.jsonl").read_text().splitlines()[0])["dev"]["ner"]["f1"]
+    judged = json.loads((tmp_path / "t/trials/0001/pruned.json").read_text())
+    assert judged["best_so_far"] == first_dev and judged["median"] == median
+    assert f"Below the median of the completed trials by {median - first_dev:.4f} to {median - first_dev:.4f}" in text
 
 
 def test_no_rerun_from_scratch_means_nothing_was_checked():
@@ -462,7 +468,8 @@ def test_a_pruned_trial_says_so_in_its_folder_and_counts_as_over(tiny_corpus, tm
 
     tc, out = tiny_tune(tiny_corpus), tmp_path / "tune"
     tune(tc, out, pruner=PruneTrialOne(), **QUIET)
-    assert RunDir(out / "trials/0001").pruned == {"trial": 1, "epoch": 1, "evaluation": 1}
+    pruned = RunDir(out / "trials/0001").pruned
+    assert {k: pruned[k] for k in ("trial", "epoch", "evaluation")} == {"trial": 1, "epoch": 1, "evaluation": 1}
     assert RunDir(out / "trials/0000").pruned is None and RunDir(out / "trials/0002").pruned is None
     runs = section_runs(tc, {}, out)
     states = [run_state(Path(c.out), Path(c.out).name) for c in runs]
