@@ -95,6 +95,8 @@ def run_state(folder: Path, name: str) -> RunState:
     row = RunState(name, state, main=run.main)
     if state == PRUNED:
         row.note = f"by its tuning study after epoch {run.pruned.get('epoch', '?')}"
+        if run.pruned.get("median") is not None:  # recorded since 2026-11-29
+            row.note += f", below the median {run.pruned['median']:.4f} of the completed trials"
     if state == INTERRUPTED:  # what the next ``taskrel run`` does with it
         resumes = (folder / "checkpoint").is_dir()
         row.note = "resumes from its checkpoint" if resumes else "no checkpoint yet: trains again from the start"

@@ -474,7 +474,7 @@ def test_a_pruned_trial_says_so_in_its_folder_and_counts_as_over(tiny_corpus, tm
     runs = section_runs(tc, {}, out)
     states = [run_state(Path(c.out), Path(c.out).name) for c in runs]
     assert [s.state for s in states] == [FINISHED, PRUNED, FINISHED]
-    assert "after epoch 1" in states[1].note and "best dev" in states[1].cells[2]
+    assert "after epoch 1, below the median 0." in states[1].note and "best dev" in states[1].cells[2]
     assert "so far" not in states[1].cells[2]
     assert counts_line(states).startswith("3 runs: 2 finished") and "1 pruned" in counts_line(states)
     assert (out / "trials/0001/checkpoint").is_dir()  # kept by default, for measure_pruning
