@@ -526,7 +526,7 @@ def test_the_estimate_counts_a_pruned_trial_as_over(tiny_corpus, tmp_path, capsy
     assert "4 runs: 2 finished (**2 not converged**), 1 pruned, 1 not started" in said  # 2 epochs: at the maximum
     rows = [line for line in said.splitlines() if line.startswith("| tiny/")]
     assert len(rows) == 1 and rows[0].startswith(
-        "| tiny/trials/0001 | ner | pruned (by its tuning study after epoch 1)"
+        "| tiny/trials/0001 | ner | pruned (by its tuning study after epoch 1, below the median 0."
     )
 
 
