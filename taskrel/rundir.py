@@ -178,7 +178,7 @@ class RunDir:
     @property
     def pruned(self) -> dict | None:
         """A tuning trial stopped by its study's pruner: ``{"trial", "epoch", "evaluation"}``, since 2026-11-29
-        with what it was judged on, ``best_so_far`` and ``median`` (``tune``); None for every other run. Such a
+        with the ``median`` of the completed trials it fell below (``tune``); None for every other run. Such a
         run is over without ``metrics.json``: nothing resumes it, and it costs what its records say."""
         path = self.path / PRUNED
         return json.loads(path.read_text()) if path.is_file() else None

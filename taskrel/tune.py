@@ -295,22 +295,16 @@ def tune(
         mark = Path(cfg.out) / PRUNED
         mark.unlink(missing_ok=True)  # a killed trial taken over goes on, whatever was written before the kill
         stopped = {}
-        seen = [before.intermediate_values[k] for k in sorted(before.intermediate_values)] if killed is not None else []
 
         def report(record):
             # one step per evaluation (per epoch unless eval_every says otherwise)
             step = record.get("eval", record["epoch"])
-            seen.append(record["dev"][main][metric])
-            trial.report(seen[-1], step)
+            trial.report(record["dev"][main][metric], step)
             if may_prune(tc, cfg, record) and trial.should_prune():
-                # what it was judged on: its best so far, and (median pruner) the median it fell below
-                judged = {
-                    "best_so_far": max(seen),
-                    "median": median_reference(study, step) if tc.pruner == "median" else None,
-                }
-                stopped.update(trial=trial.number, epoch=record["epoch"], evaluation=step, **judged)
-                for key, value in judged.items():
-                    trial.set_user_attr(f"pruned_{key}", value)
+                # the median it fell below (median pruner); its best so far is in its records
+                median = median_reference(study, step) if tc.pruner == "median" else None
+                stopped.update(trial=trial.number, epoch=record["epoch"], evaluation=step, median=median)
+                trial.set_user_attr("pruned_median", median)
                 raise optuna.TrialPruned(f"epoch {record['epoch']}")
 
         try:
@@ -360,7 +354,7 @@ def _trial_logger(name: str, pace, log):
             what = f"pruned after evaluation {max(trial.intermediate_values, default=0)}"
             if trial.user_attrs.get("pruned_median") is not None:
                 what += (
-                    f" (best so far {trial.user_attrs['pruned_best_so_far']:.4f}, "
+                    f" (best so far {max(trial.intermediate_values.values()):.4f}, "
                     f"median of the completed trials {trial.user_attrs['pruned_median']:.4f})"
                 )
         else:
