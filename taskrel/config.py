@@ -567,6 +567,11 @@ class TuneConfig(_WithBase):
         "a trial may be pruned from where its early stopping could stop it, or from its first evaluation",
         choices=PRUNE_FROM,
     )
+    prune_margin: float = setting(
+        0.0,
+        "the median pruner stops a trial only when its best dev score so far is below the median by more than this "
+        "(0: by any amount); set it to the seed noise at the first prunable evaluation, so noise does not prune",
+    )
     seed: int = setting(1, "TPE sampler seed", flag="--sampler-seed")
     min_weight: float = setting(1e-3, "secondary weights are log-uniform in [min, max]; the main weight is 1")
     max_weight: float = setting(1.0, "the top of the secondary weights' range")
@@ -583,6 +588,11 @@ class TuneConfig(_WithBase):
         _check(self.pruner in PRUNERS, f"pruner must be one of {PRUNERS}, got {self.pruner!r}")
         _check(self.prune_startup >= 1, f"prune_startup must be at least 1, got {self.prune_startup}")
         _check(self.prune_from in PRUNE_FROM, f"prune_from must be one of {PRUNE_FROM}, got {self.prune_from!r}")
+        _check(self.prune_margin >= 0, f"prune_margin must be 0 or more, got {self.prune_margin}")
+        _check(
+            self.prune_margin == 0 or self.pruner == "median",
+            f"prune_margin applies to the median pruner only, not {self.pruner!r}",
+        )
         _check(0 < self.min_weight < self.max_weight, "need 0 < min_weight < max_weight")
         _check(len(self.base.model.tasks) >= 2 or self.tune_pooling or self.tune_lr, "nothing to tune")
 

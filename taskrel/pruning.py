@@ -98,6 +98,26 @@ def replay_completed(tc: TuneConfig, folder) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def seed_noise(runs, step: int) -> float:
+    """The standard deviation (ddof 1), across ``runs`` of one setting that differ only in their seed, of their best
+    dev score by evaluation ``step`` (a run that stopped before it: its best): the noise that a pruner asked there
+    cannot see past, and so what ``prune_margin`` should be set from."""
+    from .rundir import RunDir
+
+    bests = []
+    for path in runs:
+        run = RunDir(path)
+        main = run.run_config.model.main_task
+        metric = TaskSpec.parse(main).main_metric
+        curve = [r["dev"][main][metric] for r in run.records if r.get("dev") and r.get("eval", r["epoch"]) <= step]
+        if not curve:
+            raise ValueError(f"{path}: no dev evaluation up to evaluation {step}")
+        bests.append(max(curve))
+    if len(bests) < 2:
+        raise ValueError(f"seed noise needs at least 2 runs, got {len(bests)}")
+    return float(np.std(bests, ddof=1))
+
+
 def _all_or_none(flags: pd.Series) -> bool | None:
     flags = flags.dropna()
     return bool(flags.all()) if len(flags) else None

@@ -76,6 +76,8 @@ def pruning_rule(tc: TuneConfig) -> str:
     if tc.pruner == "none":
         return "none"
     start = f"after {tc.prune_startup} completed trials, " if tc.pruner == "median" else ""
+    if tc.prune_margin:
+        start += f"only more than {tc.prune_margin:g} below the median, "
     if tc.prune_from == "first":
         return f"{tc.pruner} ({start}from the first evaluation)"
     return f"{tc.pruner} ({start}from evaluation {first_prunable(tc)}, where early stopping could first stop a trial)"
@@ -89,11 +91,27 @@ def median_reference(study: optuna.Study, step: int) -> float | None:
     return float(np.median(values)) if values else None
 
 
+class MarginPruner(optuna.pruners.BasePruner):
+    """Optuna's median pruner, which stops a trial only when its best so far is also more than ``margin`` below
+    the median it is held against (``median_reference``): a trial within the noise of the median goes on."""
+
+    def __init__(self, median: optuna.pruners.MedianPruner, margin: float):
+        self.median, self.margin = median, margin
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        if not self.median.prune(study, trial):
+            return False
+        reference = median_reference(study, trial.last_step)
+        return reference is None or max(trial.intermediate_values.values()) < reference - self.margin
+
+
 def make_pruner(tc: TuneConfig) -> optuna.pruners.BasePruner:
     """The pruner: the median of the completed trials at the same evaluation (``prune_startup`` of them before
-    it acts) against the trial's best so far; Hyperband with its first rung at ``first_prunable``; or none."""
+    it acts) against the trial's best so far, less ``prune_margin``; Hyperband with its first rung at
+    ``first_prunable``; or none."""
     if tc.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=tc.prune_startup, n_warmup_steps=first_prunable(tc))
+        median = optuna.pruners.MedianPruner(n_startup_trials=tc.prune_startup, n_warmup_steps=first_prunable(tc))
+        return MarginPruner(median, tc.prune_margin) if tc.prune_margin else median
     if tc.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=first_prunable(tc))
     return optuna.pruners.NopPruner()

@@ -626,3 +626,48 @@ def test_the_pruning_check_replays_the_study_pruner_on_the_trials_that_ran_to_th
     assert replay_completed(tc, few)["pruned_at"].isna().all()
     assert "too few to replay the pruner" in pruning_check_blocks(tc, few)[0][1]
     assert replay_completed(TuneConfig(tc.base, pruner="none"), tmp_path).empty
+
+
+def test_a_margin_lets_a_trial_within_the_noise_of_the_median_go_on(tiny_corpus, tmp_path):
+    from taskrel.pruning import replay_completed
+    from taskrel.tune import MarginPruner, pruning_rule
+
+    tc = tiny_tune(tiny_corpus, trials=8)
+    tc.base.train.epochs, tc.base.train.patience, tc.base.train.min_epochs = 8, 2, 1  # asked from evaluation 3 to 7
+    steady = [[0.50 + 0.03 * e for e in range(8)]] * 5
+    slow = [0.30 + 0.05 * e for e in range(8)]  # below the median by 0.16 at evaluation 3, 0.08 at evaluation 7
+    _fake_trials(tmp_path, tc, steady + [slow])
+    assert replay_completed(tc, tmp_path).set_index("trial").loc[5, "pruned_at"] == 3
+    assert replay_completed(replace(tc, prune_margin=0.15), tmp_path).set_index("trial").loc[5, "pruned_at"] == 3
+    assert replay_completed(replace(tc, prune_margin=0.17), tmp_path)["pruned_at"].isna().all()
+
+    within = replace(tc, prune_margin=0.15)
+    pruner = make_pruner(within)
+    assert isinstance(pruner, MarginPruner) and not isinstance(make_pruner(tc), MarginPruner)
+    study = optuna.create_study(direction="maximize")
+    for curve in steady:
+        study.add_trial(optuna.trial.create_trial(value=max(curve), intermediate_values=dict(enumerate(curve, 1))))
+    asked = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, intermediate_values={1: 0.3, 2: 0.35})
+    assert not pruner.prune(study, asked)  # evaluation 2: before the first prunable one, margin or not
+    for best, pruned in ((0.42, False), (0.40, True)):  # the median at evaluation 3 is 0.56: 0.41 is the line
+        asked = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.RUNNING, intermediate_values={1: 0.3, 2: 0.35, 3: best}
+        )
+        assert pruner.prune(study, asked) is pruned and make_pruner(tc).prune(study, asked)
+    assert "only more than 0.15 below the median" in pruning_rule(within)
+    with pytest.raises(ConfigError, match="prune_margin"):
+        replace(tc, prune_margin=-0.01)
+    with pytest.raises(ConfigError, match="median pruner only"):
+        replace(tc, pruner="hyperband", prune_margin=0.01)
+
+
+def test_seed_noise_is_the_spread_of_the_best_so_far_across_seeds(tiny_corpus, tmp_path):
+    from taskrel.pruning import seed_noise
+
+    tc = tiny_tune(tiny_corpus)
+    _fake_trials(tmp_path, tc, [[0.1, 0.5, 0.2, 0.9], [0.1, 0.3, 0.4, 0.4], [0.2, 0.7]])
+    runs = sorted((tmp_path / "trials").iterdir())
+    assert seed_noise(runs, 3) == pytest.approx(pd.Series([0.5, 0.4, 0.7]).std())  # the best by evaluation 3
+    assert seed_noise(runs, 1) == pytest.approx(pd.Series([0.1, 0.1, 0.2]).std())
+    with pytest.raises(ValueError, match="at least 2 runs"):
+        seed_noise(runs[:1], 3)
