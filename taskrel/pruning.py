@@ -25,6 +25,7 @@ dev score would have been without them (the tuning report prints it).
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,17 +47,18 @@ def replay_completed(tc: TuneConfig, folder) -> pd.DataFrame:
 
     One row per completed trial: ``trial`` (its folder's number under ``trials/``: a trial that took over a
     killed one goes on in the killed trial's folder, so this can be one below Optuna's number), its ``dev``
-    score (the selected epoch's), ``references`` (the other completed trials it is judged against; the median
-    pruner acts only from ``prune_startup`` of them), ``pruned_at`` (the first evaluation at which the pruner
-    would have stopped it; NaN: never) and ``best_so_far`` there. This is a leave-one-out replay: in the study
-    a trial was judged only against the trials completed before it, so the replay judges against more (and,
-    under TPE, usually better) trials than the study did. Only the median pruner is replayed (Hyperband's
-    brackets follow the study's own trials); for any other pruner the table is empty.
+    score (the selected epoch's), the ``evaluations`` it ran, ``references`` (the other completed trials it is
+    judged against; the median pruner acts only from ``prune_startup`` of them), ``pruned_at`` (the first
+    evaluation at which the pruner would have stopped it; NaN: never) and ``best_so_far`` there. This is a
+    leave-one-out replay: in the study a trial was judged only against the trials completed before it, so the
+    replay judges against more (and, under TPE, usually better) trials than the study did. Only the median
+    pruner is replayed (Hyperband's brackets follow the study's own trials); for any other pruner the table is
+    empty.
     """
     from .rundir import RunDir
     from .tune import make_pruner, may_prune
 
-    columns = ["trial", "dev", "references", "pruned_at", "best_so_far"]
+    columns = ["trial", "dev", "evaluations", "references", "pruned_at", "best_so_far"]
     if tc.pruner != "median":
         return pd.DataFrame(columns=columns)
     main = tc.base.model.main_task
@@ -82,6 +84,7 @@ def replay_completed(tc: TuneConfig, folder) -> pd.DataFrame:
         row = {
             "trial": number,
             "dev": run.score("dev"),
+            "evaluations": len(curve),
             "references": len(curves) - 1,
             "pruned_at": np.nan,
             "best_so_far": np.nan,
@@ -95,6 +98,38 @@ def replay_completed(tc: TuneConfig, folder) -> pd.DataFrame:
                 row.update(pruned_at=step, best_so_far=max(seen.values()))
                 break
         rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+MARGINS = (0.01, 0.02, 0.03)  # the margins the tuning report replays beside the study's own (dev score)
+
+
+def margin_replay(tc: TuneConfig, folder, margins=MARGINS) -> pd.DataFrame:
+    """``replay_completed`` under the study's own ``prune_margin`` and under each of ``margins``: per margin, how
+    many completed trials it would have stopped, whether it keeps the best of them, the best it keeps, and the
+    evaluations it would have saved on them (the cost side; pruned trials' own savings are not counted)."""
+    columns = ["margin", "stopped", "completed", "keeps_best", "kept_best", "evaluations_saved", "evaluations"]
+    if tc.pruner != "median":
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for margin in sorted({tc.prune_margin, *margins}):
+        replay = replay_completed(replace(tc, prune_margin=margin), folder)
+        if replay.empty:
+            return pd.DataFrame(columns=columns)
+        stopped = replay["pruned_at"].notna()
+        kept = replay.loc[~stopped, "dev"]
+        saved = (replay["evaluations"] - replay["pruned_at"]).where(stopped, 0)
+        rows.append(
+            {
+                "margin": margin,
+                "stopped": int(stopped.sum()),
+                "completed": len(replay),
+                "keeps_best": bool(len(kept)) and kept.max() == replay["dev"].max(),
+                "kept_best": kept.max() if len(kept) else np.nan,
+                "evaluations_saved": int(saved.sum()),
+                "evaluations": int(replay["evaluations"].sum()),
+            }
+        )
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -535,7 +535,7 @@ def pruned_stops(folder: Path, main: str) -> list[tuple[int, float, float]]:
 def pruning_check_blocks(tc, folder: Path) -> list[Block]:
     """The pruner asked again about the trials that ran to the end (``pruning.replay_completed``): which it
     would have stopped, and what the best dev score would have been without them."""
-    from .pruning import replay_completed
+    from .pruning import margin_replay, replay_completed
 
     replay = replay_completed(tc, folder)
     if replay.empty:
@@ -564,7 +564,26 @@ def pruning_check_blocks(tc, folder: Path) -> list[Block]:
         said += " (" + "; ".join(each) + ")"
     said += f". Best dev of all completed trials {best['dev']:.4f} (trials/{int(best['trial']):04d})"
     said += f"; of those it keeps {kept['dev'].max():.4f}." if len(kept) else "; it keeps none of them."
-    return [("p", said)]
+    margins = margin_replay(tc, folder)
+    table = pd.DataFrame(
+        {
+            "margin": [f"{m:g}" + (" (this study)" if m == tc.prune_margin else "") for m in margins["margin"]],
+            "completed trials it stops": [f"{r.stopped} of {r.completed}" for r in margins.itertuples()],
+            "keeps the best": ["yes" if k else "no" for k in margins["keeps_best"]],
+            "best it keeps": [f"{b:.4f}" if b == b else "–" for b in margins["kept_best"]],
+            "evaluations it saves on them": [f"{r.evaluations_saved} of {r.evaluations}" for r in margins.itertuples()],
+        }
+    )
+    return [
+        ("p", said),
+        (
+            "p",
+            "The same replay with a margin (`--prune-margin`: a trial is stopped only when its best so far is more "
+            "than the margin below the median; set it from the seed noise at the first prunable evaluation, "
+            "`pruning.seed_noise`):",
+        ),
+        ("table", table),
+    ]
 
 
 def pruning_blocks(folder: Path) -> list[Block]:

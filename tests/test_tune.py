@@ -629,7 +629,8 @@ def test_the_pruning_check_replays_the_study_pruner_on_the_trials_that_ran_to_th
 
 
 def test_a_margin_lets_a_trial_within_the_noise_of_the_median_go_on(tiny_corpus, tmp_path):
-    from taskrel.pruning import replay_completed
+    from taskrel.pruning import margin_replay, replay_completed
+    from taskrel.report import pruning_check_blocks
     from taskrel.tune import MarginPruner, pruning_rule
 
     tc = tiny_tune(tiny_corpus, trials=8)
@@ -640,6 +641,13 @@ def test_a_margin_lets_a_trial_within_the_noise_of_the_median_go_on(tiny_corpus,
     assert replay_completed(tc, tmp_path).set_index("trial").loc[5, "pruned_at"] == 3
     assert replay_completed(replace(tc, prune_margin=0.15), tmp_path).set_index("trial").loc[5, "pruned_at"] == 3
     assert replay_completed(replace(tc, prune_margin=0.17), tmp_path)["pruned_at"].isna().all()
+    margins = margin_replay(tc, tmp_path, margins=(0.15, 0.17))  # the study's own margin (0) first
+    assert list(margins["margin"]) == [0, 0.15, 0.17] and list(margins["stopped"]) == [1, 1, 0]
+    assert list(margins["evaluations_saved"]) == [5, 5, 0] and (margins["evaluations"] == 48).all()
+    assert margins["keeps_best"].all() and list(margins["kept_best"]) == pytest.approx([0.71] * 3)
+    table = pruning_check_blocks(tc, tmp_path)[-1][1]
+    assert list(table["margin"]) == ["0 (this study)", "0.01", "0.02", "0.03"]
+    assert list(table["evaluations it saves on them"]) == ["5 of 48"] * 4
 
     within = replace(tc, prune_margin=0.15)
     pruner = make_pruner(within)
