@@ -101,8 +101,9 @@ class MarginPruner(optuna.pruners.BasePruner):
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         if not self.median.prune(study, trial):
             return False
+        values = [v for v in trial.intermediate_values.values() if not np.isnan(v)]
         reference = median_reference(study, trial.last_step)
-        return reference is None or max(trial.intermediate_values.values()) < reference - self.margin
+        return not values or reference is None or max(values) < reference - self.margin  # no values: diverged
 
 
 def make_pruner(tc: TuneConfig) -> optuna.pruners.BasePruner:

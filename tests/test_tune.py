@@ -662,6 +662,10 @@ def test_a_margin_lets_a_trial_within_the_noise_of_the_median_go_on(tiny_corpus,
             state=optuna.trial.TrialState.RUNNING, intermediate_values={1: 0.3, 2: 0.35, 3: best}
         )
         assert pruner.prune(study, asked) is pruned and make_pruner(tc).prune(study, asked)
+    diverged = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.RUNNING, intermediate_values={1: float("nan"), 2: float("nan"), 3: float("nan")}
+    )
+    assert pruner.prune(study, diverged)  # a diverged trial is stopped, as the median pruner stops it
     assert "only more than 0.15 below the median" in pruning_rule(within)
     with pytest.raises(ConfigError, match="prune_margin"):
         replace(tc, prune_margin=-0.01)
