@@ -256,7 +256,12 @@ def add_tune_parser(sub):
         help="train the best weights and the alternatives (single task, equal, authors', uncertainty, gradnorm, "
         "pcgrad) over --seeds, score them on test, write OUT/confirm/comparison.*",
     )
-    after.add_argument("--seeds", type=_ints, default=[1, 2, 3], help="seeds of --confirm")
+    after.add_argument(
+        "--seeds",
+        type=_ints,
+        default=None,
+        help="seeds of --confirm (default: the first 3 other than the tuning trials' seed, which is refused)",
+    )
     after.add_argument("--arms", type=_csv, default=None, help="subset of the --confirm arms")
     after.add_argument(
         "--measure-pruning",
@@ -301,7 +306,8 @@ def _after_tuning(a) -> int:
 
         measure_pruning(tc, a.out, a.storage, a.study, not a.no_progress, continue_pruned=a.continue_pruned)
     if a.confirm:
-        table = confirm(tc, best, a.out, [int(s) for s in a.seeds], a.arms or ARMS, progress=not a.no_progress)
+        seeds = [int(s) for s in a.seeds] if a.seeds else None
+        table = confirm(tc, best, a.out, seeds, a.arms or ARMS, progress=not a.no_progress)
         cols = ["arm", "n_seeds", "test_mean", "test_std", "delta_vs_single", "p", "p_seeds"]
         print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0

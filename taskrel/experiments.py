@@ -17,7 +17,7 @@ A study file states everything needed to reproduce it::
       mt-max: {model: {tasks: [ner, mtcls, bcls, mcls], pooling: max}}
       single-aa: {seed_offset: 100, model: {tasks: [ner]}}   # trains seeds 101, 102: an A/A check
     grid: {tasks: [ner, mtcls, bcls, mcls], pair_weights: [1.0, 1.0]}   # kind grid
-    tune: {trials: 30, pruner: median, confirm_seeds: [1, 2, 3]}        # kind tune
+    tune: {trials: 30, pruner: median, confirm_seeds: [2, 3, 4]}        # kind tune
     embed: {tasks: [BC2GM:ner, NCBI-disease:ner], examples: 500}        # kind embed
     affinity: {every: 5}                                                # kind affinity
     prediction: {grid: runs/GRID/{corpus}, embeddings: {"": runs/EMB/{corpus}}}  # kind prediction
@@ -192,6 +192,14 @@ class Study:
                     tuned = tuned_settings(corpus_path(tuned_from, corpus), variant)
                     if tuned is None:
                         continue  # the tuning study has not finished on this corpus yet
+                    from .confirm import check_seeds, load_tune
+
+                    try:  # never the tuning trials' own seed
+                        check_seeds(
+                            load_tune(corpus_path(tuned_from, corpus))[0], [s + offset for s in self.seeds_of(corpus)]
+                        )
+                    except ConfigError as e:
+                        raise ConfigError(f"variant {variant} on {Path(corpus).name}: {e}") from None
                 for seed in self.seeds_of(corpus):
                     d = _merge(_merge(self._base(corpus), overrides), copy.deepcopy(tuned))
                     d.setdefault("data", {})["data"] = corpus
@@ -226,7 +234,12 @@ class Study:
         items = []
         for corpus in self.corpora:
             base = _merge(self._base(corpus), {"data": {"data": corpus}, "out": str(out / Path(corpus).name)})
-            items.append((corpus, cls(RunConfig.from_dict(base), **section), steps))
+            settings = cls(RunConfig.from_dict(base), **section)
+            if steps.get("confirm_seeds"):
+                from .confirm import check_seeds
+
+                check_seeds(settings, steps["confirm_seeds"])  # before hours of tuning, not after
+            items.append((corpus, settings, steps))
         return items
 
     def grid_configs(self) -> list[tuple[str, GridConfig]]:

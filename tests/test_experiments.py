@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from taskrel.cli import main
-from taskrel.config import ConfigError
+from taskrel.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, TuneConfig
 from taskrel.experiments import load_study
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -354,7 +354,7 @@ def test_status_lists_every_declared_run_with_its_state_and_numbers(tiny_corpus,
 # ---- every study kind through an experiment file (kinds.KINDS), and refused when continued differently
 
 KIND_SECTIONS = {
-    "tune": "tune: {{trials: 2, pruner: none, confirm_seeds: [1], arms: [single, equal]}}",
+    "tune": "tune: {{trials: 2, pruner: none, confirm_seeds: [2], arms: [single, equal]}}",
     "embed": "embed: {{tasks: [ner, bcls], examples: 8, components: [head]}}",
     "affinity": "affinity: {{every: 2}}",
     "grid": "grid: {{tasks: [ner, bcls]}}\nclaims: [{{claim: NER gains from bCLS, paper: 0.5, transfer: ner|bcls}}]",
@@ -633,6 +633,12 @@ def test_a_tuned_variant_waits_for_its_tuning_study_then_takes_its_best_trial(ti
     tune_dir.mkdir(parents=True)
     best = {"weights": {"ner": 1.0, "bcls": 0.02}, "params": {"w_bcls": 0.02, "lr": 0.003}}
     (tune_dir / "best.json").write_text(json.dumps(best))
+    tuning = TuneConfig(RunConfig(DataConfig(str(tiny_corpus)), ModelConfig("tiny", ["ner", "bcls"]), TrainConfig()))
+    (tune_dir / "tune.json").write_text(json.dumps(tuning.to_dict()))  # its trials trained with seed 1
+    with pytest.raises(ConfigError, match="variant tuned on tiny: seeds \\[1, 2\\] include seed 1, the seed every"):
+        load_study(write(tmp_path, text))  # the tuned settings at their own seed: the selected trial itself
+    tuning.base.train.seed = 7
+    (tune_dir / "tune.json").write_text(json.dumps(tuning.to_dict()))
     tuned = [cfg for v, _, _, cfg in load_study(write(tmp_path, text)).run_configs(out) if v == "tuned"]
     assert len(tuned) == 2
     assert all(c.train.weights == {"ner": 1.0, "bcls": 0.02} and c.train.lr == 0.003 for c in tuned)
@@ -900,3 +906,10 @@ def test_an_embedding_study_restored_without_weights_trains_again_the_models_it_
     assert not (section / "models/bcls/model").exists()  # embedded already: not trained again
     a, b = (np.load(d / tiny_corpus.name / "embeddings.npz") for d in (first, fresh))
     assert sorted(a.files) == sorted(b.files) and all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
+def test_a_tuning_study_refuses_to_confirm_at_its_trials_seed_before_it_tunes(tiny_corpus, tmp_path):
+    section = KIND_SECTIONS["tune"].replace("confirm_seeds: [2]", "confirm_seeds: [1, 2]")
+    text = KIND_STUDY.format(kind="tune", corpus=tiny_corpus, section=section.format())
+    with pytest.raises(ConfigError, match=r"include seed 1, the seed every tuning trial trained with"):
+        load_study(write(tmp_path, text))

@@ -175,7 +175,7 @@ def test_confirm_trains_every_arm_and_compares_with_single(tiny_corpus, tmp_path
     out = tmp_path / "tune"
     assert main(["tune", "--data", str(tiny_corpus), "--tasks", "bcls,ner", "--epochs", "1", "--trials", "2",
                  "--out", str(out), *TINY_RUN]) == 0  # fmt: skip
-    args = ["tune", "--confirm", "--out", str(out), "--seeds", "1,2", "--no-progress", "--threads", "1"]
+    args = ["tune", "--confirm", "--out", str(out), "--seeds", "2,3", "--no-progress", "--threads", "1"]
     assert main(args) == 0
     table = pd.read_csv(out / "confirm/comparison.csv")
     runs = pd.read_csv(out / "confirm/runs.csv")
@@ -195,15 +195,15 @@ def test_confirm_trains_every_arm_and_compares_with_single(tiny_corpus, tmp_path
             assert r.verdict in ("helps", "hurts", "undetermined")
             if not r.all_converged:  # a run that did not converge is never a finding, whatever the p
                 assert r.verdict == "undetermined"
-    config = json.loads((out / "confirm/gradnorm/seed2/config.json").read_text())
-    assert config["train"]["weighting"] == "gradnorm" and config["train"]["seed"] == 2
+    config = json.loads((out / "confirm/gradnorm/seed3/config.json").read_text())
+    assert config["train"]["weighting"] == "gradnorm" and config["train"]["seed"] == 3
     assert config["train"]["epochs"] == 1 and config["data"]["data"] == str(tiny_corpus)  # the study's settings
     assert (out / "confirm/comparison.png").stat().st_size > 0
     assert "| pcgrad | pcgrad | no | 2 |" in (out / "confirm/comparison.md").read_text()
     # run again: nothing is retrained
-    stamp = (out / "confirm/single/seed1/metrics.json").stat().st_mtime_ns
+    stamp = (out / "confirm/single/seed2/metrics.json").stat().st_mtime_ns
     assert main(args + ["--arms", "single,equal"]) == 0
-    assert (out / "confirm/single/seed1/metrics.json").stat().st_mtime_ns == stamp
+    assert (out / "confirm/single/seed2/metrics.json").stat().st_mtime_ns == stamp
     assert "single" in capsys.readouterr().out
 
 
@@ -501,8 +501,8 @@ def test_a_tuning_study_lists_the_trial_folders_there_then_the_rest(tiny_corpus,
     for n in ("0000", "0001", "0003"):  # trial 2 took over trial 1, trial 3 went on in its own folder
         (out / "trials" / n).mkdir(parents=True)
     assert names() == ["0000", "0001", "0003", "0004"]
-    confirm = section_runs(tc, {"confirm_seeds": [1], "arms": ["single"]}, out)[-1]
-    assert confirm.out == str(out / "confirm/single/seed1")
+    confirm = section_runs(tc, {"confirm_seeds": [2], "arms": ["single"]}, out)[-1]
+    assert confirm.out == str(out / "confirm/single/seed2")
 
 
 def test_the_estimate_counts_a_pruned_trial_as_over(tiny_corpus, tmp_path, capsys):
@@ -683,3 +683,18 @@ def test_seed_noise_is_the_spread_of_the_best_so_far_across_seeds(tiny_corpus, t
     assert seed_noise(runs, 1) == pytest.approx(pd.Series([0.1, 0.1, 0.2]).std())
     with pytest.raises(ValueError, match="at least 2 runs"):
         seed_noise(runs[:1], 3)
+
+
+def test_tuned_settings_are_never_scored_at_the_seed_the_trials_trained_with(tiny_corpus, tmp_path):
+    from taskrel.confirm import check_seeds, confirm, default_seeds
+
+    tc = tiny_tune(tiny_corpus)  # its trials train with seed 1
+    with pytest.raises(ConfigError, match=r"seeds \[1, 2\] include seed 1, the seed every tuning trial"):
+        check_seeds(tc, [1, 2])
+    check_seeds(tc, [2, 3])
+    assert default_seeds(tc) == [2, 3, 4]
+    tc.base.train.seed = 3
+    assert default_seeds(tc) == [1, 2, 4]
+    with pytest.raises(ConfigError, match="include seed 3"):
+        confirm(tc, {}, tmp_path, seeds=[3], **QUIET)  # refused before anything trains
+    assert not (tmp_path / "confirm").exists()
