@@ -106,8 +106,8 @@ CONFIRM_SEEDS = 3  # how many seeds --confirm trains each arm with, unless told
 def check_seeds(tc: TuneConfig, seeds) -> None:
     """Refuse confirmation seeds that include the seed the tuning trials trained with. The tuned arm at that seed
     is the best trial itself, chosen for its dev score among trials of about equal worth, and a seed's luck on
-    dev carries to test (within an arm, seed to seed, dev and test F1 correlate: r 0.74 over 118 runs at 10%
-    of lowres-10pct, its second draw and the patience studies; slope 1.1 on BC2GM), so the tuned arm's
+    dev carries to test (within an arm, seed to seed, dev and test F1 correlate: r 0.74 over 140 runs at 10%
+    in 21 configurations, slope 1.0 on BC2GM: benchmarks/dev_test_luck.py, reports/statistics), so the tuned arm's
     score at that seed is biased upwards against every other arm."""
     tuned_on = tc.base.train.seed
     if tuned_on in {int(s) for s in seeds}:
