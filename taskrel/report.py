@@ -290,6 +290,7 @@ def study_blocks(folder: Path) -> list[Block]:
             ),
             ("table", format_comparisons(comp)),
         ]
+    blocks += tuned_selection_blocks(folder, study)
     blocks += stop_check_blocks(folder) + patience_sweep_blocks(folder) + compute_blocks(folder)
     blocks += machine_blocks(folder)
     blocks += _images(
@@ -303,6 +304,54 @@ def study_blocks(folder: Path) -> list[Block]:
         ),
     )
     return blocks
+
+
+def tuned_selection_blocks(folder: Path, record: dict) -> list[Block]:
+    """For each ``tuned_from`` variant of a runs study: the dev score its tuning study selected the settings on
+    (the best trial, at the tuning seed) against the same settings' dev scores at this study's seeds. The gap is
+    what the selection among trials of about equal worth added to that one seed's score: measured here, not
+    assumed (``confirm.check_seeds`` keeps the tuning seed out of the comparisons for that reason)."""
+    from .experiments import TUNED_FROM, corpus_path
+    from .rundir import RunDir
+
+    rows = []
+    variants = record.get("variants") or {}
+    runs = _run_configs(folder, record) if any(TUNED_FROM in (o or {}) for o in variants.values()) else []
+    for variant, overrides in variants.items():
+        tuned_from = (overrides or {}).get(TUNED_FROM)
+        for corpus in record["corpora"] if tuned_from else []:
+            best_path = corpus_path(tuned_from, corpus) / "best.json"
+            if not best_path.is_file():
+                continue
+            best = json.loads(best_path.read_text())
+            devs = [RunDir(c.out).score("dev") for v, k, _, c in runs if v == variant and k == corpus]
+            devs = [d for d in devs if d == d]  # finished runs only
+            if not devs or best.get("dev_score") is None:
+                continue
+            devs = pd.Series(devs)
+            mean = float(devs.mean())
+            rows.append(
+                {
+                    "variant": variant,
+                    "corpus": Path(corpus).name,
+                    "selected (tuning seed)": f"{100 * best['dev_score']:.2f}",
+                    "same settings, other seeds": _pm(mean, float(devs.std()) if len(devs) > 1 else 0.0),
+                    "seeds": len(devs),
+                    "selection gap": f"{100 * (best['dev_score'] - mean):+.2f}",
+                }
+            )
+    if not rows:
+        return []
+    return [
+        ("h2", "Tuned settings: the dev score they were selected on, and at other seeds"),
+        (
+            "p",
+            "Dev F1 (×100) of the tuning study's best trial, at the seed every trial trained with, beside the "
+            "same settings' dev scores at this study's seeds (never the tuning seed). The gap is the luck the "
+            "selection kept from that one seed (a seed's dev luck carries to test: reports/statistics).",
+        ),
+        ("table", pd.DataFrame(rows)),
+    ]
 
 
 def compute_blocks(folder: Path) -> list[Block]:

@@ -631,7 +631,7 @@ def test_a_tuned_variant_waits_for_its_tuning_study_then_takes_its_best_trial(ti
     assert main(["estimate", str(write(tmp_path, text)), "--out", str(out), "--no-probe"]) == 0
     assert "not counted, waiting for its tuning study: tuned on tiny" in capsys.readouterr().out
     tune_dir.mkdir(parents=True)
-    best = {"weights": {"ner": 1.0, "bcls": 0.02}, "params": {"w_bcls": 0.02, "lr": 0.003}}
+    best = {"weights": {"ner": 1.0, "bcls": 0.02}, "params": {"w_bcls": 0.02, "lr": 0.003}, "dev_score": 0.9}
     (tune_dir / "best.json").write_text(json.dumps(best))
     tuning = TuneConfig(RunConfig(DataConfig(str(tiny_corpus)), ModelConfig("tiny", ["ner", "bcls"]), TrainConfig()))
     (tune_dir / "tune.json").write_text(json.dumps(tuning.to_dict()))  # its trials trained with seed 1
@@ -645,6 +645,17 @@ def test_a_tuned_variant_waits_for_its_tuning_study_then_takes_its_best_trial(ti
     assert main(["run", str(write(tmp_path, text)), "--out", str(out), "--no-progress"]) == 0
     comp = pd.read_csv(out / "comparisons.csv")
     assert list(comp["variant"]) == ["tuned"] and comp["seeds"].iloc[0] == 2
+    # the report sets the dev score the settings were selected on beside their dev scores at this study's seeds
+    from taskrel.report import study_blocks
+    from taskrel.rundir import RunDir
+
+    blocks = study_blocks(out)
+    assert ("h2", "Tuned settings: the dev score they were selected on, and at other seeds") in blocks
+    table = next(b[1] for b in blocks if b[0] == "table" and "selection gap" in b[1])
+    devs = pd.Series([RunDir(out / "tuned" / tiny_corpus.name / f"seed{s}").score("dev") for s in (1, 2)])
+    row = table.iloc[0]
+    assert (row["variant"], row["corpus"], row["seeds"]) == ("tuned", tiny_corpus.name, 2)
+    assert row["selected (tuning seed)"] == "90.00" and row["selection gap"] == f"{100 * (0.9 - devs.mean()):+.2f}"
 
 
 def test_several_studies_run_in_turn_and_one_failing_does_not_stop_the_rest(tiny_corpus, tmp_path, capsys, monkeypatch):
