@@ -324,8 +324,8 @@ def tuned_selection_blocks(folder: Path, record: dict) -> list[Block]:
             if not best_path.is_file():
                 continue
             best = json.loads(best_path.read_text())
-            devs = [RunDir(c.out).score("dev") for v, k, _, c in runs if v == variant and k == corpus]
-            devs = [d for d in devs if d == d]  # finished runs only
+            mine = [RunDir(c.out) for v, k, _, c in runs if v == variant and k == corpus]
+            devs = [run.score("dev") for run in mine if run.done]  # finished runs only
             if not devs or best.get("dev_score") is None:
                 continue
             devs = pd.Series(devs)

@@ -656,6 +656,15 @@ def test_a_tuned_variant_waits_for_its_tuning_study_then_takes_its_best_trial(ti
     row = table.iloc[0]
     assert (row["variant"], row["corpus"], row["seeds"]) == ("tuned", tiny_corpus.name, 2)
     assert row["selected (tuning seed)"] == "90.00" and row["selection gap"] == f"{100 * (0.9 - devs.mean()):+.2f}"
+    # a run not finished yet (here: never started) is left out, not read
+    import shutil
+
+    from taskrel.report import tuned_selection_blocks
+
+    shutil.rmtree(out / "tuned" / tiny_corpus.name / "seed2")
+    record = json.loads((out / "study.json").read_text())
+    row = tuned_selection_blocks(out, record)[-1][1].iloc[0]
+    assert row["seeds"] == 1 and row["selection gap"] == f"{100 * (0.9 - devs[0]):+.2f}"
 
 
 def test_several_studies_run_in_turn_and_one_failing_does_not_stop_the_rest(tiny_corpus, tmp_path, capsys, monkeypatch):
