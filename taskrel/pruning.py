@@ -41,7 +41,23 @@ from .tasks import TaskSpec
 CONTINUED = "continued_from_checkpoint"  # marker file in a re-run folder
 
 
-def replay_completed(tc: TuneConfig, folder) -> pd.DataFrame:
+def completed_curves(tc: TuneConfig, folder) -> dict:
+    """``{folder number: (run, [(record, evaluation, dev score), ...])}`` of every trial of a tuning folder that
+    ran to the end: what ``replay_completed`` replays (read once, replayed under as many rules as asked)."""
+    from .rundir import RunDir
+
+    main = tc.base.model.main_task
+    metric = TaskSpec.parse(main).main_metric
+    curves = {}
+    for path in sorted((Path(folder) / "trials").glob("[0-9]" * 4)):
+        run = RunDir(path)
+        if run.done and not run.pruned:
+            scored = [r for r in run.records if r.get("dev")]
+            curves[int(path.name)] = (run, [(r, r.get("eval", r["epoch"]), r["dev"][main][metric]) for r in scored])
+    return curves
+
+
+def replay_completed(tc: TuneConfig, folder, curves: dict | None = None) -> pd.DataFrame:
     """Each completed trial of a tuning folder, asked about again by the study's own pruner (``make_pruner``) at
     every evaluation where the study asks (``may_prune``), with the other completed trials as the reference.
 
@@ -55,20 +71,12 @@ def replay_completed(tc: TuneConfig, folder) -> pd.DataFrame:
     pruner is replayed (Hyperband's brackets follow the study's own trials); for any other pruner the table is
     empty.
     """
-    from .rundir import RunDir
     from .tune import make_pruner, may_prune
 
     columns = ["trial", "dev", "evaluations", "references", "pruned_at", "best_so_far"]
     if tc.pruner != "median":
         return pd.DataFrame(columns=columns)
-    main = tc.base.model.main_task
-    metric = TaskSpec.parse(main).main_metric
-    curves = {}
-    for path in sorted((Path(folder) / "trials").glob("[0-9]" * 4)):
-        run = RunDir(path)
-        if run.done and not run.pruned:
-            scored = [r for r in run.records if r.get("dev")]
-            curves[int(path.name)] = (run, [(r, r.get("eval", r["epoch"]), r["dev"][main][metric]) for r in scored])
+    curves = completed_curves(tc, folder) if curves is None else curves
     pruner = make_pruner(tc)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one in-memory study per trial
     rows = []
@@ -104,7 +112,7 @@ def replay_completed(tc: TuneConfig, folder) -> pd.DataFrame:
 MARGINS = (0.01, 0.02, 0.03)  # the margins the tuning report replays beside the study's own (dev score)
 
 
-def margin_replay(tc: TuneConfig, folder, margins=MARGINS) -> pd.DataFrame:
+def margin_replay(tc: TuneConfig, folder, margins=MARGINS, curves: dict | None = None) -> pd.DataFrame:
     """``replay_completed`` under the study's own ``prune_margin`` and under each of ``margins``: per margin, how
     many completed trials it would have stopped, whether it keeps the best of them, the best it keeps, and the
     evaluations it would have saved on them (the cost side; pruned trials' own savings are not counted)."""
@@ -112,8 +120,9 @@ def margin_replay(tc: TuneConfig, folder, margins=MARGINS) -> pd.DataFrame:
     if tc.pruner != "median":
         return pd.DataFrame(columns=columns)
     rows = []
+    curves = completed_curves(tc, folder) if curves is None else curves
     for margin in sorted({tc.prune_margin, *margins}):
-        replay = replay_completed(replace(tc, prune_margin=margin), folder)
+        replay = replay_completed(replace(tc, prune_margin=margin), folder, curves)
         if replay.empty:
             return pd.DataFrame(columns=columns)
         stopped = replay["pruned_at"].notna()

@@ -584,9 +584,10 @@ def pruned_stops(folder: Path, main: str) -> list[tuple[int, float, float]]:
 def pruning_check_blocks(tc, folder: Path) -> list[Block]:
     """The pruner asked again about the trials that ran to the end (``pruning.replay_completed``): which it
     would have stopped, and what the best dev score would have been without them."""
-    from .pruning import margin_replay, replay_completed
+    from .pruning import completed_curves, margin_replay, replay_completed
 
-    replay = replay_completed(tc, folder)
+    curves = completed_curves(tc, folder)  # read once, replayed under the study's rule and each margin
+    replay = replay_completed(tc, folder, curves)
     if replay.empty:
         return []
     if (replay["references"] < tc.prune_startup).all():
@@ -613,7 +614,7 @@ def pruning_check_blocks(tc, folder: Path) -> list[Block]:
         said += " (" + "; ".join(each) + ")"
     said += f". Best dev of all completed trials {best['dev']:.4f} (trials/{int(best['trial']):04d})"
     said += f"; of those it keeps {kept['dev'].max():.4f}." if len(kept) else "; it keeps none of them."
-    margins = margin_replay(tc, folder)
+    margins = margin_replay(tc, folder, curves=curves)
     table = pd.DataFrame(
         {
             "margin": [f"{m:g}" + (" (this study)" if m == tc.prune_margin else "") for m in margins["margin"]],
