@@ -542,10 +542,10 @@ def run_status(a) -> int:
         print()
         print(table(states, only={names[o] for o in a.only} if a.only else None))
         print()
-    # the variants waiting for their tuning study, then the time left at the measured pace
+    # the variants waiting for a tuning study or budget decision, then the time left at the measured pace
     lines = est.lines(a.workers or study.workers, probed=False)[1:]
     if est.done == est.runs:
-        lines = [f"  not counted, waiting for its tuning study: {v}" for v in est.waiting]
+        lines = [f"  not counted, waiting: {v}" for v in est.waiting]
         lines += ["nothing left to train"] if states else []
     elif not est.measured:
         lines.append("no measured pace: no run finished")

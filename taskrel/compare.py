@@ -104,7 +104,7 @@ def compare_study(out: Path, study, samples: int = 2000, unit: str = "block:10",
             pairs = []
             for seed in study.seeds_of(corpus):
                 if (baseline, name, seed) not in runs or (variant, name, seed) not in runs:
-                    continue  # a variant waiting for its tuning study (experiments.tuned_settings)
+                    continue  # a variant waiting for its tuning study or held by a budget decision (Study.waiting)
                 _, base_cfg = runs[(baseline, name, seed)]
                 _, var_cfg = runs[(variant, name, seed)]
                 a, b = RunDir(base_cfg.out), RunDir(var_cfg.out)

@@ -40,7 +40,7 @@ class Estimate:
     runs: int
     done: int
     probes: dict = field(default_factory=dict)  # corpus -> Probe
-    waiting: list = field(default_factory=list)  # variants waiting for their tuning study (not counted)
+    waiting: list = field(default_factory=list)  # variants waiting for a tuning study or budget decision (not counted)
     low_seconds: float = 0.0
     high_seconds: float = 0.0
     # corpus -> (finished runs here, their mean seconds, runs left, their projected seconds): the study's own
@@ -53,7 +53,7 @@ class Estimate:
         w = max(1, workers)  # runs trained at once: each finished run's time was measured beside the others
         at_once = f", {w} at a time" if w > 1 else ""
         out = [f"{self.runs} runs, {self.done} already finished, {todo} to train"]
-        out += [f"  not counted, waiting for its tuning study: {v}" for v in self.waiting]
+        out += [f"  not counted, waiting: {v}" for v in self.waiting]
         for corpus, (n, mean, left, projected) in self.measured.items():
             out.append(
                 f"  measured on {corpus}: {n} finished run(s) of this study took {hours(mean)} each on average "
@@ -91,7 +91,8 @@ def queue_lines(queue: list, probed: bool = True) -> list[str]:
     measured = sum(left for e, _ in queue for _, _, left, _ in e.measured.values())
     paced = sum(projected / max(1, w) for e, w in queue for *_, projected in e.measured.values())
     out = [f"queue of {len(queue)} studies: {left} runs to train"]
-    out[0] += f" ({waiting} variant-corpus pairs wait for tuning studies, not counted)" if waiting else ""
+    if waiting:
+        out[0] += f" ({waiting} variant-corpus pairs wait for a tuning study or budget decision, not counted)"
     if measured:
         out.append(f"  {measured} of them at their study's measured pace: about {hours(paced)}")
     if probed:

@@ -116,6 +116,7 @@ STUDY_FREE_KEYS = (
     "stages",
     "workers",
     "claims",
+    "budget_from",
     "file",
 )
 
@@ -149,6 +150,11 @@ class Study:
     # kinds runs and grid: how many runs train at once (each with its own train.threads); how, not what: the
     # numbers do not depend on it (a run's thread count does). ``taskrel run --workers`` overrides it.
     workers: int = 1
+    # kind runs: a budget study's rule, fixed before its runs (budget.py): {corpus, arms, min_converged}
+    decision: dict = field(default_factory=dict)
+    # kind runs: {corpus folder name: the study file whose decision sets that corpus's budget}; its runs there are
+    # held, neither trained nor counted, until the decision exists and while this study's budget differs from it
+    budget_from: dict = field(default_factory=dict)
     file: str = ""  # the study file it was read from (set by load_study)
 
     def to_dict(self) -> dict:
@@ -179,7 +185,22 @@ class Study:
         return _merge(copy.deepcopy(self.defaults), copy.deepcopy(self.per_corpus.get(corpus) or {}))
 
     def run_configs(self, out: Path) -> list[tuple[str, str, int, RunConfig]]:
-        """``(variant, corpus, seed, config)`` for every run of a ``runs`` study."""
+        """``(variant, corpus, seed, config)`` for every run of a ``runs`` study that can train now: not a run
+        waiting for its tuning study or held by a budget decision (``waiting``)."""
+        return [item[:4] for item in self._configs(out) if item[4] is None]
+
+    def _decisions(self) -> dict:
+        """The decision of each ``budget_from`` study, by corpus folder name."""
+        from .budget import decide
+
+        return {corpus: decide(path) for corpus, path in self.budget_from.items()}
+
+    def _configs(self, out: Path) -> list[tuple[str, str, int, RunConfig, str | None]]:
+        """``(variant, corpus, seed, config, why it is held or None)`` for every run whose settings are known (a
+        ``tuned_from`` variant's, once its tuning study has finished on the corpus)."""
+        from .budget import held
+
+        decisions = self._decisions() if self.budget_from else {}
         items = []
         for variant, overrides in self.variants.items():
             overrides = copy.deepcopy(overrides or {})
@@ -206,12 +227,21 @@ class Study:
                     d.setdefault("train", {})["seed"] = seed + offset
                     folder = corpus_path(runs_in or str(out / variant), corpus, below=True)
                     d["out"] = str(folder / f"seed{seed + offset}")
-                    items.append((variant, corpus, seed, RunConfig.from_dict(d)))
+                    cfg = RunConfig.from_dict(d)
+                    decision = decisions.get(Path(corpus).name)
+                    items.append(
+                        (variant, corpus, seed, cfg, decision and held(decision, cfg.train, self.file, corpus))
+                    )
         return items
 
     def waiting(self) -> list[str]:
-        """``variant on corpus`` for every variant whose tuning study has not finished on a corpus yet."""
+        """``variant on corpus`` and why, for every variant whose tuning study has not finished on a corpus yet
+        and every one a budget decision holds there."""
         out = []
+        for variant, corpus, _, _, why in self._configs(Path("out")):
+            line = f"{variant} on {Path(corpus).name} (held: {why})"
+            if why and line not in out:
+                out.append(line)
         for variant, overrides in self.variants.items():
             tuned_from = (overrides or {}).get(TUNED_FROM)
             for corpus in self.corpora if tuned_from else []:
@@ -353,6 +383,40 @@ def _check_names(path: Path, study: Study) -> None:
         raise ConfigError(f"{path}: two corpora share the folder name {dupes}; their runs would collide")
 
 
+_FOLLOWED: set = set()  # budget studies being read for the study that follows them (a cycle would never end)
+
+
+def _check_budget(path: Path, study: Study) -> None:
+    """A ``decision`` and ``budget_from`` are settings of a ``runs`` study; each followed file is a budget study
+    that decides the corpus it is named for, and follows none itself."""
+    if (study.decision or study.budget_from) and study.kind != "runs":
+        raise ConfigError(f"{path}: decision and budget_from are settings of a 'runs' study, not {study.kind!r}")
+    if study.decision and study.budget_from:
+        raise ConfigError(f"{path}: a study that decides a budget (decision) follows no other one (budget_from)")
+    if study.decision and not isinstance(study.decision, dict):
+        raise ConfigError(f"{path}: decision must be a mapping {{corpus, arms, min_converged}}")
+    names = [Path(str(c)).name for c in study.corpora]
+    for corpus, file in study.budget_from.items():
+        if corpus not in names or not isinstance(file, str) or not file.strip():
+            raise ConfigError(
+                f"{path}: budget_from maps a corpus of the study {names} to a budget study's file; got {corpus!r}: "
+                f"{file!r}"
+            )
+        key = str(Path(file).resolve())
+        if key in _FOLLOWED:
+            raise ConfigError(f"{path}: budget_from {file} leads back to a study being read")
+        _FOLLOWED.add(key)
+        try:
+            decider = load_study(file)
+        finally:
+            _FOLLOWED.discard(key)
+        if decider.decision.get("corpus") != corpus:
+            raise ConfigError(
+                f"{path}: budget_from.{corpus}: {file} decides no budget for {corpus} (its decision: "
+                f"{decider.decision or 'none'})"
+            )
+
+
 def load_study(path) -> Study:
     """Read and validate a study file, or the record of a study folder (the folder or its ``study.json``: the
     study as it was run); errors name the file (and line for YAML syntax)."""
@@ -448,10 +512,15 @@ def load_study(path) -> Study:
         for name in (variant, baseline):
             if name not in study.variants:
                 raise ConfigError(f"{path}: baseline {name!r} is not one of the variants {list(study.variants)}")
+    _check_budget(path, study)
     try:  # build every configuration now, so a typo fails before hours of training
         grids = {}
         if study.kind == "runs":
             study.run_configs(Path("out"))
+            if study.decision:
+                from .budget import Rule, arms_budget
+
+                arms_budget(study, Rule.of(study))
         elif study.kind == "grid":
             grids = {Path(str(c)).name: g for c, g in study.grid_configs()}
         else:
@@ -521,7 +590,7 @@ def run_study(
         todo = sorted([r for r in runs if not RunDir(r[3].out).done], key=order)
         log(f"study {study.name}: {len(runs)} runs, {len(runs) - len(todo)} already finished")
         for line in study.waiting():
-            log(f"study {study.name}: waiting for its tuning study: {line}")
+            log(f"study {study.name}: waiting: {line}")
         from .estimate import Pace
 
         bar = tqdm(total=len(todo), desc=f"{study.name} runs", disable=None if progress else True)
@@ -644,7 +713,7 @@ def _run_parallel(study: Study, out: Path, runs: list, workers: int, progress: b
     todo = sorted([r for r in runs if not RunDir(r[3].out).done], key=order)
     log(f"study {study.name}: {len(runs)} runs, {len(runs) - len(todo)} already done, {workers} workers")
     for line in study.waiting():
-        log(f"study {study.name}: waiting for its tuning study: {line}")
+        log(f"study {study.name}: waiting: {line}")
     by_out = {run[3].out: run for run in todo}
     pending = Counter(order(run) for run in todo)
     trained = _in_workers([run[3] for run in todo], workers, f"{study.name} runs", progress, log)

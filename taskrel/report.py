@@ -290,7 +290,7 @@ def study_blocks(folder: Path) -> list[Block]:
             ),
             ("table", format_comparisons(comp)),
         ]
-    blocks += tuned_selection_blocks(folder, study)
+    blocks += tuned_selection_blocks(folder, study) + budget_blocks(folder, study)
     blocks += stop_check_blocks(folder) + patience_sweep_blocks(folder) + compute_blocks(folder)
     blocks += machine_blocks(folder)
     blocks += _images(
@@ -304,6 +304,32 @@ def study_blocks(folder: Path) -> list[Block]:
         ),
     )
     return blocks
+
+
+def budget_blocks(folder: Path, record: dict) -> list[Block]:
+    """A budget study's decision (its ``decision`` rule over its finished runs), or where the decisions a study
+    follows (``budget_from``) stand, and which of its corpora they hold."""
+    from .budget import decide, describe
+
+    if record.get("decision"):
+        d = decide(folder)
+        table = pd.DataFrame(
+            [{"arm": a, "runs finished": n["runs"], "converged": n["converged"]} for a, n in d["arms"].items()]
+        )
+        return [("h2", f"Budget decision on {d['corpus']}"), ("p", md_escape(describe(d))), ("table", table)]
+    lines = [f"{corpus}: {describe(decide(path))}" for corpus, path in (record.get("budget_from") or {}).items()]
+    if not lines:
+        return []
+    return [
+        ("h2", "Budget decisions this study follows"),
+        (
+            "p",
+            md_escape(
+                " ".join(lines) + " Runs on a corpus whose decision is pending, or moved it to a budget this "
+                "study does not train at, or left it out, are held: neither trained nor counted here."
+            ),
+        ),
+    ]
 
 
 def tuned_selection_blocks(folder: Path, record: dict) -> list[Block]:

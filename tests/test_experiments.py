@@ -627,9 +627,9 @@ def test_a_tuned_variant_waits_for_its_tuning_study_then_takes_its_best_trial(ti
     out = tmp_path / "out"
     assert [v for v, *_ in study.run_configs(out)] == ["single", "single"]  # tuned: waiting
     assert main(["run", str(write(tmp_path, text)), "--out", str(out), "--no-progress"]) == 0
-    assert "waiting for its tuning study: tuned on tiny" in capsys.readouterr().err  # the log
+    assert "waiting: tuned on tiny" in capsys.readouterr().err  # the log
     assert main(["estimate", str(write(tmp_path, text)), "--out", str(out), "--no-probe"]) == 0
-    assert "not counted, waiting for its tuning study: tuned on tiny" in capsys.readouterr().out
+    assert "not counted, waiting: tuned on tiny" in capsys.readouterr().out
     tune_dir.mkdir(parents=True)
     best = {"weights": {"ner": 1.0, "bcls": 0.02}, "params": {"w_bcls": 0.02, "lr": 0.003}, "dev_score": 0.9}
     (tune_dir / "best.json").write_text(json.dumps(best))
