@@ -514,7 +514,8 @@ def run_status(a) -> int:
                 estimate(study, Path("runs") / name, do_probe=False).waiting,
             )
             line = counts_line(states) if states else "no runs declared" if wait else "trains no runs of its own"
-            line += f"; {len(wait)} variant-corpus pairs wait for their tuning study, not counted" if wait else ""
+            if wait:
+                line += f"; {len(wait)} variant-corpus pairs wait for a tuning study or budget decision, not counted"
             why = _not_trainable_here(study, Path("runs") / name, states)
             line += f"; not trained on this machine: {why}" if why else ""
             print(f"{name}: {line}")
