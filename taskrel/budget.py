@@ -99,6 +99,7 @@ def decide(path) -> dict:
     return {
         "study": study.name,
         "file": str(path),
+        "folder": str(out),
         "corpus": rule.corpus,
         "min_converged": rule.min_converged,
         "seeds": seeds,
@@ -116,7 +117,7 @@ def describe(decision: dict) -> str:
     counts = "; ".join(f"{a}: {n['converged']} converged of {n['runs']} finished" for a, n in d["arms"].items())
     rule = f"at least {d['min_converged']} of the {d['seeds']} runs of each arm converge at {budget}"
     if not d["complete"]:
-        return f"{d['study']} has not decided {d['corpus']}'s budget yet ({counts}; its rule: {rule})."
+        return f"{d['study']} has not decided {d['corpus']}'s budget yet ({counts} in {d['folder']}; its rule: {rule})."
     if d["fires"]:
         return f"{d['study']} moves {d['corpus']} to {budget}: {rule} ({counts})."
     return (

@@ -56,7 +56,10 @@ def test_a_follower_is_held_until_the_decision_then_follows_it(tiny_corpus, tmp_
     study = load_study(follower)
     assert study.run_configs(tmp_path / "out") == []  # nothing of the decider has run
     (held,) = study.waiting()
-    assert held.startswith("single on tiny (held: tiny-budget has not decided tiny's budget yet")
+    assert held.startswith(
+        "single on tiny (held: tiny-budget has not decided tiny's budget yet (long: 0 converged of 0"
+    )
+    assert "finished in runs/tiny-budget; its rule: at least 2 of the 2 runs of each arm converge at epochs 2" in held
     assert main(["run", str(follower), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     assert "waiting: single on tiny (held" in capsys.readouterr().err
     assert not (tmp_path / "out" / "single").exists()  # held: nothing trained
