@@ -47,10 +47,8 @@ class Rule:
             raise ConfigError(f"decision: unknown key(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
         rule = cls(**d)
         names = [Path(str(c)).name for c in study.corpora]
-        if study.kind != "runs" or rule.corpus not in names:
-            raise ConfigError(
-                f"decision.corpus must be a corpus of a 'runs' study, one of {names}; got {rule.corpus!r}"
-            )
+        if rule.corpus not in names:  # (load_study has checked that the study is of kind runs)
+            raise ConfigError(f"decision.corpus must be a corpus of the study, one of {names}; got {rule.corpus!r}")
         if not isinstance(rule.arms, list) or not rule.arms or set(rule.arms) - set(study.variants):
             raise ConfigError(
                 f"decision.arms must list variants of the study {list(study.variants)}; got {rule.arms!r}"

@@ -86,6 +86,7 @@ import importlib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -187,21 +188,27 @@ class Study:
     def run_configs(self, out: Path) -> list[tuple[str, str, int, RunConfig]]:
         """``(variant, corpus, seed, config)`` for every run of a ``runs`` study that can train now: not a run
         waiting for its tuning study or held by a budget decision (``waiting``)."""
-        return [item[:4] for item in self._configs(out) if item[4] is None]
+        return self._configs(out)[0]
 
+    def waiting(self) -> list[str]:
+        """``variant on corpus (why)`` for every variant whose tuning study has not finished on a corpus yet and
+        every one a budget decision holds there."""
+        return self._configs(Path("out"))[1]
+
+    @cached_property
     def _decisions(self) -> dict:
-        """The decision of each ``budget_from`` study, by corpus folder name."""
+        """The decision of each ``budget_from`` study, by corpus folder name: read once per loaded study (a
+        study's runs train after the studies before it in the queue have finished, its budget study among them)."""
         from .budget import decide
 
         return {corpus: decide(path) for corpus, path in self.budget_from.items()}
 
-    def _configs(self, out: Path) -> list[tuple[str, str, int, RunConfig, str | None]]:
-        """``(variant, corpus, seed, config, why it is held or None)`` for every run whose settings are known (a
-        ``tuned_from`` variant's, once its tuning study has finished on the corpus)."""
+    def _configs(self, out: Path) -> tuple[list[tuple[str, str, int, RunConfig]], list[str]]:
+        """The runs that can train now (``run_configs``), and a line per variant and corpus that waits
+        (``waiting``): for its tuning study, or held by a budget decision."""
         from .budget import held
 
-        decisions = self._decisions() if self.budget_from else {}
-        items = []
+        items, waiting = [], []
         for variant, overrides in self.variants.items():
             overrides = copy.deepcopy(overrides or {})
             offset = overrides.pop(SEED_OFFSET, 0)
@@ -211,8 +218,10 @@ class Study:
                 tuned = {}
                 if tuned_from:
                     tuned = tuned_settings(corpus_path(tuned_from, corpus), variant)
-                    if tuned is None:
-                        continue  # the tuning study has not finished on this corpus yet
+                    if tuned is None:  # the tuning study has not finished on this corpus yet
+                        best = Path(corpus_path(tuned_from, corpus)) / "best.json"
+                        waiting.append(f"{variant} on {Path(corpus).name} (no {best} yet)")
+                        continue
                     from .confirm import check_seeds, load_tune
 
                     try:  # never the tuning trials' own seed
@@ -228,27 +237,13 @@ class Study:
                     folder = corpus_path(runs_in or str(out / variant), corpus, below=True)
                     d["out"] = str(folder / f"seed{seed + offset}")
                     cfg = RunConfig.from_dict(d)
-                    decision = decisions.get(Path(corpus).name)
-                    items.append(
-                        (variant, corpus, seed, cfg, decision and held(decision, cfg.train, self.file, corpus))
-                    )
-        return items
-
-    def waiting(self) -> list[str]:
-        """``variant on corpus`` and why, for every variant whose tuning study has not finished on a corpus yet
-        and every one a budget decision holds there."""
-        out = []
-        for variant, corpus, _, _, why in self._configs(Path("out")):
-            line = f"{variant} on {Path(corpus).name} (held: {why})"
-            if why and line not in out:
-                out.append(line)
-        for variant, overrides in self.variants.items():
-            tuned_from = (overrides or {}).get(TUNED_FROM)
-            for corpus in self.corpora if tuned_from else []:
-                folder = corpus_path(tuned_from, corpus)
-                if tuned_settings(folder, variant) is None:
-                    out.append(f"{variant} on {Path(corpus).name} (no {Path(folder) / 'best.json'} yet)")
-        return out
+                    decision = self._decisions.get(Path(corpus).name) if self.budget_from else None
+                    why = decision and held(decision, cfg.train, self.file, corpus)
+                    if not why:
+                        items.append((variant, corpus, seed, cfg))
+                    elif f"{variant} on {Path(corpus).name} (held: {why})" not in waiting:
+                        waiting.append(f"{variant} on {Path(corpus).name} (held: {why})")
+        return items, waiting
 
     def section_configs(self, out: Path) -> list[tuple[str, object, dict]]:
         """``(corpus, settings, steps)`` per corpus of a tune, embed or affinity study."""
