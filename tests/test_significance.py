@@ -258,6 +258,25 @@ def test_aso_epsilon_is_a_seed_level_second_opinion():
     assert np.isnan(aso_epsilon(better[: ASO_MIN_SEEDS - 1], worse))
 
 
+@pytest.mark.parametrize("case", range(8))
+def test_aso_epsilon_is_deepsigs_to_the_last_bit(case):
+    """taskrel computes ASO itself, vectorised; deepsig 1.2.8 is the reference: the same ε, bit for bit, on
+    unequal seed counts, ties, identical and shifted score sets."""
+    import warnings
+
+    from deepsig import aso
+
+    from taskrel.significance import aso_epsilon
+
+    rng = np.random.default_rng(case)
+    a = rng.normal(70, rng.uniform(0.1, 3), rng.integers(3, 13)).round(1 + case % 3)
+    b = {0: a.copy(), 1: a + 0.5}.get(case, rng.normal(70 + rng.normal(0, 1), 1.5, rng.integers(3, 13)).round(2))
+    with warnings.catch_warnings():  # deepsig warns on the division by zero of identical score sets
+        warnings.simplefilter("ignore")
+        ref = aso(a, b, seed=case, num_bootstrap_iterations=120, num_jobs=1, show_progress=False)
+    assert aso_epsilon(list(a), list(b), seed=case, samples=120) == float(ref)
+
+
 def test_no_minimum_detectable_effect_is_claimed_from_one_seed():
     """At one paired seed no verdict is drawn, so the design detects nothing: its MDE is NaN, not the test-set
     bootstrap's 2.8 standard errors; from two seeds on it is the larger of those and the seed t-test's."""
