@@ -105,13 +105,21 @@ def entity_spans(tags) -> list[tuple[int, int, str]]:
     """
     spans = []
     start = kind = None
-    for i, tag in enumerate(list(tags) + ["O"]):
+    n = 0
+    for n, tag in enumerate(tags, 1):
+        if tag == "O":  # most words: close any open entity without parsing the tag
+            if kind is not None:
+                spans.append((start, n - 1, kind))
+                start = kind = None
+            continue
         prefix, k = split_tag(tag)
         if kind is not None and not (prefix == "I" and k == kind):
-            spans.append((start, i, kind))
+            spans.append((start, n - 1, kind))
             start = kind = None
         if prefix == "B":
-            start, kind = i, k
+            start, kind = n - 1, k
+    if kind is not None:
+        spans.append((start, n, kind))
     return spans
 
 
