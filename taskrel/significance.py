@@ -309,7 +309,8 @@ def aso_epsilon(variant: list[float], baseline: list[float], seed: int = 0, samp
     The algorithm of ``deepsig.aso`` 1.2 (dt 0.005, 95% confidence, bootstrap sample ``i`` drawn from the
     legacy NumPy stream seeded ``seed + i``, i from 1), computed for all samples and quantile levels at once where
     deepsig sorts the scores again for every level of every sample: the same ε to the last bit
-    (``tests/test_significance.py`` checks it against deepsig), about 100 times sooner (BENCHMARKS.md)."""
+    (``tests/test_significance.py`` checks it against deepsig), in a fraction of the time (BENCHMARKS.md,
+    "Restarting the queue")."""
     from scipy.stats import norm
 
     if min(len(variant), len(baseline)) < ASO_MIN_SEEDS:
