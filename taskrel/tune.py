@@ -355,16 +355,21 @@ def tune(
             resumed.append(str(trial_dir(out, trial)))
             log(f"study {name}: trial {trial.number} was killed; a new trial goes on from its checkpoint")
         pace = Pace(resumed, "trials", total=todo)
-        callbacks = [optuna.study.MaxTrialsCallback(tc.trials, states=FINISHED), _trial_logger(name, pace, log)]
+        callbacks = [
+            optuna.study.MaxTrialsCallback(tc.trials, states=FINISHED),
+            _trial_logger(name, pace, log, tc.base.data.dev_max_sentences),
+        ]
         study.optimize(
             objective, n_trials=todo, timeout=tc.timeout, callbacks=callbacks, catch=(), show_progress_bar=progress
         )
     return write_outputs(study, tc, out, storage)
 
 
-def _trial_logger(name: str, pace, log):
+def _trial_logger(name: str, pace, log, dev_subset: int | None = None):
     """An Optuna callback: one line per finished trial (a log without a progress bar still says how the study
-    goes and how long it has left): its dev score or where it was pruned, the best so far, the pace."""
+    goes and how long it has left): its dev score or where it was pruned, the best so far, the pace.
+    ``dev_subset``: the runs' ``dev_max_sentences``. A trial's score is its selected epoch's on the whole dev
+    split, while the pruner judges the per-epoch evaluations on that subset: the line says which is which."""
 
     def told(study: optuna.Study, trial) -> None:
         if trial.state == TrialState.COMPLETE:
@@ -372,14 +377,16 @@ def _trial_logger(name: str, pace, log):
         elif trial.state == TrialState.PRUNED:
             what = f"pruned after evaluation {max(trial.intermediate_values, default=0)}"
             if trial.user_attrs.get("pruned_median") is not None:
+                on = f" on the {dev_subset:,}-sentence dev subset" if dev_subset else ""
                 what += (
-                    f" (best so far {max(trial.intermediate_values.values()):.4f}, "
-                    f"median of the completed trials {trial.user_attrs['pruned_median']:.4f})"
+                    f" (best so far{on} {max(trial.intermediate_values.values()):.4f}, "
+                    f"median of the completed trials there {trial.user_attrs['pruned_median']:.4f})"
                 )
         else:
             what = trial.state.name.lower()
         try:
-            best = f"; best dev {study.best_value:.4f} (trial {study.best_trial.number})"
+            whole = " (whole dev)" if dev_subset else ""
+            best = f"; best dev{whole} {study.best_value:.4f} (trial {study.best_trial.number})"
         except ValueError:  # no trial complete yet
             best = ""
         log(f"study {name}: trial {trial.number} {what}{best}; {pace.line(trial.user_attrs.get('run_dir', ''))}")

@@ -44,7 +44,7 @@ def test_a_three_trial_study_with_pruning_and_resume(tiny_corpus, tmp_path):
     lines = [line for line in said if ": trial " in line]
     assert len(lines) == 3 and "trial 0 dev 0." in lines[0] and "best dev" in lines[0]
     assert "trial 1 pruned after evaluation 1 (best so far 0." in lines[1] and "1 of 3 trials done" in lines[0]
-    assert "median of the completed trials 0." in lines[1]
+    assert "median of the completed trials there 0." in lines[1]
     assert "left at that pace" in lines[1] and "3 of 3 trials done" in lines[2] and "left" not in lines[2]
     trials = pd.read_csv(out / "trials.csv")
     assert list(trials["state"]) == ["COMPLETE", "PRUNED", "COMPLETE"]
@@ -698,3 +698,29 @@ def test_tuned_settings_are_never_scored_at_the_seed_the_trials_trained_with(tin
     with pytest.raises(ConfigError, match="include seed 3"):
         confirm(tc, {}, tmp_path, seeds=[3], **QUIET)  # refused before anything trains
     assert not (tmp_path / "confirm").exists()
+
+
+def test_the_trial_log_says_which_dev_a_score_is_on():
+    """With dev_max_sentences the pruner judges the per-epoch evaluations on the dev subset, and a trial's score
+    is its selected epoch's on the whole dev split: one log line holds both, each named."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from taskrel.tune import _trial_logger
+
+    class Pace:
+        def line(self, run_dir):
+            return "pace"
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.8110, intermediate_values={6: 0.8196}))
+    pruned = create_trial(
+        state=TrialState.PRUNED, intermediate_values={6: 0.8119}, user_attrs={"pruned_median": 0.8131}
+    )
+    study.add_trial(pruned)
+    said = []
+    _trial_logger("s", Pace(), said.append, dev_subset=1000)(study, study.trials[1])
+    assert "best so far on the 1,000-sentence dev subset 0.8119, median of the completed trials there 0.8131" in said[0]
+    assert "best dev (whole dev) 0.8110 (trial 0)" in said[0]
+    _trial_logger("s", Pace(), said.append)(study, study.trials[1])  # no subset: one dev, nothing to name
+    assert "(best so far 0.8119, median" in said[1] and "best dev 0.8110" in said[1]
