@@ -29,8 +29,8 @@ demo: install
 # fixed by its first runs: skipped where bf16 is not native), its second 10% draw (lowres-10pct-sub2, fp32), the
 # grid, the confirmation of its two bCLS transfers on new seeds (figure5-confirm-bcls: about 3.5 h, fixed before
 # any of its runs) and its one-machine check (figure5-confirm-bcls-intel, done), the two lowres tuning studies,
-# BC2GM's longer budget (budget-bc2gm, bf16: its decision comes before the tuned arms train on BC2GM), the tuned
-# arms (lowres-10pct-tuned, fp32), the three weighting tuning studies, weighting-ncbi-fair, the task
+# the tuned arms (lowres-10pct-tuned, fp32: its BC2GM arms are held until budget-bc2gm decides, `budget_from`),
+# BC2GM's longer budget (budget-bc2gm, bf16), the three weighting tuning studies, weighting-ncbi-fair, the task
 # relations, and table2 (bf16, last on a CPU); each resumes where it stopped, and a tuned arm waits for its
 # tuning study. The tuning studies, of 1-thread trials, run side by side
 # (two 1-thread runs get 19% more through these 2 cores than one 2-thread run, BENCHMARKS.md): their sections
@@ -42,7 +42,7 @@ demo: install
 # Many hours: start it with `mkdir -p runs; nohup make studies > runs/studies.log 2>&1 &`.
 STUDIES_FIRST := patience-bc2gm patience-ncbi patience-chem lowres-10pct lowres-10pct-sub2 figure5-grid-ncbi figure5-confirm-bcls figure5-confirm-bcls-intel
 TUNE_LOWRES := tune-lowres-10pct tune-lowres-10pct-single
-STUDIES_MIDDLE := budget-bc2gm lowres-10pct-tuned
+STUDIES_MIDDLE := lowres-10pct-tuned budget-bc2gm
 TUNE_WEIGHTING := weighting-ncbi weighting-ncbi-uncertainty weighting-ncbi-gradnorm
 STUDIES_LAST := weighting-ncbi-fair task-relations-tag task-relations-embed task-relations-score table2-pooling-ncbi
 QUEUE := $(STUDIES_FIRST) $(TUNE_LOWRES) $(STUDIES_MIDDLE) $(TUNE_WEIGHTING) $(STUDIES_LAST)
