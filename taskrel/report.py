@@ -361,7 +361,7 @@ def tuned_selection_blocks(folder: Path, record: dict) -> list[Block]:
                     "variant": variant,
                     "corpus": Path(corpus).name,
                     "selected (tuning seed)": f"{100 * best['dev_score']:.2f}",
-                    "same settings, other seeds": _pm(mean, float(devs.std()) if len(devs) > 1 else 0.0),
+                    "same settings, other seeds": _pm(mean, float(devs.std())),  # one seed: no spread (NaN, not ± 0)
                     "seeds": len(devs),
                     "selection gap": f"{100 * (best['dev_score'] - mean):+.2f}",
                 }

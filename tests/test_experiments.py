@@ -665,6 +665,7 @@ def test_a_tuned_variant_waits_for_its_tuning_study_then_takes_its_best_trial(ti
     record = json.loads((out / "study.json").read_text())
     row = tuned_selection_blocks(out, record)[-1][1].iloc[0]
     assert row["seeds"] == 1 and row["selection gap"] == f"{100 * (0.9 - devs[0]):+.2f}"
+    assert row["same settings, other seeds"] == f"{100 * devs[0]:.2f}"  # one seed has no spread: no "± 0.00"
 
 
 def test_several_studies_run_in_turn_and_one_failing_does_not_stop_the_rest(tiny_corpus, tmp_path, capsys, monkeypatch):
