@@ -21,7 +21,10 @@ the same arithmetic every time::
 95% interval and MDE, seeds, whether every run converged, our verdict (the
 study's own, Holm over its table), where the paper's value lies against our
 interval (inside, above or below) and whether our design could detect an
-effect of the paper's size (|paper| ≥ MDE). A claim whose measurement has not
+effect of the paper's size (|paper| ≥ MDE). A pooled claim names the corpora
+its Δ is the mean over (``pooled_over``) and the study's corpora it lacks
+(``left_out``: none of their runs paired yet, or held by a budget decision),
+and so do its report and the scorecard. A claim whose measurement has not
 finished yet is listed as such, and so is one with fewer than ``MIN_SEEDS``
 paired seeds (its interval would cover test sentences alone). Claims describe
 what a study is compared with, not how it runs: they may be added to a study
@@ -37,6 +40,7 @@ sources listed in its opening marker, so no number in it is copied by hand.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -69,6 +73,8 @@ COLUMNS = [
     "paper_vs_ours",
     "detectable",
     "why",
+    "pooled_over",
+    "left_out",
 ]
 
 
@@ -148,6 +154,8 @@ def _measured(folder: Path, claim: dict, measure: str, corpus: str, cache: dict)
     got = {"ours": r[delta], "ci_low": r.ci_low, "ci_high": r.ci_high, "mde": r.mde, "seeds": int(r[seeds]),
            "converged": bool(r[converged]), "verdict": r.verdict}  # fmt: skip
     if measure == "compare":
+        if corpus == POOLED:  # the corpora the pooled row holds: those with finished, paired runs
+            got["pooled_over"] = list(json.loads(r.deltas))
         return got | dict(zip(ARMS, (r.baseline_mean, r.baseline_std, r.variant_mean, r.variant_std)))
     if measure == "transfer":
         return got | _grid_arms(_read(base / "runs.csv", cache), *values)
@@ -178,6 +186,10 @@ def claims_table(folder, claims: list, corpora: list, unmeasured: str = "not mea
         if got is None:
             rows.append(row | {"verdict": unmeasured})
             continue
+        if "pooled_over" in got:  # a pooled row names its corpora, and the study's corpora it lacks
+            pooled = got.pop("pooled_over")
+            names = [Path(str(x)).name for x in corpora]
+            row |= {"pooled_over": "; ".join(pooled), "left_out": "; ".join(x for x in names if x not in pooled)}
         if got["seeds"] < MIN_SEEDS:  # its interval would hold test sentences alone: not set beside the paper
             n = got["seeds"]
             early = f"{n} seed{'s' if n != 1 else ''} so far; a claim needs {MIN_SEEDS}"
@@ -207,19 +219,29 @@ def write_claims(folder, study) -> pd.DataFrame | None:
     return table
 
 
+def pooled_words(pooled_over, left_out) -> str:
+    """How a pooled claim names its corpora (``claims.csv``'s ``pooled_over`` and ``left_out``, "; "-separated;
+    a claims.csv written before they were kept says "the corpora")."""
+    if not isinstance(pooled_over, str) or not pooled_over:
+        return "pooled over the corpora"
+    *first, last = pooled_over.split("; ")
+    text = "pooled over " + (f"{', '.join(first)} and {last}" if first else last)
+    return text + (f" (without {left_out.replace('; ', ', ')})" if isinstance(left_out, str) and left_out else "")
+
+
 def claims_blocks(folder: Path) -> list:
     """The report's table of the paper's claims (``claims.csv``), first in a study's report."""
     path = Path(folder) / "claims.csv"
     if not path.is_file():
         return []
-    t = pd.read_csv(path)
+    t = pd.read_csv(path).reindex(columns=COLUMNS)  # one written before a column was kept: empty there
     num = lambda v, fmt="+.2f": "–" if pd.isna(v) else format(v, fmt)  # noqa: E731
     table = pd.DataFrame(
         {
             "claim": t["claim"],
             "measured as": [
-                f"{m}, pooled over the corpora" if c == POOLED else f"{m} on {c}"
-                for m, c in zip(t["measure"], t["corpus"])
+                f"{m}, {pooled_words(p, lo)}" if c == POOLED else f"{m} on {c}"
+                for m, c, p, lo in zip(t["measure"], t["corpus"], t["pooled_over"], t["left_out"])
             ],
             "paper": t["paper"].map(num),
             "ours (95% CI)": [
@@ -251,8 +273,6 @@ def claims_for_folder(folder, from_file=None, log=None) -> pd.DataFrame:
     study, ``comparisons.csv``), from the claims of its own record or of ``from_file`` (a study run under an
     earlier version of its file, before it stated claims). Claims the folder's study cannot measure (a
     comparison it lacks) are left out, and said."""
-    import json
-
     from .experiments import Study, load_study
 
     folder = Path(folder)
@@ -352,7 +372,9 @@ def _cells(r: dict) -> dict:
     if measured and not pd.isna(r.get("base_mean")):
         arms = f"{arm(r['base_mean'], r['base_std'])} → {arm(r['with_mean'], r['with_std'])}"
     if measured:  # a pooled row: the mean over corpora (no std), at the fewest seeds any corpus has
-        seeds = f"at least {int(r['seeds'])} seeds per corpus" if r["corpus"] == POOLED else f"{int(r['seeds'])} seeds"
+        seeds = f"{int(r['seeds'])} seeds"
+        if r["corpus"] == POOLED:
+            seeds = f"at least {seeds} per corpus, {pooled_words(r.get('pooled_over'), r.get('left_out'))}"
         seeds += flag
         delta = f"{_points(r['ours'])} ({_points(r['ci_low'])}, {_points(r['ci_high'])})"
         verdict += f"; the paper's value lies {r['paper_vs_ours']}"

@@ -241,3 +241,39 @@ def test_the_scorecard_refuses_a_report_whose_claims_the_study_file_has_since_ch
         write_scorecard(readme, reports_root=reports)
     assert main(["claims", str(report), "--from", str(study)]) == 0  # brought up to date: the scorecard takes it
     assert write_scorecard(readme, reports_root=reports) == 3 and "| encoder |" in readme.read_text()
+
+
+def test_a_pooled_claim_names_the_corpora_it_pools_and_those_it_lacks(tmp_path):
+    """A pooled Δ is the mean over the corpora with paired runs: a corpus whose runs are held (a budget
+    pending) or not trained yet is not in it, and the claim, its report and the scorecard say which."""
+    from taskrel.claims import claims_blocks, scorecard_markdown
+
+    row = {"variant": "mt", "baseline": "single", "ci_low": -0.01, "ci_high": 0.02, "mde": 0.015, "seeds": 3,
+           "all_converged": True, "verdict": "undetermined", "baseline_mean": 0.7, "baseline_std": float("nan"),
+           "variant_mean": 0.705, "variant_std": float("nan")}  # fmt: skip
+    pd.DataFrame(
+        [row | {"corpus": "pooled", "delta": 0.005, "deltas": json.dumps({"chem": 0.002, "ncbi": 0.008})},
+         row | {"corpus": "chem", "delta": 0.002, "deltas": "[0.002]"}]
+    ).to_csv(tmp_path / "comparisons.csv", index=False)  # fmt: skip
+    claims = [{"claim": "on average", "paper": 1.72, "compare": ["mt", "single"], "corpus": "pooled"},
+              {"claim": "on chem", "paper": 0.47, "compare": ["mt", "single"], "corpus": "chem"}]  # fmt: skip
+    t = claims_table(tmp_path, claims, ["data/gene", "data/chem", "data/ncbi"])
+    assert t.loc[0, "pooled_over"] == "chem; ncbi" and t.loc[0, "left_out"] == "gene"
+    assert pd.isna(t.loc[1, "pooled_over"]) and t.loc[0, "ours"] == pytest.approx(0.5)
+    t.to_csv(tmp_path / "claims.csv", index=False)
+    (table,) = [b[1] for b in claims_blocks(tmp_path) if b[0] == "table"]
+    assert list(table["measured as"]) == [
+        "compare mt vs single, pooled over chem and ncbi (without gene)",
+        "compare mt vs single on chem",
+    ]
+    rows = [{**r._asdict(), "where": "here"} for r in pd.read_csv(tmp_path / "claims.csv").itertuples()]
+    card = scorecard_markdown(rows).splitlines()
+    assert "at least 3 seeds per corpus, pooled over chem and ncbi (without gene)" in card[2]
+    assert "; 3 seeds |" in card[3] and "pooled" not in card[3]
+    # every corpus pooled: none is said to be missing; a claims.csv from before these columns: "the corpora"
+    full = claims_table(tmp_path, claims[:1], ["chem", "ncbi"])
+    line = scorecard_markdown([{**full.loc[0], "where": "x"}]).splitlines()[2]
+    assert full.loc[0, "left_out"] == "" and "pooled over chem and ncbi |" in line and "without" not in line
+    t.drop(columns=["pooled_over", "left_out"]).to_csv(tmp_path / "claims.csv", index=False)
+    (table,) = [b[1] for b in claims_blocks(tmp_path) if b[0] == "table"]
+    assert table["measured as"][0] == "compare mt vs single, pooled over the corpora"
