@@ -369,9 +369,14 @@ def _trial_logger(name: str, pace, log, dev_subset: int | None = None):
     """An Optuna callback: one line per finished trial (a log without a progress bar still says how the study
     goes and how long it has left): its dev score or where it was pruned, the best so far, the pace.
     ``dev_subset``: the runs' ``dev_max_sentences``. A trial's score is its selected epoch's on the whole dev
-    split, while the pruner judges the per-epoch evaluations on that subset: the line says which is which."""
+    split, while the pruner judges the per-epoch evaluations on that subset: the line says which is which. Where
+    the trial's dev split is no larger than the cap (its run's config.json says how many sentences it evaluated
+    on), the two are one dev, and nothing is named."""
 
     def told(study: optuna.Study, trial) -> None:
+        nonlocal dev_subset
+        if dev_subset and _dev_sentences(trial.user_attrs.get("run_dir")) not in (None, dev_subset):
+            dev_subset = None  # the cap holds the whole dev split here (the same corpus in every trial)
         if trial.state == TrialState.COMPLETE:
             what = f"dev {trial.value:.4f}" + ("" if trial.user_attrs.get("converged") else " (not converged)")
         elif trial.state == TrialState.PRUNED:
@@ -392,6 +397,14 @@ def _trial_logger(name: str, pace, log, dev_subset: int | None = None):
         log(f"study {name}: trial {trial.number} {what}{best}; {pace.line(trial.user_attrs.get('run_dir', ''))}")
 
     return told
+
+
+def _dev_sentences(run_dir) -> int | None:
+    """How many dev sentences a trial's run evaluated on per epoch (its config.json; None: not known)."""
+    try:
+        return int(json.loads((Path(run_dir) / "config.json").read_text())["resolved"]["dev_sentences"])
+    except (TypeError, OSError, KeyError, ValueError):
+        return None
 
 
 def write_outputs(study: optuna.Study, tc: TuneConfig, out: Path, storage: str | None) -> dict:

@@ -724,3 +724,30 @@ def test_the_trial_log_says_which_dev_a_score_is_on():
     assert "best dev (whole dev) 0.8110 (trial 0)" in said[0]
     _trial_logger("s", Pace(), said.append)(study, study.trials[1])  # no subset: one dev, nothing to name
     assert "(best so far 0.8119, median" in said[1] and "best dev 0.8110" in said[1]
+
+
+def test_the_trial_log_names_no_subset_where_the_cap_holds_the_whole_dev(tmp_path):
+    """NCBI-disease's dev split (923 sentences) is smaller than a 1,000-sentence cap: the per-epoch dev is the
+    whole dev, and the log says nothing of a subset; at the cap it does."""
+    import json
+
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from taskrel.tune import _trial_logger
+
+    class Pace:
+        def line(self, run_dir):
+            return "pace"
+
+    said = []
+    for n, run in ((923, "small"), (1000, "capped")):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "config.json").write_text(json.dumps({"resolved": {"dev_sentences": n}}))
+        study = optuna.create_study(direction="maximize")
+        study.add_trial(
+            create_trial(state=TrialState.COMPLETE, value=0.74, user_attrs={"run_dir": str(tmp_path / run)})
+        )
+        _trial_logger("s", Pace(), said.append, dev_subset=1000)(study, study.trials[0])
+    assert "best dev 0.7400" in said[0] and "whole dev" not in said[0]
+    assert "best dev (whole dev) 0.7400" in said[1]
