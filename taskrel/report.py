@@ -46,8 +46,28 @@ def _budget(train) -> str:
     return f"up to {train.epochs} epochs, early stopping with patience {train.patience} (at least {train.min_epochs})"
 
 
-def _dev_cap(data) -> str:
-    return f" (a fixed subset of {data.dev_max_sentences} devel sentences)" if data.dev_max_sentences else ""
+def _dev_cap(data, used: int | None = None) -> str:
+    """The dev a model was selected on, under ``dev_max_sentences``; ``used``: how many sentences the runs
+    evaluated on (config.json), which tells a split under the cap (the whole of it) from a subset."""
+    cap = data.dev_max_sentences
+    if not cap:
+        return ""
+    if used is None:
+        return f" (at most {cap} devel sentences: a fixed subset where the split is larger)"
+    if used < cap:
+        return f" (the whole devel split, {used} sentences, under the cap of {cap})"
+    return f" (a fixed subset of {cap} devel sentences)"
+
+
+def _dev_used(folder: Path, runs: pd.DataFrame) -> int | None:
+    """How many dev sentences a grid's first run evaluated on (its config.json; None: not known)."""
+    if "run_dir" not in runs or not len(runs):
+        return None
+    try:
+        config = json.loads((Path(folder) / runs["run_dir"].iloc[0] / "config.json").read_text())
+        return int(config["resolved"]["dev_sentences"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
 
 
 def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
@@ -66,7 +86,7 @@ def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:
             f"{100 * base.data.train_fraction:g}% of train; {_budget(base.train)}; lr {base.train.lr:g}; "
             f"batch {base.train.batch_size}; precision {base.train.precision}; {base.train.threads} thread(s) per "
             f"cell; pair weights main {grid.pair_weights[0]:g}, secondary {grid.pair_weights[1]:g}; model selected "
-            f"on dev{_dev_cap(base.data)}, scored on test.",
+            f"on dev{_dev_cap(base.data, _dev_used(folder, runs))}, scored on test.",
         ),
     ]
     if len(runs):

@@ -478,3 +478,18 @@ def test_a_schema_created_meanwhile_by_another_worker_is_retried(tmp_path, monke
     monkeypatch.setattr(workqueue.time, "sleep", lambda s: None)
     study, _ = workqueue.open_study(f"sqlite:///{tmp_path / 'q.db'}", "q")
     assert len(calls) == 2 and study.study_name == "q"
+
+
+@pytest.mark.parametrize(
+    "cap, said",
+    [(2, "a fixed subset of 2 devel sentences"), (500, "the whole devel split, 3 sentences, under the cap of 500")],
+)
+def test_the_grid_report_says_whether_the_dev_cap_took_a_subset(tiny_corpus, tmp_path, cap, said):
+    """A dev split no larger than dev_max_sentences is evaluated whole (NCBI-disease: 923 under a cap of
+    1,000): the report says so instead of calling it a subset."""
+    from taskrel.report import write_report
+
+    grid = tiny_grid(tiny_corpus, seeds=[1])
+    grid.base.data.dev_max_sentences = cap
+    run_grid(grid, tmp_path / "g", **QUIET)
+    assert f"model selected on dev ({said}), scored on test" in write_report(tmp_path / "g", tmp_path / "r").read_text()
