@@ -61,13 +61,11 @@ def _dev_cap(data, used: int | None = None) -> str:
 
 def _dev_used(folder: Path, runs: pd.DataFrame) -> int | None:
     """How many dev sentences a grid's first run evaluated on (its config.json; None: not known)."""
+    from .rundir import RunDir
+
     if "run_dir" not in runs or not len(runs):
         return None
-    try:
-        config = json.loads((Path(folder) / runs["run_dir"].iloc[0] / "config.json").read_text())
-        return int(config["resolved"]["dev_sentences"])
-    except (OSError, KeyError, ValueError, TypeError):
-        return None
+    return RunDir(Path(folder) / runs["run_dir"].iloc[0]).dev_sentences
 
 
 def grid_blocks(folder: Path, title: str | None = None) -> list[Block]:

@@ -240,6 +240,15 @@ class RunDir:
         return self.config.get("resolved", {}).get("threads")
 
     @property
+    def dev_sentences(self) -> int | None:
+        """How many dev sentences the run evaluated on per epoch (after ``dev_max_sentences``); None: a folder
+        without its config, or one from before it was recorded."""
+        try:
+            return int(self.config["resolved"]["dev_sentences"])
+        except (OSError, KeyError, TypeError, ValueError):
+            return None
+
+    @property
     def precision(self) -> str | None:
         """The precision the run trained at (``bf16`` or ``fp32``, what ``auto`` resolved to); None if unrecorded."""
         return self.config.get("resolved", {}).get("precision")

@@ -375,7 +375,8 @@ def _trial_logger(name: str, pace, log, dev_subset: int | None = None):
 
     def told(study: optuna.Study, trial) -> None:
         nonlocal dev_subset
-        if dev_subset and _dev_sentences(trial.user_attrs.get("run_dir")) not in (None, dev_subset):
+        run_dir = trial.user_attrs.get("run_dir")
+        if dev_subset and run_dir and RunDir(run_dir).dev_sentences not in (None, dev_subset):
             dev_subset = None  # the cap holds the whole dev split here (the same corpus in every trial)
         if trial.state == TrialState.COMPLETE:
             what = f"dev {trial.value:.4f}" + ("" if trial.user_attrs.get("converged") else " (not converged)")
@@ -397,14 +398,6 @@ def _trial_logger(name: str, pace, log, dev_subset: int | None = None):
         log(f"study {name}: trial {trial.number} {what}{best}; {pace.line(trial.user_attrs.get('run_dir', ''))}")
 
     return told
-
-
-def _dev_sentences(run_dir) -> int | None:
-    """How many dev sentences a trial's run evaluated on per epoch (its config.json; None: not known)."""
-    try:
-        return int(json.loads((Path(run_dir) / "config.json").read_text())["resolved"]["dev_sentences"])
-    except (TypeError, OSError, KeyError, ValueError):
-        return None
 
 
 def write_outputs(study: optuna.Study, tc: TuneConfig, out: Path, storage: str | None) -> dict:
