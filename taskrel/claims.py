@@ -75,6 +75,7 @@ COLUMNS = [
     "why",
     "pooled_over",
     "left_out",
+    "under_way",
 ]
 
 
@@ -153,9 +154,13 @@ def _measured(folder: Path, claim: dict, measure: str, corpus: str, cache: dict)
     r = found.iloc[0]
     got = {"ours": r[delta], "ci_low": r.ci_low, "ci_high": r.ci_high, "mde": r.mde, "seeds": int(r[seeds]),
            "converged": bool(r[converged]), "verdict": r.verdict}  # fmt: skip
+    got["paired"] = {corpus: got["seeds"]}  # paired seeds per corpus measured, against those the study plans
     if measure == "compare":
         if corpus == POOLED:  # the corpora the pooled row holds: those with finished, paired runs
             got["pooled_over"] = list(json.loads(r.deltas))
+            each = table[(table["variant"] == values[0]) & (table["baseline"] == values[1])]
+            each = each[each["corpus"].isin(got["pooled_over"])]
+            got["paired"] = dict(zip(each["corpus"], each[seeds].astype(int)))
         return got | dict(zip(ARMS, (r.baseline_mean, r.baseline_std, r.variant_mean, r.variant_std)))
     if measure == "transfer":
         return got | _grid_arms(_read(base / "runs.csv", cache), *values)
@@ -172,9 +177,21 @@ def _grid_arms(runs: pd.DataFrame | None, main: str, secondary: str) -> dict:
     return dict(zip(ARMS, (alone.mean(), alone.std(), both.mean(), both.std())))
 
 
-def claims_table(folder, claims: list, corpora: list, unmeasured: str = "not measured yet") -> pd.DataFrame:
+def planned_seeds(study) -> dict:
+    """A runs study's planned number of seeds per corpus (its folder name), which tells a comparison still
+    under way from a finished one; other kinds are analysed once every run is done: none."""
+    if study.kind != "runs":
+        return {}
+    return {Path(str(c)).name: len(study.seeds_of(str(c))) for c in study.corpora}
+
+
+def claims_table(
+    folder, claims: list, corpora: list, unmeasured: str = "not measured yet", planned: dict | None = None
+) -> pd.DataFrame:
     """One row per claim (points): the paper's Δ beside ours, from the study folder's tables; with no folder
-    (a study not started), every claim's verdict is ``unmeasured``."""
+    (a study not started), every claim's verdict is ``unmeasured``. ``planned``: seeds per corpus the study
+    plans (``planned_seeds``); a claim measured on fewer says where (``under_way``), and its verdict is
+    read as one so far."""
     rows, cache = [], {}
     for c in claims:
         corpus = Path(str(c.get("corpus", corpora[0]))).name  # as the tables name it (a corpus folder's name)
@@ -195,6 +212,10 @@ def claims_table(folder, claims: list, corpora: list, unmeasured: str = "not mea
             early = f"{n} seed{'s' if n != 1 else ''} so far; a claim needs {MIN_SEEDS}"
             rows.append(row | {"seeds": n, "converged": got["converged"], "verdict": early})
             continue
+        planned = planned or {}
+        short = [f"{k} at {n} of {planned[k]} seeds" for k, n in got["paired"].items() if n < planned.get(k, n)]
+        if short:  # the study trains more seeds there: its verdict is one so far
+            row["under_way"] = "; ".join(short)
         scaled = {k: 100 * got[k] for k in ("ours", "ci_low", "ci_high", "mde", *ARMS) if k in got}
         paper = row["paper"]
         where = (
@@ -214,7 +235,7 @@ def write_claims(folder, study) -> pd.DataFrame | None:
     """``claims.csv`` of a study folder from its study's ``claims`` (None: the study states none)."""
     if not study.claims:
         return None
-    table = claims_table(folder, study.claims, [str(c) for c in study.corpora])
+    table = claims_table(folder, study.claims, [str(c) for c in study.corpora], planned=planned_seeds(study))
     table.to_csv(Path(folder) / "claims.csv", index=False)
     return table
 
@@ -227,6 +248,11 @@ def pooled_words(pooled_over, left_out) -> str:
     *first, last = pooled_over.split("; ")
     text = "pooled over " + (f"{', '.join(first)} and {last}" if first else last)
     return text + (f" (without {left_out.replace('; ', ', ')})" if isinstance(left_out, str) and left_out else "")
+
+
+def so_far(verdict, under_way) -> str:
+    """A claim's verdict, read as one so far where the study has not trained all the seeds it plans."""
+    return f"{verdict} so far ({under_way})" if isinstance(under_way, str) and under_way else str(verdict)
 
 
 def claims_blocks(folder: Path) -> list:
@@ -251,7 +277,7 @@ def claims_blocks(folder: Path) -> list:
             "MDE": t["mde"].map(lambda v: num(v, ".2f")),
             "seeds": t["seeds"].map(lambda v: "–" if pd.isna(v) else str(int(v))),
             "converged": t["converged"].map(lambda v: "–" if pd.isna(v) else ("yes" if v else "**no**")),
-            "verdict": t["verdict"],
+            "verdict": [so_far(v, u) for v, u in zip(t["verdict"], t["under_way"])],
             "the paper's value": [
                 "–" if pd.isna(w) else f"{w}" + ("" if d else "; smaller than our MDE")
                 for w, d in zip(t["paper_vs_ours"], t["detectable"])
@@ -289,7 +315,7 @@ def claims_for_folder(folder, from_file=None, log=None) -> pd.DataFrame:
             kept.append(c)
         except ConfigError:
             (log or print)(f"{folder}: left out, its study does not measure it: {c.get('claim')}")
-    table = claims_table(folder, kept, [str(x) for x in study.corpora])
+    table = claims_table(folder, kept, [str(x) for x in study.corpora], planned=planned_seeds(study))
     table.to_csv(folder / "claims.csv", index=False)
     return table
 
@@ -368,7 +394,7 @@ def _cells(r: dict) -> dict:
     converged_or_unmeasured = not measured or r.get("converged") is True or r.get("converged") == 1.0
     flag = "" if converged_or_unmeasured else " **not converged**"
     arm = lambda m, sd: _points(m, ".2f") + ("" if pd.isna(sd) else f" ± {_points(sd, '.2f')}")  # noqa: E731
-    arms, seeds, delta, verdict = "–", "", "–", str(r["verdict"])
+    arms, seeds, delta, verdict = "–", "", "–", so_far(r["verdict"], r.get("under_way"))
     if measured and not pd.isna(r.get("base_mean")):
         arms = f"{arm(r['base_mean'], r['base_std'])} → {arm(r['with_mean'], r['with_std'])}"
     if measured:  # a pooled row: the mean over corpora (no std), at the fewest seeds any corpus has

@@ -277,3 +277,33 @@ def test_a_pooled_claim_names_the_corpora_it_pools_and_those_it_lacks(tmp_path):
     t.drop(columns=["pooled_over", "left_out"]).to_csv(tmp_path / "claims.csv", index=False)
     (table,) = [b[1] for b in claims_blocks(tmp_path) if b[0] == "table"]
     assert table["measured as"][0] == "compare mt vs single, pooled over the corpora"
+
+
+def test_a_claim_measured_on_fewer_seeds_than_planned_is_a_verdict_so_far(tmp_path):
+    """A runs study sliced while it trains (NCBI-disease at 4 of its 12 seeds): the claims on that corpus, and
+    the pooled one holding it, say that their verdict is one so far, in claims.csv, the report and both
+    scorecards; a corpus at all its seeds says nothing."""
+    from taskrel.claims import claims_blocks, scorecard_markdown, scorecard_summary
+
+    row = {"variant": "mt", "baseline": "single", "ci_low": -0.01, "ci_high": 0.02, "mde": 0.015,
+           "all_converged": True, "verdict": "undetermined", "baseline_mean": 0.7, "baseline_std": 0.01,
+           "variant_mean": 0.705, "variant_std": 0.01, "delta": 0.005}  # fmt: skip
+    pd.DataFrame(
+        [row | {"corpus": "chem", "seeds": 5, "deltas": "[0.005]"},
+         row | {"corpus": "ncbi", "seeds": 4, "deltas": "[0.005]"},
+         row | {"corpus": "pooled", "seeds": 4, "deltas": json.dumps({"chem": 0.005, "ncbi": 0.005})}]
+    ).to_csv(tmp_path / "comparisons.csv", index=False)  # fmt: skip
+    claims = [{"claim": c, "paper": 1.0, "compare": ["mt", "single"], "corpus": c} for c in ("chem", "ncbi", "pooled")]
+    t = claims_table(tmp_path, claims, ["chem", "ncbi"], planned={"chem": 5, "ncbi": 12})
+    assert list(t["under_way"].fillna("")) == ["", "ncbi at 4 of 12 seeds", "ncbi at 4 of 12 seeds"]
+    assert (t["verdict"] == "undetermined").all()  # the study's own verdict, as its table has it
+    t.to_csv(tmp_path / "claims.csv", index=False)
+    (table,) = [b[1] for b in claims_blocks(tmp_path) if b[0] == "table"]
+    assert list(table["verdict"]) == ["undetermined"] + ["undetermined so far (ncbi at 4 of 12 seeds)"] * 2
+    rows = [{**r._asdict(), "where": "here"} for r in pd.read_csv(tmp_path / "claims.csv").itertuples()]
+    card = scorecard_markdown(rows).splitlines()[2:]
+    assert "| undetermined; the paper's value" in card[0]
+    assert all("| undetermined so far (ncbi at 4 of 12 seeds); the paper's value" in line for line in card[1:])
+    assert scorecard_summary(rows).count("so far (ncbi at 4 of 12 seeds)") == 2
+    # without a plan (a grid, or a table read on its own) nothing is said
+    assert claims_table(tmp_path, claims, ["chem", "ncbi"])["under_way"].isna().all()
