@@ -192,7 +192,8 @@ def claims_table(
     (a study not started), every claim's verdict is ``unmeasured``. ``planned``: seeds per corpus the study
     plans (``planned_seeds``); a claim measured on fewer says where (``under_way``), and its verdict is
     read as one so far."""
-    rows, cache = [], {}
+    rows, cache, planned = [], {}, planned or {}
+    names = [Path(str(x)).name for x in corpora]  # as the tables name them (corpus folders' names)
     for c in claims:
         corpus = Path(str(c.get("corpus", corpora[0]))).name  # as the tables name it (a corpus folder's name)
         measure = next(m for m in MEASURES if m in c)
@@ -205,14 +206,12 @@ def claims_table(
             continue
         if "pooled_over" in got:  # a pooled row names its corpora, and the study's corpora it lacks
             pooled = got.pop("pooled_over")
-            names = [Path(str(x)).name for x in corpora]
             row |= {"pooled_over": "; ".join(pooled), "left_out": "; ".join(x for x in names if x not in pooled)}
         if got["seeds"] < MIN_SEEDS:  # its interval would hold test sentences alone: not set beside the paper
             n = got["seeds"]
             early = f"{n} seed{'s' if n != 1 else ''} so far; a claim needs {MIN_SEEDS}"
             rows.append(row | {"seeds": n, "converged": got["converged"], "verdict": early})
             continue
-        planned = planned or {}
         short = [f"{k} at {n} of {planned[k]} seeds" for k, n in got["paired"].items() if n < planned.get(k, n)]
         if short:  # the study trains more seeds there: its verdict is one so far
             row["under_way"] = "; ".join(short)

@@ -373,11 +373,15 @@ def _trial_logger(name: str, pace, log, dev_subset: int | None = None):
     the trial's dev split is no larger than the cap (its run's config.json says how many sentences it evaluated
     on), the two are one dev, and nothing is named."""
 
+    known = False  # whether a trial's config.json has told the dev's size yet (the same corpus in every trial)
+
     def told(study: optuna.Study, trial) -> None:
-        nonlocal dev_subset
+        nonlocal dev_subset, known
         run_dir = trial.user_attrs.get("run_dir")
-        if dev_subset and run_dir and RunDir(run_dir).dev_sentences not in (None, dev_subset):
-            dev_subset = None  # the cap holds the whole dev split here (the same corpus in every trial)
+        used = RunDir(run_dir).dev_sentences if dev_subset and not known and run_dir else None
+        if used is not None:
+            known = True
+            dev_subset = dev_subset if used >= dev_subset else None  # under the cap: the whole dev split
         if trial.state == TrialState.COMPLETE:
             what = f"dev {trial.value:.4f}" + ("" if trial.user_attrs.get("converged") else " (not converged)")
         elif trial.state == TrialState.PRUNED:
