@@ -46,7 +46,7 @@ class Rule:
         if unknown:
             raise ConfigError(f"decision: unknown key(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
         rule = cls(**d)
-        names = [Path(str(c)).name for c in study.corpora]
+        names = study.corpus_names
         if rule.corpus not in names:  # (load_study has checked that the study is of kind runs)
             raise ConfigError(f"decision.corpus must be a corpus of the study, one of {names}; got {rule.corpus!r}")
         if not isinstance(rule.arms, list) or not rule.arms or set(rule.arms) - set(study.variants):

@@ -64,6 +64,11 @@ too), e.g. ``runs/lowres-10pct/single``. A finished run there is used, not
 trained again, and only if it was made under exactly the settings this study
 gives the variant (otherwise the study stops, naming the settings that
 differ); a missing one is trained there, where the other study finds it.
+``runs_in: {CORPUS: FOLDER}`` shares only the corpora it names (by folder name),
+each from its own FOLDER; the variant's other corpora train in this study's
+folder. It is how a study takes up runs another study trained at the settings
+it moves to, e.g. the runs of a budget study whose decision fired
+(``budget.py``), instead of training the same runs twice.
 
 ``baseline`` names the variant every other one is compared with, or gives the
 comparisons: ``{variant: its baseline}``, or a list of ``[variant, baseline]``
@@ -161,6 +166,11 @@ class Study:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def corpus_names(self) -> list[str]:
+        """The corpora's folder names, how ``budget_from``, ``decision`` and a ``runs_in`` mapping name a corpus."""
+        return [Path(str(c)).name for c in self.corpora]
+
     def seeds_of(self, corpus: str) -> list:
         """The seeds of a corpus: its ``corpus_seeds`` entry, else the study's."""
         return list(self.corpus_seeds.get(corpus, self.seeds))
@@ -234,7 +244,7 @@ class Study:
                     d = _merge(_merge(self._base(corpus), overrides), copy.deepcopy(tuned))
                     d.setdefault("data", {})["data"] = corpus
                     d.setdefault("train", {})["seed"] = seed + offset
-                    folder = corpus_path(runs_in or str(out / variant), corpus, below=True)
+                    folder = corpus_path(_shared_folder(runs_in, corpus) or str(out / variant), corpus, below=True)
                     d["out"] = str(folder / f"seed{seed + offset}")
                     cfg = RunConfig.from_dict(d)
                     decision = self._decisions.get(Path(corpus).name) if self.budget_from else None
@@ -290,6 +300,14 @@ def corpus_path(folder: str, corpus: str, below: bool = False) -> Path:
     if "{corpus}" in folder:
         return Path(folder.replace("{corpus}", name))
     return Path(folder) / name if below else Path(folder)
+
+
+def _shared_folder(runs_in, corpus: str) -> str | None:
+    """The folder a variant shares ``corpus``'s runs from (``runs_in``: one folder for every corpus, or a folder
+    per corpus name), or None where the corpus's runs are the study's own."""
+    if isinstance(runs_in, dict):
+        return runs_in.get(Path(corpus).name)
+    return runs_in
 
 
 def tuned_settings(folder, variant: str) -> dict | None:
@@ -370,7 +388,7 @@ def _check_names(path: Path, study: Study) -> None:
             f"{path}: study and variant names must be plain folder names (letters, digits, . + - _), "
             f"got {[study.name, *bad] if bad else study.name!r}"
         )
-    names = [Path(str(c)).name for c in study.corpora]
+    names = study.corpus_names
     if any(n in ("", ".", "..") for n in names):
         raise ConfigError(f"{path}: corpus {study.corpora} must end in a folder name (not '..')")
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -390,7 +408,7 @@ def _check_budget(path: Path, study: Study) -> None:
         raise ConfigError(f"{path}: a study that decides a budget (decision) follows no other one (budget_from)")
     if study.decision and not isinstance(study.decision, dict):
         raise ConfigError(f"{path}: decision must be a mapping {{corpus, arms, min_converged}}")
-    names = [Path(str(c)).name for c in study.corpora]
+    names = study.corpus_names
     for corpus, file in study.budget_from.items():
         if corpus not in names or not isinstance(file, str) or not file.strip():
             raise ConfigError(
@@ -460,11 +478,22 @@ def load_study(path) -> Study:
                     raise ConfigError(f"variants.{name} is empty; write {{}} for a variant that takes the defaults")
                 if value is not None and not isinstance(value, dict):
                     raise ConfigError(f"{key}.{name} must be a mapping of settings, got {value!r}")
+        names = study.corpus_names
         for name, value in study.variants.items():
             for key in (TUNED_FROM, RUNS_IN):
                 folder = (value or {}).get(key)
-                if folder is not None and (not isinstance(folder, str) or not folder.strip()):
-                    raise ConfigError(f"variants.{name}.{key} must be a folder path, got {folder!r}")
+                if key == RUNS_IN and isinstance(folder, dict):
+                    stray = sorted(set(folder) - set(names))
+                    if stray or not folder:
+                        raise ConfigError(
+                            f"variants.{name}.{key} maps corpora of the study {names} to folders; got {folder!r}"
+                        )
+                    folders = list(folder.values())
+                else:
+                    folders = [] if folder is None else [folder]
+                for f in folders:
+                    if not isinstance(f, str) or not f.strip():
+                        raise ConfigError(f"variants.{name}.{key} must be a folder path, got {folder!r}")
             offset = (value or {}).get(SEED_OFFSET, 0)
             if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
                 raise ConfigError(f"variants.{name}.{SEED_OFFSET} must be a non-negative integer, got {offset!r}")

@@ -8,6 +8,8 @@ from taskrel.cli import main
 from taskrel.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, TuneConfig
 from taskrel.experiments import load_study
 
+from conftest import conll, write_corpus
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
@@ -757,6 +759,32 @@ def test_a_variant_shares_the_runs_of_another_study_and_checks_their_settings(ti
     assert outs == [str(first / "single" / name / f"seed{s}") for s in (1, 2)]
     with pytest.raises(ConfigError, match="runs_in must be a folder path"):
         load_study(write(tmp_path, shared.replace(f"runs_in: {first / 'single'}", "runs_in: 3")))
+
+
+def test_runs_in_may_share_some_corpora_only(tiny_corpus, tmp_path):
+    """``runs_in: {CORPUS: FOLDER}`` shares the corpora it names, each from its folder; the others are the
+    study's own. Anything but a corpus of the study mapped to a folder path is refused, naming the key."""
+    other = write_corpus(tmp_path / "other", conll("a/B-X b/O"))
+    text = RUNS_STUDY.format(corpus=tiny_corpus).replace(
+        f"corpora: [{tiny_corpus}]", f"corpora: [{tiny_corpus}, {other}]"
+    )
+    shared = tmp_path / "budget" / "single-e80"
+    mapped = text.replace("  single: {model:", f"  single: {{runs_in: {{{tiny_corpus.name}: {shared}}}, model:")
+    study = load_study(write(tmp_path, mapped))
+    outs = {(Path(c).name, s): cfg.out for v, c, s, cfg in study.run_configs(tmp_path / "out") if v == "single"}
+    assert outs == {
+        (tiny_corpus.name, 1): str(shared / tiny_corpus.name / "seed1"),
+        (tiny_corpus.name, 2): str(shared / tiny_corpus.name / "seed2"),
+        ("other", 1): str(tmp_path / "out" / "single" / "other" / "seed1"),
+        ("other", 2): str(tmp_path / "out" / "single" / "other" / "seed2"),
+    }
+    for bad, message in [
+        (f"{{nope: {shared}}}", "maps corpora of the study"),
+        ("{}", "maps corpora of the study"),
+        (f"{{{tiny_corpus.name}: 3}}", "runs_in must be a folder path"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_study(write(tmp_path, text.replace("  single: {model:", f"  single: {{runs_in: {bad}, model:")))
 
 
 def test_a_finished_run_whose_settings_were_edited_since_stops_the_study(tiny_corpus, tmp_path, capsys):
