@@ -134,6 +134,7 @@ def held(decision: dict, train, file: str, corpus: str) -> str | None:
         move = ", ".join(f"{k}: {v}" for k, v in decision["budget"].items())
         return (
             f"{describe(decision)} This study trains it at {ours}: add per_corpus: {{{corpus}: "
-            f"{{train: {{{move}}}}}}} to {file}, and move its runs made at the old budget aside"
+            f"{{train: {{{move}}}}}}} to {file}, and move its runs made at the old budget aside (a variant trained "
+            f"as one of {decision['study']}'s arms may share that arm's runs instead: runs_in: {{{corpus}: FOLDER}})"
         )
     return describe(decision)
