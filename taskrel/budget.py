@@ -30,6 +30,7 @@ from pathlib import Path
 from .config import ConfigError
 
 BUDGET_KEYS = ("epochs", "patience")  # the train settings a decision moves
+LEFT_OUT = "left out:"  # how a claim on a corpus the decision left out begins (claims.csv, the scorecard)
 
 
 @dataclass
@@ -121,6 +122,18 @@ def describe(decision: dict) -> str:
     return (
         f"{d['study']} leaves {d['corpus']} out: its runs do not converge within {budget} ({counts}; its rule: {rule})."
     )
+
+
+def held_words(decision: dict) -> str:
+    """A few words on a corpus held by a decision, for a claim measured there (its verdict in claims.csv and
+    the scorecard): left out for good where the rule did not fire, else waiting."""
+    d = decision
+    budget = ", ".join(f"{k} {v}" for k, v in d["budget"].items())
+    if not d["complete"]:
+        return f"held until {d['study']} decides {d['corpus']}'s budget"
+    if d["fires"]:
+        return f"held: {d['study']} moved {d['corpus']} to {budget}, which this study does not train it at yet"
+    return f"{LEFT_OUT} {d['corpus']} does not converge within {budget} ({d['study']})"
 
 
 def held(decision: dict, train, file: str, corpus: str) -> str | None:

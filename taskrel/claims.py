@@ -26,7 +26,9 @@ its Δ is the mean over (``pooled_over``) and the study's corpora it lacks
 (``left_out``: none of their runs paired yet, or held by a budget decision),
 and so do its report and the scorecard. A claim whose measurement has not
 finished yet is listed as such, and so is one with fewer than ``MIN_SEEDS``
-paired seeds (its interval would cover test sentences alone). Claims describe
+paired seeds (its interval would cover test sentences alone), and one on a
+corpus a budget decision holds (``budget.held_words``: waiting for the
+decision, or left out where the corpus did not converge). Claims describe
 what a study is compared with, not how it runs: they may be added to a study
 already under way. A claim may
 carry ``why:``, one line on why ours may differ for reasons other than the
@@ -47,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .budget import LEFT_OUT
 from .config import ConfigError
 from .significance import MIN_SEEDS
 
@@ -186,13 +189,19 @@ def planned_seeds(study) -> dict:
 
 
 def claims_table(
-    folder, claims: list, corpora: list, unmeasured: str = "not measured yet", planned: dict | None = None
+    folder,
+    claims: list,
+    corpora: list,
+    unmeasured: str = "not measured yet",
+    planned: dict | None = None,
+    held: dict | None = None,
 ) -> pd.DataFrame:
     """One row per claim (points): the paper's Δ beside ours, from the study folder's tables; with no folder
     (a study not started), every claim's verdict is ``unmeasured``. ``planned``: seeds per corpus the study
     plans (``planned_seeds``); a claim measured on fewer says where (``under_way``), and its verdict is
-    read as one so far."""
-    rows, cache, planned = [], {}, planned or {}
+    read as one so far. ``held``: ``{corpus: why}`` for corpora a budget decision holds (``Study.held_corpora``):
+    a claim there with nothing measured says why instead of ``unmeasured``."""
+    rows, cache, planned, held = [], {}, planned or {}, held or {}
     names = [Path(str(x)).name for x in corpora]  # as the tables name them (corpus folders' names)
     for c in claims:
         corpus = Path(str(c.get("corpus", corpora[0]))).name  # as the tables name it (a corpus folder's name)
@@ -202,7 +211,7 @@ def claims_table(
                "why": c.get("why", "")}  # fmt: skip
         got = _measured(Path(folder), c, measure, corpus, cache) if folder is not None else None
         if got is None:
-            rows.append(row | {"verdict": unmeasured})
+            rows.append(row | {"verdict": held.get(corpus, unmeasured)})
             continue
         if "pooled_over" in got:  # a pooled row names its corpora, and the study's corpora it lacks
             pooled = got.pop("pooled_over")
@@ -234,7 +243,8 @@ def write_claims(folder, study) -> pd.DataFrame | None:
     """``claims.csv`` of a study folder from its study's ``claims`` (None: the study states none)."""
     if not study.claims:
         return None
-    table = claims_table(folder, study.claims, [str(c) for c in study.corpora], planned=planned_seeds(study))
+    corpora = [str(c) for c in study.corpora]
+    table = claims_table(folder, study.claims, corpora, planned=planned_seeds(study), held=study.held_corpora())
     table.to_csv(Path(folder) / "claims.csv", index=False)
     return table
 
@@ -314,7 +324,8 @@ def claims_for_folder(folder, from_file=None, log=None) -> pd.DataFrame:
             kept.append(c)
         except ConfigError:
             (log or print)(f"{folder}: left out, its study does not measure it: {c.get('claim')}")
-    table = claims_table(folder, kept, [str(x) for x in study.corpora], planned=planned_seeds(study))
+    held = study.held_corpora() if study.budget_from else {}
+    table = claims_table(folder, kept, [str(x) for x in study.corpora], planned=planned_seeds(study), held=held)
     table.to_csv(folder / "claims.csv", index=False)
     return table
 
@@ -440,16 +451,22 @@ def scorecard_markdown(rows: list[dict]) -> str:
 def scorecard_summary(rows: list[dict]) -> str:
     """The short table (a project README's results): the measured claims only, Δ and verdict, and a line
     counting the claims not measured yet."""
-    body, early = [], 0
+    body, early, left = [], 0, 0
     for r in rows:
         c = _cells(r)
         if c["measured"]:
             body.append([r["claim"], _points(r["paper"]), c["delta"], c["seeds"], c["verdict"], r["where"]])
         elif not pd.isna(r.get("seeds")):  # under way, at fewer than MIN_SEEDS paired seeds
             early += 1
+        elif str(r.get("verdict")).startswith(LEFT_OUT):  # a budget decision left its corpus out for good
+            left += 1
     header = ["claim (paper)", "paper Δ", "ours: Δ (95% CI)", "seeds", "verdict", "where"]
     text = _table(header, "|---|---:|---:|---|---|---|", body)
-    waiting = len(rows) - len(body) - early
+    waiting = len(rows) - len(body) - early - left
+    if left:
+        whose = "their corpora do" if left > 1 else "its corpus does"
+        text += (f"\n{left} more claim{'s' if left > 1 else ''} left out by a budget decision: {whose} not "
+                 "converge within the budget tested (the scorecard says which).\n")  # fmt: skip
     if waiting:
         text += f"\n{waiting} more claim{'s' if waiting > 1 else ''} designed, not measured yet.\n"
     if early:

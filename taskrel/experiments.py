@@ -205,6 +205,11 @@ class Study:
         every one a budget decision holds there."""
         return self._configs(Path("out"))[1]
 
+    def held_corpora(self) -> dict[str, str]:
+        """``{corpus folder name: a few words on why}`` for every corpus where a budget decision holds runs of
+        this study (``budget.held_words``): a claim there is left out or waits, and says which."""
+        return self._configs(Path("out"))[2]
+
     @cached_property
     def _decisions(self) -> dict:
         """The decision of each ``budget_from`` study, by corpus folder name: read once per loaded study (a
@@ -213,12 +218,12 @@ class Study:
 
         return {corpus: decide(path) for corpus, path in self.budget_from.items()}
 
-    def _configs(self, out: Path) -> tuple[list[tuple[str, str, int, RunConfig]], list[str]]:
-        """The runs that can train now (``run_configs``), and a line per variant and corpus that waits
-        (``waiting``): for its tuning study, or held by a budget decision."""
-        from .budget import held
+    def _configs(self, out: Path) -> tuple[list[tuple[str, str, int, RunConfig]], list[str], dict[str, str]]:
+        """The runs that can train now (``run_configs``), a line per variant and corpus that waits
+        (``waiting``): for its tuning study, or held by a budget decision, and the corpora held (``held_corpora``)."""
+        from .budget import held, held_words
 
-        items, waiting = [], []
+        items, waiting, held_here = [], [], {}
         for variant, overrides in self.variants.items():
             overrides = copy.deepcopy(overrides or {})
             offset = overrides.pop(SEED_OFFSET, 0)
@@ -253,7 +258,8 @@ class Study:
                         items.append((variant, corpus, seed, cfg))
                     elif f"{variant} on {Path(corpus).name} (held: {why})" not in waiting:
                         waiting.append(f"{variant} on {Path(corpus).name} (held: {why})")
-        return items, waiting
+                        held_here[Path(corpus).name] = held_words(decision)
+        return items, waiting, held_here
 
     def section_configs(self, out: Path) -> list[tuple[str, object, dict]]:
         """``(corpus, settings, steps)`` per corpus of a tune, embed or affinity study."""

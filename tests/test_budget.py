@@ -1,5 +1,6 @@
 import json
 
+import pandas as pd
 import pytest
 
 from taskrel.budget import decide
@@ -97,6 +98,48 @@ def test_a_follower_is_held_until_the_decision_then_follows_it(tiny_corpus, tmp_
     assert main(["report", str(tmp_path / "runs" / "tiny-budget"), "--out", str(tmp_path / "r-decider")]) == 0
     report = (tmp_path / "r-decider" / "report.md").read_text()
     assert "## Budget decision on tiny" in report and "leaves tiny out" in report
+
+
+def test_a_claim_on_a_held_corpus_says_why_it_has_no_number(tiny_corpus, tmp_path, monkeypatch):
+    """A claim on a corpus a decision holds reads "held until ..." while the decision is pending, "left out:
+    ..." where the rule did not fire, and "held: ..." while the study does not train at the budget decided,
+    instead of "not measured yet"; once the study follows the decision it is an ordinary claim."""
+    from taskrel.claims import write_claims
+
+    monkeypatch.chdir(tmp_path)
+    decider, follower = files(tmp_path, tiny_corpus)
+    claim = "baseline: single\nclaims:\n  - {claim: a claim, paper: 1.0, compare: [again, single], corpus: tiny}\n"
+    follower.write_text(
+        follower.read_text().replace("  single: {}", "  single: {}\n  again: {seed_offset: 100}") + claim
+    )
+
+    def verdict():
+        study = load_study(follower)
+        out = tmp_path / "out"
+        out.mkdir(exist_ok=True)
+        return study.held_corpora(), write_claims(out, study)["verdict"].tolist()
+
+    pending = "held until tiny-budget decides tiny's budget"
+    assert verdict() == ({"tiny": pending}, [pending])
+    assert main(["run", str(decider), "--no-progress"]) == 0
+    runs = tmp_path / "runs" / "tiny-budget" / "long" / "tiny"
+    set_converged(runs, {1: True, 2: False})
+    left = "left out: tiny does not converge within epochs 2, patience 1 (tiny-budget)"
+    assert verdict() == ({"tiny": left}, [left])
+    from taskrel.claims import scorecard_markdown, scorecard_summary
+
+    rows = [{**r, "where": "out"} for r in pd.read_csv(tmp_path / "out" / "claims.csv").to_dict("records")]
+    assert f"| {left} |" in scorecard_markdown(rows)  # the scorecard says which, the summary counts it apart
+    summary = scorecard_summary(rows)
+    assert "1 more claim left out by a budget decision: its corpus does not converge" in summary
+    assert "not measured yet" not in summary
+    set_converged(runs, {2: True})
+    moved = "held: tiny-budget moved tiny to epochs 2, patience 1, which this study does not train it at yet"
+    assert verdict() == ({"tiny": moved}, [moved])
+    follower.write_text(
+        follower.read_text() + f"per_corpus: {{{tiny_corpus}: {{train: {{epochs: 2, patience: 1}}}}}}\n"
+    )
+    assert verdict() == ({}, ["not measured yet"])
 
 
 def test_an_unfinished_decision_is_pending_whatever_its_runs_say(tiny_corpus, tmp_path, monkeypatch):
