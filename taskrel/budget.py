@@ -147,7 +147,8 @@ def held(decision: dict, train, file: str, corpus: str) -> str | None:
         move = ", ".join(f"{k}: {v}" for k, v in decision["budget"].items())
         return (
             f"{describe(decision)} This study trains it at {ours}: add per_corpus: {{{corpus}: "
-            f"{{train: {{{move}}}}}}} to {file}, and move its runs made at the old budget aside (a variant trained "
-            f"as one of {decision['study']}'s arms may share that arm's runs instead: runs_in: {{{corpus}: FOLDER}})"
+            f"{{train: {{{move}}}}}}} to {file}, then set its runs made at the old budget aside: taskrel aside "
+            f"{file} --corpus {Path(str(corpus)).name} (a variant trained as one of {decision['study']}'s arms may "
+            f"share that arm's runs instead: runs_in: {{{Path(str(corpus)).name}: FOLDER}})"
         )
     return describe(decision)

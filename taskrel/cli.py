@@ -644,6 +644,36 @@ def run_archive(a) -> int:
     return 0
 
 
+def add_aside_parser(sub):
+    p = sub.add_parser(
+        "aside",
+        help="set aside a study's runs made under settings its file no longer gives them (kept as the record)",
+        description="Move every run of the study in FILE that was made under other settings than the file gives "
+        "it now (a corpus moved to a new budget, say) from OUT/VARIANT/CORPUS/seedS to "
+        "OUT/set-aside/VARIANT/CORPUS/seedS, with aside.json saying when and which settings differ; the study "
+        "then trains those runs anew. A run another study reads (runs_in) is never moved, nor one in another "
+        "study's folder: the command refuses, naming them.",
+    )
+    p.add_argument("study", help="experiment file")
+    p.add_argument("--corpus", help="only the runs on this corpus (its folder name)")
+    p.add_argument("--dry-run", action="store_true", help="list what would move, move nothing")
+    p.set_defaults(func=run_aside)
+
+
+def run_aside(a) -> int:
+    from .aside import plan, set_aside
+
+    moves = plan(a.study, a.corpus)
+    if not moves:
+        print(f"{a.study}: every run there is under the settings the file gives it; nothing to set aside")
+    elif a.dry_run:
+        for m in moves:
+            print(f"would move {m.run} -> {m.dest} ({m.why})")
+    else:
+        set_aside(moves)
+    return 0
+
+
 def add_restore_parser(sub):
     p = sub.add_parser(
         "restore",
@@ -932,6 +962,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_report_parser,
         add_archive_parser,
         add_restore_parser,
+        add_aside_parser,
         add_evaluate_parser,
         add_predict_parser,
         add_export_parser,

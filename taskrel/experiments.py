@@ -101,7 +101,7 @@ from .claims import check_claims, write_claims
 from .config import DEFAULT_TASKS, ConfigError, GridConfig, RunConfig, check_types
 from .kinds import KINDS, STUDY_FILE_KINDS
 from .logs import say
-from .rundir import RECORD_KEYS, STUDY_RECORD, RunDir, record_study
+from .rundir import RECORD_KEYS, STUDY_RECORD, RunDir, SettingsDiffer, record_study
 
 # keys of a kind's section that are steps after its study rather than settings of it
 SECTION_STEPS = {"tune": ("measure_pruning", "continue_pruned", "confirm_seeds", "arms")}
@@ -801,7 +801,15 @@ def finished_runs(out: Path, study: Study):
     for variant, corpus, seed, cfg in study.run_configs(out):
         run = RunDir(cfg.out)
         if run.done:
-            run.check(cfg)
+            try:
+                run.check(cfg)
+            except SettingsDiffer as e:
+                from .aside import _inside
+
+                if not _inside(run.path, out):  # another study's run (runs_in): that study's record, not ours
+                    raise
+                hint = f"taskrel aside {study.file}" if study.file else "taskrel aside FILE"
+                raise SettingsDiffer(f"{e}; or keep it as the record and train the run anew: {hint}") from None
             yield variant, corpus, seed, cfg, run
 
 
