@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .config import ConfigError
-from .rundir import CONFIG, RunDir, SettingsDiffer, write_json
+from .rundir import CONFIG, RunDir, write_json
 
 ASIDE = "set-aside"  # the folder under a study's results folder that holds its runs set aside
 RECORD = "aside.json"  # written into each run folder set aside
@@ -34,7 +34,7 @@ class Aside:
     why: str  # the settings that differ
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def inside(path: Path, folder: Path) -> bool:
     """Whether ``path`` lies in ``folder`` (both resolved)."""
     try:
         Path(path).resolve().relative_to(Path(folder).resolve())
@@ -52,9 +52,8 @@ def readers(path: Path, others) -> list[str]:
     for study in others:
         for overrides in study.variants.values():
             runs_in = (overrides or {}).get(RUNS_IN)
-            folders = [_shared_folder(runs_in, str(c)) for c in study.corpora] if runs_in else []
-            corpora = [str(c) for c in study.corpora]
-            if any(f and _inside(path, corpus_path(f, c, below=True)) for f, c in zip(folders, corpora)):
+            shared = [(_shared_folder(runs_in, str(c)), str(c)) for c in study.corpora] if runs_in else []
+            if any(f and inside(path, corpus_path(f, c, below=True)) for f, c in shared):
                 names.append(study.name)
                 break
     return names
@@ -80,12 +79,10 @@ def plan(path, corpus: str | None = None, others=None) -> list[Aside]:
         run = RunDir(cfg.out)
         if (corpus is not None and Path(c).name != corpus) or not (run.path / CONFIG).is_file():
             continue
-        try:
-            run.check(cfg)
+        why = "; ".join(run.differences(cfg))
+        if not why:
             continue
-        except SettingsDiffer as e:
-            why = str(e).split("(", 1)[1].rsplit(")", 1)[0] if "(" in str(e) else str(e)
-        if not _inside(run.path, out):
+        if not inside(run.path, out):
             refused.append(f"{run.path} is another study's run (runs_in): edit runs_in rather than move it")
         elif names := readers(run.path, others):
             refused.append(f"{run.path} is read by {', '.join(names)} (runs_in): moving it would train it again")

@@ -804,9 +804,9 @@ def finished_runs(out: Path, study: Study):
             try:
                 run.check(cfg)
             except SettingsDiffer as e:
-                from .aside import _inside
+                from .aside import inside
 
-                if not _inside(run.path, out):  # another study's run (runs_in): that study's record, not ours
+                if not inside(run.path, out):  # another study's run (runs_in): that study's record, not ours
                     raise
                 hint = f"taskrel aside {study.file}" if study.file else "taskrel aside FILE"
                 raise SettingsDiffer(f"{e}; or keep it as the record and train the run anew: {hint}") from None

@@ -157,6 +157,14 @@ class RunDir:
 
         return RunConfig.from_dict(self.config)
 
+    def differences(self, cfg) -> list[str]:
+        """``key: saved -> wanted`` for every setting of this run that ``cfg`` gives otherwise (``check``)."""
+        saved, wanted = self.run_config.to_dict(), cfg.to_dict()
+        if wanted["train"]["threads"] is None:
+            wanted["train"]["threads"] = saved["train"]["threads"]
+        sections = ("data", "model", "train")
+        return settings_diff({k: saved[k] for k in sections}, {k: wanted[k] for k in sections})
+
     def check(self, cfg) -> None:
         """Refuse this run for ``cfg`` if it was made under other settings, naming them (``SettingsDiffer``).
 
@@ -164,11 +172,7 @@ class RunDir:
         a setting existed is read with its default); the folder's location (``out``) may differ, and so may
         the threads where ``cfg`` leaves them to the runner (None: the cores, or cores / workers in parallel).
         """
-        saved, wanted = self.run_config.to_dict(), cfg.to_dict()
-        if wanted["train"]["threads"] is None:
-            wanted["train"]["threads"] = saved["train"]["threads"]
-        sections = ("data", "model", "train")
-        diff = settings_diff({k: saved[k] for k in sections}, {k: wanted[k] for k in sections})
+        diff = self.differences(cfg)
         if diff:
             raise SettingsDiffer(
                 f"{self.path} holds a run made with other settings ({'; '.join(diff)}): choose another --out, "
