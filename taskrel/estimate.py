@@ -46,6 +46,7 @@ class Estimate:
     # corpus -> (finished runs here, their mean seconds, runs left, their projected seconds): the study's own
     # measured pace, each run left projected from finished runs with the same settings but the seed
     measured: dict = field(default_factory=dict)
+    unmeasured: dict = field(default_factory=dict)  # corpus -> runs left there, where none has finished yet
 
     def lines(self, workers: int = 1, probed: bool = True) -> list[str]:
         """What ``taskrel estimate`` prints; without ``probed``, the counts, what waits and the measured pace."""
@@ -60,9 +61,15 @@ class Estimate:
                 f"(as the machine was then); its {left} run(s) left at the pace of finished runs with the same "
                 f"settings (this average where there are none){at_once}: {hours(projected / w)}"
             )
-        if len(self.measured) > 1:
+        for corpus, left in self.unmeasured.items() if self.measured else ():  # where nothing has finished, said above
+            out.append(
+                f"  on {corpus}: {left} run(s) left and none finished here yet, so no pace measured "
+                f"(`taskrel estimate` probes one)"
+            )
+        if len(self.measured) > 1 or (self.measured and self.unmeasured):
             total = sum(projected for *_, projected in self.measured.values())
-            out.append(f"  at the measured pace, the runs left on those corpora: about {hours(total / w)}")
+            without = f" (without {', '.join(self.unmeasured)}, not measured)" if self.unmeasured else ""
+            out.append(f"  at the measured pace, the runs left on those corpora: about {hours(total / w)}{without}")
         if not probed:
             return out
         for corpus, p in self.probes.items():
@@ -288,6 +295,8 @@ def estimate(study, out: Path, steps: int = 4, do_probe: bool = True) -> Estimat
             mean = sum(seconds) / len(seconds)
             projected = sum(_mean(shapes.get(_shape(cfg))) or mean for cfg in left)
             est.measured[corpus] = (len(seconds), mean, len(left), projected)
+        elif left:
+            est.unmeasured[corpus] = len(left)
     if not do_probe:
         return est
     sizes = {}

@@ -242,6 +242,13 @@ def test_estimate_counts_the_runs_a_study_would_train(tiny_corpus, tmp_path, cap
     study = load_study(runs_file)
     est = estimate(study, tmp_path / "out")
     assert est.runs == 4 and est.done == 0 and 0 < est.low_seconds <= est.high_seconds
+    # a corpus with runs left and none finished has no measured pace: said, not counted as 0 s
+    assert est.unmeasured == {"tiny": 4} and not est.measured
+    from taskrel.estimate import Estimate
+
+    mixed = Estimate(5, 1, measured={"a": (1, 60.0, 1, 60.0)}, unmeasured={"b": 3}).lines(probed=False)
+    assert mixed[-2].startswith("  on b: 3 run(s) left and none finished here yet, so no pace measured")
+    assert mixed[-1] == "  at the measured pace, the runs left on those corpora: about 1 min (without b, not measured)"
     probe = next(iter(est.probes.values()))
     for load, says in ((0.0, "idle machine"), (3.0, "other work slowed it")):  # the probe says how busy it was
         probe.load = load
@@ -257,6 +264,7 @@ def test_estimate_counts_the_runs_a_study_would_train(tiny_corpus, tmp_path, cap
     text = capsys.readouterr().out
     assert "4 runs, 2 already finished" in text and "measured on tiny: 2 finished run(s)" in text
     assert "its 2 run(s) left at the pace of finished runs with the same settings" in text
+    assert "none finished here yet" not in text
     # each run left is projected at its own variant's pace: NER alone seeds 1-2 and the four tasks seed 1 done
     single_only = tmp_path / "single.yaml"
     single_only.write_text(RUNS_STUDY.format(corpus=tiny_corpus).split("  mt-mean:")[0])
