@@ -187,15 +187,29 @@ def _pooled_row(variant: str, baseline: str, rows: list[dict], parts: list, unit
     }
 
 
-def format_comparisons(table: pd.DataFrame) -> pd.DataFrame:
-    """The comparison table as a report shows it (scores ×100)."""
+def _pooled_names(table: pd.DataFrame, corpora: list[str] | None = None) -> list[str]:
+    """The corpus column, a pooled row naming the corpora it leaves out (the study's ``corpora``, else the
+    table's: a corpus whose runs for that comparison have not finished, or are held), so "pooled" never
+    silently means fewer corpora than it seems."""
+    everywhere = list(dict.fromkeys(corpora or [c for c in table["corpus"] if c != "pooled"]))
+    names = []
+    for corpus, deltas in zip(table["corpus"], table["deltas"]):
+        held = json.loads(deltas) if corpus == "pooled" and isinstance(deltas, str) else None
+        left = [c for c in everywhere if isinstance(held, dict) and c not in held]
+        names.append(f"pooled (without {', '.join(left)})" if left else corpus)
+    return names
+
+
+def format_comparisons(table: pd.DataFrame, corpora: list[str] | None = None) -> pd.DataFrame:
+    """The comparison table as a report shows it (scores ×100); ``corpora``, the study's corpus names, lets a
+    pooled row name those it leaves out."""
 
     def pm(m, s):
         return f"{100 * m:.2f}" + ("" if s != s else f" ± {100 * s:.2f}")
 
     return pd.DataFrame(
         {
-            "corpus": table["corpus"],
+            "corpus": _pooled_names(table, corpora),
             "variant vs baseline": [f"{v} vs {b}" for v, b in zip(table["variant"], table["baseline"])],
             "baseline (×100)": [pm(m, s) for m, s in zip(table["baseline_mean"], table["baseline_std"])],
             "variant (×100)": [pm(m, s) for m, s in zip(table["variant_mean"], table["variant_std"])],

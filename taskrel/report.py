@@ -306,7 +306,7 @@ def study_blocks(folder: Path) -> list[Block]:
                 "the interval covers test sentences alone). MDE: the smallest |Δ| this design detects at 5% with "
                 "80% power, the larger of the two levels'; none below 2 seeds.",
             ),
-            ("table", format_comparisons(comp)),
+            ("table", format_comparisons(comp, [Path(str(c)).name for c in study["corpora"]])),
         ]
     blocks += tuned_selection_blocks(folder, study) + budget_blocks(folder, study)
     blocks += stop_check_blocks(folder) + patience_sweep_blocks(folder) + compute_blocks(folder)

@@ -1,3 +1,4 @@
+import json
 import re
 from pathlib import Path
 
@@ -584,6 +585,17 @@ def test_comparisons_are_pooled_over_corpora(tiny_corpus, tmp_path):
     assert pooled["seeds"] == 2 and pooled["converged"] == "0/4" and pooled["verdict"] == "undetermined"
     assert pooled["ci_low"] <= pooled["delta"] <= pooled["ci_high"]
     assert (comp["p_adjusted"] >= comp["p"]).all()  # one Holm family with the per-corpus rows
+    from taskrel.compare import format_comparisons
+
+    assert list(format_comparisons(comp)["corpus"])[-1] == "pooled"
+    # a pooled row over fewer corpora than the table's (one corpus's runs held or unfinished) names those left out
+    partial = comp.copy()
+    partial.loc[partial.index[-1], "deltas"] = json.dumps({tiny_corpus.name: 0.01})
+    assert list(format_comparisons(partial)["corpus"])[-1] == "pooled (without tiny-copy)"
+    # and one the table lacks altogether (no finished pair there yet), given the study's corpora
+    assert list(format_comparisons(comp, [tiny_corpus.name, "tiny-copy", "tiny-3"])["corpus"])[-1] == (
+        "pooled (without tiny-3)"
+    )
     from taskrel.plots import comparison_forest
 
     ax = comparison_forest(comp).axes[0]  # the pooled row's dots are the corpora's Δ, on the numeric axis
