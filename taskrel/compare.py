@@ -187,7 +187,7 @@ def _pooled_row(variant: str, baseline: str, rows: list[dict], parts: list, unit
     }
 
 
-def _pooled_names(table: pd.DataFrame, corpora: list[str] | None = None) -> list[str]:
+def pooled_names(table: pd.DataFrame, corpora: list[str] | None = None) -> list[str]:
     """The corpus column, a pooled row naming the corpora it leaves out (the study's ``corpora``, else the
     table's: a corpus whose runs for that comparison have not finished, or are held), so "pooled" never
     silently means fewer corpora than it seems."""
@@ -209,7 +209,7 @@ def format_comparisons(table: pd.DataFrame, corpora: list[str] | None = None) ->
 
     return pd.DataFrame(
         {
-            "corpus": _pooled_names(table, corpora),
+            "corpus": pooled_names(table, corpora),
             "variant vs baseline": [f"{v} vs {b}" for v, b in zip(table["variant"], table["baseline"])],
             "baseline (×100)": [pm(m, s) for m, s in zip(table["baseline_mean"], table["baseline_std"])],
             "variant (×100)": [pm(m, s) for m, s in zip(table["variant_mean"], table["variant_std"])],

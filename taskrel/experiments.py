@@ -974,7 +974,7 @@ def summarise(out: Path, study: Study) -> pd.DataFrame:
             comparisons.to_csv(out / "comparisons.csv", index=False)
             from .plots import comparison_forest  # seaborn: imported where a figure is drawn
 
-            comparison_forest(comparisons, out / "comparison.png")
+            comparison_forest(comparisons, out / "comparison.png", study.corpus_names)
     from .stopcheck import patience_sweep, stop_check
 
     checked = stop_check(results, score="f1" if "f1" in results else scores[0])

@@ -254,10 +254,14 @@ def affinity_heatmap(table: pd.DataFrame, tasks: list[str], path: Path | None = 
     return _finish(fig, path)
 
 
-def comparison_forest(table: pd.DataFrame, path: Path | None = None):
+def comparison_forest(table: pd.DataFrame, path: Path | None = None, corpora: list[str] | None = None):
     """Δ of each variant against its baseline per corpus: mean with its 95% interval, the per-seed Δ as dots,
-    the minimum detectable effect as a grey band around 0, and the verdict in the label."""
+    the minimum detectable effect as a grey band around 0, and the verdict in the label; a pooled row over
+    fewer than the study's ``corpora`` names those it leaves out."""
+    from .compare import pooled_names
+
     rows = list(table.itertuples())
+    names = pooled_names(table, corpora)
     fig = Figure(figsize=(7, 0.7 * len(rows) + 1.6))
     ax = fig.subplots()
     for y, r in enumerate(rows):
@@ -284,8 +288,8 @@ def comparison_forest(table: pd.DataFrame, path: Path | None = None):
     one_baseline = len({r.baseline for r in rows}) == 1
     ax.set_yticklabels(
         [
-            f"{r.corpus}: {r.variant}{'' if one_baseline else f' vs {r.baseline}'}\n({r.verdict}, {r.seeds} seeds)"
-            for r in rows
+            f"{name}: {r.variant}{'' if one_baseline else f' vs {r.baseline}'}\n({r.verdict}, {r.seeds} seeds)"
+            for name, r in zip(names, rows)
         ],
         fontsize=8,
     )

@@ -600,6 +600,8 @@ def test_comparisons_are_pooled_over_corpora(tiny_corpus, tmp_path):
 
     ax = comparison_forest(comp).axes[0]  # the pooled row's dots are the corpora's Δ, on the numeric axis
     assert ax.xaxis.get_converter() is None  # a dict of corpus names once made it a category axis
+    labels = [t.get_text() for t in comparison_forest(partial).axes[0].get_yticklabels()]
+    assert labels[-1].startswith("pooled (without tiny-copy): mt-mean")  # the figure says so too
 
     # a run whose test predictions are gone: its corpus keeps Δ but no bootstrap, and nothing is pooled from it
     (out / "mt-mean" / "tiny-copy" / "seed1" / "test_predictions.jsonl").unlink()
