@@ -50,12 +50,12 @@ import numpy as np
 import pandas as pd
 
 from .budget import LEFT_OUT
+from .compare import POOLED
 from .config import ConfigError
 from .significance import MIN_SEEDS
 
 MEASURES = ("compare", "transfer", "contrast")
 KIND_MEASURES = {"runs": ("compare",), "grid": ("transfer", "contrast")}
-POOLED = "pooled"
 ARMS = ("base_mean", "base_std", "with_mean", "with_std")  # without and with the auxiliary task(s), over seeds
 COLUMNS = [
     "claim",

@@ -54,6 +54,8 @@ from .significance import (
 )
 from .tasks import TaskSpec
 
+POOLED = "pooled"  # the corpus of a comparison pooled over corpora
+
 
 def paired_stats(
     var_scores: list[float], base_scores: list[float], stats_v: list, stats_b: list, samples: int, unit: str, docs
@@ -167,7 +169,7 @@ def _pooled_row(variant: str, baseline: str, rows: list[dict], parts: list, unit
     mine = [r for r in rows if r["variant"] == variant and r["baseline"] == baseline]
     converged = [c for _, _, cs, _ in parts for c in cs]
     return {
-        "corpus": "pooled",
+        "corpus": POOLED,
         "variant": variant,
         "baseline": baseline,
         "metric": "/".join(sorted({r["metric"] for r in mine})),
@@ -191,12 +193,12 @@ def pooled_names(table: pd.DataFrame, corpora: list[str] | None = None) -> list[
     """The corpus column, a pooled row naming the corpora it leaves out (the study's ``corpora``, else the
     table's: a corpus whose runs for that comparison have not finished, or are held), so "pooled" never
     silently means fewer corpora than it seems."""
-    everywhere = list(dict.fromkeys(corpora or [c for c in table["corpus"] if c != "pooled"]))
+    everywhere = list(dict.fromkeys(corpora or [c for c in table["corpus"] if c != POOLED]))
     names = []
     for corpus, deltas in zip(table["corpus"], table["deltas"]):
-        held = json.loads(deltas) if corpus == "pooled" and isinstance(deltas, str) else None
-        left = [c for c in everywhere if isinstance(held, dict) and c not in held]
-        names.append(f"pooled (without {', '.join(left)})" if left else corpus)
+        held = json.loads(deltas) if corpus == POOLED else {}  # a pooled row's deltas: {corpus: its mean Δ}
+        left = [c for c in everywhere if c not in held] if corpus == POOLED else []
+        names.append(f"{POOLED} (without {', '.join(left)})" if left else corpus)
     return names
 
 
